@@ -1,0 +1,44 @@
+"""Pure parsing for ticket-intake: raw bytes in, frozen domain values out.
+
+The package owns everything that can be decided from a message alone: decoding it
+(``parse_message``; ``read_message_id`` reads the id from the header block alone),
+reading the subject grammar (``parse_subject``), finding the report fields
+(``extract_fields``), telling people from machines (``classify``) and the keys that make
+re-delivery harmless (``idempotency_key``, ``content_hash``). It performs no I/O, reads
+no clock and imports neither ``intake`` nor ``store``.
+"""
+
+from parsing.classify import classify
+from parsing.fields import DEFAULT_PLACEHOLDERS, extract_fields
+from parsing.idempotency import content_hash, idempotency_key
+from parsing.message import parse_message, read_message_id
+from parsing.subject import parse_subject
+from parsing.types import (
+    Attachment,
+    CallExample,
+    Classification,
+    FieldExtraction,
+    FieldSpec,
+    ParsedMessage,
+    SubjectParse,
+    Verdict,
+)
+
+__all__ = [
+    "DEFAULT_PLACEHOLDERS",
+    "Attachment",
+    "CallExample",
+    "Classification",
+    "FieldExtraction",
+    "FieldSpec",
+    "ParsedMessage",
+    "SubjectParse",
+    "Verdict",
+    "classify",
+    "content_hash",
+    "extract_fields",
+    "idempotency_key",
+    "parse_message",
+    "parse_subject",
+    "read_message_id",
+]

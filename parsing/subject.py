@@ -1,0 +1,159 @@
+"""The subject grammar ``Customer – Location – Issue – Priority``.
+
+This module owns reading a decoded subject line against that grammar: removing reply and
+forward prefixes and system tags, splitting on the separators customers really type
+(en dash, em dash, a spaced hyphen, a spaced ``--``, with any Unicode white space), and
+reading a priority from the last part. A subject that does not follow the grammar is a
+finding, not an error: the result says what is wrong in ``problem`` and the function
+never raises.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from typing import Final
+
+from parsing.types import SubjectParse
+
+GRAMMAR: Final = "Customer – Location – Issue – Priority"
+
+# Reply/forward markers in the languages our customers' clients use (RFC 5322 §3.6.5
+# only suggests "Re: "; everything else is client custom): English, German (AW, WG,
+# Antw), Scandinavian (SV, VS), Dutch (Antw, Doorst, VB), Italian (R, RIF), French (TR),
+# Spanish (RV), Polish (Odp, PD). "Re[2]:", "Re(2):" and "RE :" are counters and sloppiness.
+_REPLY_PREFIX: Final = re.compile(
+    r"(?:re|fwd?|aw|wg|sv|vs|antw|doorst|vb|r|rif|tr|rv|odp|pd)"
+    r"\s*(?:\[\d{1,4}\]|\(\d{1,4}\))?\s*:",
+    re.IGNORECASE,
+)
+# Tags mail systems put in front: [EXTERNAL], [SPAM], [rt-users], (EXT). A bracket with a
+# colon inside is content ("[Fwd: Netscape …]"), not a tag.
+_LEADING_TAG: Final = re.compile(r"\[[^\[\]:]{1,40}\]|\([A-Z0-9]{2,12}\)")
+_TICKET_TAG: Final = re.compile(r" ?\[[A-Z]{2,10}-\d+\]")
+# The core of a separator: an en/em dash (spaced or not), or a hyphen / "--" with white
+# space on both sides. Python's \s covers NBSP (U+00A0), figure space (U+2007), U+202F
+# and tabs. The white space around it is added by scanning, not by the regex, so a long
+# run of spaces costs linear time instead of quadratic backtracking.
+_DASH: Final = re.compile(r"[–—]+|(?<=\s)--?(?=\s)")
+
+_NUMBERED: Final = re.compile(
+    r"(?:(?:priority|prio|pri|severity|sev|p)\.?\s*(?:level\s*)?[-:#=]?\s*)?([0-9])",
+    re.IGNORECASE,
+)
+# "Priority High", "Priority: Low", "Severity Level Critical", "High Priority".
+_QUALIFIER: Final = re.compile(
+    r"^(?:priority|prio|pri|severity|sev)\b\s*(?:level\b\s*)?[-:=]?\s*|\s+(?:priority|prio)$",
+    re.IGNORECASE,
+)
+DEFAULT_PRIORITY_WORDS: Final[Mapping[str, int]] = {
+    "critical": 1,
+    "urgent": 1,
+    "emergency": 1,
+    "high": 2,
+    "medium": 3,
+    "normal": 3,
+    "low": 4,
+}
+_MAX_PRIORITY_TEXT: Final = 40  # "Priority Level: Emergency" is 25; longer is an issue
+_PUNCTUATION: Final = string.punctuation + "¡¿…"
+
+
+def parse_subject(subject: str, priority_aliases: Mapping[str, int] | None = None) -> SubjectParse:
+    """Read ``subject`` against the grammar; ``priority_aliases`` add or override words."""
+    cleaned = clean_subject(subject)
+    parts, separators = split_parts(cleaned)
+    priority = read_priority(parts[-1], priority_aliases) if len(parts) >= 2 else None
+    # Without a separator there is no telling which words name the customer.
+    body_end = 0 if len(parts) < 2 else len(parts) - (priority is not None)
+    customer = _part(parts, 0, body_end)
+    location = _part(parts, 1, body_end)
+    issue = _join(parts[2:body_end], separators[2 : body_end - 1]) or None
+    return SubjectParse(
+        cleaned=cleaned,
+        customer=customer,
+        location=location,
+        issue=issue,
+        priority=priority,
+        priority_text=parts[-1] if priority is not None else None,
+        problem=_problem(cleaned, len(parts), customer, location, issue),
+    )
+
+
+def split_parts(text: str) -> tuple[list[str], list[str]]:
+    """The trimmed parts of ``text`` and the exact separator text between them."""
+    if not text:
+        return [], []
+    parts: list[str] = []
+    separators: list[str] = []
+    start = 0
+    for match in _DASH.finditer(text):
+        left, right = match.start(), match.end()
+        while left > start and text[left - 1].isspace():
+            left -= 1
+        while right < len(text) and text[right].isspace():
+            right += 1
+        parts.append(text[start:left].strip())
+        separators.append(text[left:right])
+        start = right
+    parts.append(text[start:].strip())
+    return parts, separators
+
+
+def clean_subject(subject: str) -> str:
+    """The subject without reply/forward prefixes, leading tags and ticket tags."""
+    text = _TICKET_TAG.sub("", subject).strip()
+    position = 0
+    while match := _REPLY_PREFIX.match(text, position) or _LEADING_TAG.match(text, position):
+        position = match.end()
+        while position < len(text) and text[position].isspace():
+            position += 1
+    return text[position:]
+
+
+def read_priority(part: str, aliases: Mapping[str, int] | None = None) -> int | None:
+    """The level a subject part names ("P1", "Sev-2", "High Priority", "urgent"), or None."""
+    words = {**DEFAULT_PRIORITY_WORDS, **{k.lower(): v for k, v in (aliases or {}).items()}}
+    text = " ".join(part.split()).lower()
+    if len(text) > _MAX_PRIORITY_TEXT:
+        return None
+    bare = text.strip(_PUNCTUATION + " ")
+    for candidate in (text, bare):
+        if candidate in words:
+            return words[candidate]
+    number = _NUMBERED.fullmatch(bare)
+    if number:
+        return int(number[1])
+    word = _QUALIFIER.sub("", bare).strip(_PUNCTUATION + " ")
+    return words.get(word)
+
+
+def _part(parts: list[str], index: int, end: int) -> str | None:
+    return (parts[index] or None) if index < end else None
+
+
+def _join(parts: list[str], separators: list[str]) -> str:
+    """Re-join issue parts with the separator text the sender typed."""
+    joined = parts[0] if parts else ""
+    for separator, part in zip(separators, parts[1:], strict=False):
+        joined += separator + part
+    return joined.strip()
+
+
+def _problem(
+    cleaned: str, count: int, customer: str | None, location: str | None, issue: str | None
+) -> str | None:
+    if not cleaned:
+        return "The subject is empty."
+    if count == 1:
+        return f"The subject has no ' – ' separators; expected '{GRAMMAR}'."
+    missing = [
+        name
+        for name, value in (("customer", customer), ("location", location), ("issue", issue))
+        if not value
+    ]
+    if not missing:
+        return None
+    names = " or ".join(missing) if len(missing) <= 2 else "customer, location or issue"
+    return f"The subject names no {names}; expected '{GRAMMAR}'."

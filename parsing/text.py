@@ -1,0 +1,376 @@
+"""Turning bytes, header words and HTML into clean text, and finding the new part of a reply.
+
+This module owns every *text-level* decoding decision of the parsing package:
+
+* bytes -> str with a declared charset that may lie (alias table, then UTF-8, then
+  Windows-1252, then Latin-1, which cannot fail);
+* RFC 2047 encoded words, read tolerantly (spaces inside, missing ``?=``, bad padding);
+* the header-safety rule: no CR, LF or other control character survives in a header value;
+* HTML -> plain text with ``html2text`` (no links, images or emphasis; table rows as
+  ``cell | cell``; script and style contents never appear);
+* the "new text" of a reply: quoted history and signature removed.
+
+Everything here is pure and total: no function raises on any input.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import contextlib
+import itertools
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from html.parser import HTMLParser
+from typing import Final
+
+import html2text
+from mailparser_reply.parser import EmailMessage as _ReplyMessage
+
+# Labels seen in real mail that Python does not know or that lie about their bytes. Each maps
+# to the codecs to try, in order, before the generic UTF-8 / Windows-1252 / Latin-1 chain.
+# The WHATWG Encoding Standard makes the same substitutions (Latin-1 -> Windows-1252,
+# GB2312 -> GB18030, KS C 5601 -> windows-949, Big5 -> Big5-HKSCS).
+_CHARSET_ALIASES: Final[dict[str, tuple[str, ...]]] = {
+    "": (),
+    "none": (),
+    "default": (),
+    "unknown": (),
+    "x-unknown": (),
+    "unknown-8bit": (),
+    "x-user-defined": (),
+    "us-ascii": ("ascii",),
+    "iso-8859-1": ("cp1252",),
+    "latin1": ("cp1252",),
+    "latin-1": ("cp1252",),
+    "ks_c_5601-1987": ("cp949",),
+    "ks_c_5601": ("cp949",),
+    "ksc5601": ("cp949",),
+    "euc-kr": ("cp949",),
+    "gb2312": ("gb18030",),  # zammad mail031: labelled GB2312, carries GBK bytes
+    "gb_2312-80": ("gb18030",),
+    "csgb2312": ("gb18030",),
+    "gbk": ("gb18030",),
+    "x-gbk": ("gb18030",),
+    "cp936": ("gb18030",),
+    "big5": ("big5hkscs",),
+    "shift_jis": ("cp932",),
+    "shift-jis": ("cp932",),
+    "sjis": ("cp932",),
+    "x-sjis": ("cp932",),
+    "windows-31j": ("cp932",),
+    # ISO-2022-JP is 7-bit; 8-bit bytes under that label are Shift_JIS in practice
+    # (zammad mail093), so the Japanese 8-bit codecs follow the strict ones.
+    "iso-2022-jp": ("iso2022_jp", "iso2022_jp_ext", "iso2022_jp_2", "cp932", "euc_jp"),
+    "euc-jp": ("euc_jp", "cp932"),
+    "iso-8859-8-i": ("iso-8859-8",),
+    "tis-620": ("cp874",),
+    "windows-874": ("cp874",),
+    "unicode-1-1-utf-7": ("utf-7",),
+    "macintosh": ("mac_roman",),
+    "x-mac-roman": ("mac_roman",),
+}
+
+# Codecs that exist in Python but are not a charset a mail could mean.
+_NOT_CHARSETS: Final = frozenset(
+    {"idna", "punycode", "undefined", "unicode_escape", "raw_unicode_escape"}
+)
+_FALLBACK_CODECS: Final = ("utf-8", "cp1252")
+
+# RFC 2047 §2 encoded word, read tolerantly: the text may hold spaces (zammad mail050),
+# the charset may carry an RFC 2231 language (``utf-8*en``), and a missing ``=`` of the
+# closing ``?=`` at the end of a word is forgiven (mikel bad_subject).
+_ENCODED_WORD: Final = re.compile(
+    r"=\?(?P<charset>[^?\s*]+)(?:\*[^?\s]*)?\?(?P<enc>[bBqQ])\?(?P<text>[^?]*)(?:\?=|\?(?=\s|$))"
+)
+_Q_ESCAPE: Final = re.compile(rb"=([0-9A-Fa-f]{2})")
+_FOLD: Final = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
+_WHITESPACE_RUN: Final = re.compile(r"\s+")
+_SURROGATE: Final = re.compile("[\udc80-\udcff]")
+
+_QUOTE_HEADER: Final = re.compile(
+    r"^\s*(?:On\s.{0,200}wrote:|Am\s.{0,200}schrieb.{0,80}:|Le\s.{0,200}a\s+écrit\s*:"
+    r"|-{3,}\s*Original Message\s*-{3,}|-{3,}\s*Ursprüngliche Nachricht\s*-{3,})\s*$",
+    re.IGNORECASE,
+)
+# A rule line left at the end once the quote below it is gone (Outlook's "____" line).
+_RULE_LINE: Final = re.compile(r"[_\-=*]{5,}")
+_REPLY_LANGUAGES: Final = ("en", "de", "fr", "es", "it", "nl", "pl", "sv")
+# The reply library costs ~4 µs a character; longer bodies go to the line rule alone.
+_MAX_REPLY_INPUT: Final = 100_000
+
+
+def codecs_for(charset: str | None) -> tuple[str, ...]:
+    """The codecs to try for a declared ``charset``, most likely first."""
+    label = (charset or "").strip().strip("\"'").lower()
+    declared = _CHARSET_ALIASES.get(label, (label,) if label else ())
+    usable = tuple(name for name in declared if _is_text_codec(name))
+    return (*usable, *_FALLBACK_CODECS)
+
+
+def _is_text_codec(name: str) -> bool:
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        return False
+    return info.name.replace("-", "_") not in _NOT_CHARSETS
+
+
+def decode_bytes(data: bytes, charset: str | None = None, hints: Sequence[str] = ()) -> str:
+    """Decode ``data`` with ``charset``, then each of ``hints``, then UTF-8 and Windows-1252.
+
+    Latin-1 is the last resort because every byte string is valid Latin-1, so this never
+    raises and never drops bytes.
+    """
+    for codec in _candidate_codecs(charset, hints):
+        try:
+            return data.decode(codec)
+        except (UnicodeError, LookupError, ValueError):
+            continue
+    return data.decode("latin-1", errors="replace")
+
+
+def _candidate_codecs(charset: str | None, hints: Sequence[str]) -> Iterator[str]:
+    seen: set[str] = set()
+    for label in (charset, *hints, None):
+        for codec in codecs_for(label):
+            if codec not in seen:
+                seen.add(codec)
+                yield codec
+
+
+def has_surrogates(value: str) -> bool:
+    """True when ``value`` still carries raw bytes as surrogate escapes (not yet text)."""
+    return bool(_SURROGATE.search(value))
+
+
+def unsurrogate(value: str, hints: Sequence[str] = ()) -> str:
+    """Decode raw 8-bit bytes the parser kept as surrogate escapes (RFC 6532 or plain junk)."""
+    if not has_surrogates(value):
+        return value
+    raw = value.encode("utf-8", errors="surrogateescape")
+    return decode_bytes(raw, None, hints)
+
+
+def unfold(value: str) -> str:
+    """RFC 5322 §2.2.3: unfolding removes each CRLF that is followed by white space."""
+    return _FOLD.sub("", value)
+
+
+def decode_words(value: str, hints: Sequence[str] = ()) -> str:
+    """Unfold ``value`` and decode its RFC 2047 encoded words; keep what cannot be decoded.
+
+    White space between two adjacent encoded words is dropped (RFC 2047 §6.2); adjacent
+    words in the same charset are joined as bytes first, so a multi-byte character split
+    across two words still decodes.
+    """
+    text = unsurrogate(unfold(value), hints)
+    out: list[str] = []
+    pending: list[tuple[str, bytes]] = []
+    position = 0
+    for match in _ENCODED_WORD.finditer(text):
+        gap = text[position : match.start()]
+        if gap and (gap.strip() or not pending):
+            out.append(_flush(pending, hints))
+            out.append(gap)
+        pending.append((match["charset"], _decode_word_bytes(match["enc"], match["text"])))
+        position = match.end()
+    out.append(_flush(pending, hints))
+    out.append(text[position:])
+    return "".join(out)
+
+
+def _flush(pending: list[tuple[str, bytes]], hints: Sequence[str]) -> str:
+    decoded = [
+        decode_bytes(b"".join(data for _, data in group), charset, hints)
+        for charset, group in itertools.groupby(pending, key=lambda word: word[0].lower())
+    ]
+    pending.clear()
+    return "".join(decoded)
+
+
+def _decode_word_bytes(encoding: str, text: str) -> bytes:
+    if encoding.lower() == "q":
+        # RFC 2047 §4.2: "_" is a space, "=XX" a byte, anything else stands for itself.
+        data = text.replace("_", " ").encode("utf-8", errors="replace")
+        return _Q_ESCAPE.sub(lambda m: bytes([int(m[1], 16)]), data)
+    return _decode_b(text)
+
+
+def _decode_b(text: str) -> bytes:
+    compact = "".join(text.split())
+    if len(compact.rstrip("=")) % 4 == 1:
+        compact = compact.rstrip("=")[:-1]  # a dangling sixth of a byte carries nothing
+    try:
+        return binascii.a2b_base64(compact + "=" * (-len(compact) % 4))
+    except (binascii.Error, ValueError):
+        return compact.encode("ascii", errors="replace")
+
+
+def clean_header_text(value: str) -> str:
+    """Make a decoded header value safe for one line: control characters become spaces.
+
+    CR/LF smuggled inside an encoded word (``=0D=0A``) would otherwise let a subject
+    inject headers into our replies (ARCHITECTURE invariant 8). Runs of white space are
+    collapsed and the ends stripped.
+    """
+    spaced = "".join(" " if _is_control(ch) else ch for ch in value)
+    return _WHITESPACE_RUN.sub(" ", spaced).strip()
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) in {"Cc", "Zl", "Zp"}
+
+
+def normalise_newlines(text: str) -> str:
+    """CRLF and lone CR (old Mac mail, sisimai ``mac/``) become LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# html2text escapes Markdown syntax in text ("1\. ", "\- ", "\\"); we want plain text.
+_MD_ESCAPES: Final = (
+    (re.compile(r"(?m)^([ \t]*\d+)\\\.(?=\s)"), r"\1."),
+    (re.compile(r"(?m)^([ \t]*)\\([-+])(?=\s|-)"), r"\1\2"),
+    (re.compile(r"\\\\(?=[\\`*_{}\[\]()#+\-.!])"), r"\\"),
+)
+_TABLE_RULE: Final = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_BLANK_RUNS: Final = re.compile(r"\n{3,}")
+
+
+def html_to_text(html: str) -> str:
+    """Render HTML as plain text; table rows come out as ``cell | cell``.
+
+    html2text drops <script>, <style> and <head> contents; when it fails on hostile
+    markup a tag stripper that also drops those elements takes over.
+    """
+    converter = html2text.HTML2Text()
+    converter.ignore_links = True
+    converter.ignore_images = True
+    converter.ignore_emphasis = True
+    converter.body_width = 0
+    try:
+        rendered = str(converter.handle(_compact_whitespace(html)))
+    except Exception:  # html2text is not total on malformed markup; the stripper is
+        rendered = strip_tags(html)
+    return _tidy_rendered(rendered)
+
+
+def _compact_whitespace(html: str) -> str:
+    r"""Collapse each white-space run to one space or one newline before html2text sees it.
+
+    White space in HTML is insignificant (only <pre> layout is lost), and html2text's
+    Markdown-escaping regexes (``^(\s*\d+)\.`` with MULTILINE) backtrack quadratically
+    over long runs of blank lines: 40 KB of them took 20 s.
+    """
+    return _WHITESPACE_RUN.sub(lambda m: "\n" if "\n" in m[0] else " ", html)
+
+
+def _tidy_rendered(text: str) -> str:
+    for pattern, replacement in _MD_ESCAPES:
+        text = pattern.sub(replacement, text)
+    lines = [line.rstrip() for line in _join_table_rows(text.split("\n"))]
+    return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
+
+
+def _join_table_rows(lines: list[str]) -> list[str]:
+    """Rewrite html2text's Markdown tables (``a| b`` + ``---|---``) as ``a | b`` rows."""
+    out: list[str] = []
+    in_table = False
+    for index, line in enumerate(lines):
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if "|" in line and _TABLE_RULE.match(line):
+            in_table = True
+            continue
+        starts_table = "|" in following and bool(_TABLE_RULE.match(following))
+        in_table = "|" in line and (in_table or starts_table)
+        out.append(_format_row(line) if in_table else line)
+    return out
+
+
+def _format_row(line: str) -> str:
+    cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+    return " | ".join(cells)
+
+
+class _TagStripper(HTMLParser):
+    """Collects character data outside <script>, <style>, <head> and <title>."""
+
+    _HIDDEN: Final = frozenset({"script", "style", "head", "title", "template"})
+    _BREAKS: Final = frozenset({"br", "p", "div", "tr", "li", "table", "h1", "h2", "h3"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self._hidden_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._HIDDEN:
+            self._hidden_depth += 1
+        elif tag in self._BREAKS:
+            self.chunks.append("\n")
+        elif tag in {"td", "th"}:
+            self.chunks.append(" | ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN and self._hidden_depth:
+            self._hidden_depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden_depth:
+            self.chunks.append(data)
+
+
+def strip_tags(html: str) -> str:
+    """A last-resort HTML -> text that never raises and never shows script/style text."""
+    stripper = _TagStripper()
+    # HTMLParser is lenient, but whatever it may raise, keep what was collected so far.
+    with contextlib.suppress(Exception):
+        stripper.feed(html)
+        stripper.close()
+    return "".join(stripper.chunks)
+
+
+def extract_new_text(text: str) -> str:
+    """The part of a reply its author wrote: quoted history and signature removed.
+
+    mail-parser-reply does the work; when it finds nothing in a non-empty body (or the
+    body is too large for its regexes) the whole body goes to the line-based rule, which
+    also cleans the library's answer: ``>`` lines go, and so does everything after an
+    ``On … wrote:`` / ``-----Original Message-----`` line.
+    """
+    if not text.strip():
+        return ""
+    reply = _reply_from_library(text) if len(text) <= _MAX_REPLY_INPUT else None
+    # The library leaves ">" lines that no "On … wrote:" header introduces; drop them too.
+    return _drop_trailing_rules(strip_quoted(reply or text))
+
+
+def _drop_trailing_rules(text: str) -> str:
+    lines = text.rstrip().split("\n")
+    while len(lines) > 1 and (not lines[-1].strip() or _RULE_LINE.fullmatch(lines[-1].strip())):
+        lines.pop()
+    return "\n".join(lines).strip()
+
+
+def _reply_from_library(text: str) -> str | None:
+    try:
+        # keep_hyphen_lists: "- Serial: X" bullets are report fields, not a "-Name" signature.
+        message = _ReplyMessage(
+            text=text, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True
+        ).read()
+        body = str(message.replies[0].body) if message.replies else ""
+    except Exception:  # a third-party regex engine on hostile text: fall back, never fail
+        return None
+    return body.strip() or None
+
+
+def strip_quoted(text: str) -> str:
+    """Drop ``>``-quoted lines and everything from the first reply-header line on."""
+    kept: list[str] = []
+    for line in text.split("\n"):
+        if _QUOTE_HEADER.match(line):
+            break
+        if not line.lstrip().startswith(">"):
+            kept.append(line)
+    return "\n".join(kept).strip()
