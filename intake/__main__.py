@@ -1,0 +1,5 @@
+"""``python -m intake`` is the ``intake`` console script."""
+
+from intake.cli import main
+
+main()

@@ -1,0 +1,140 @@
+"""The composition root: settings in, a wired daemon out. No other module builds things.
+
+It creates the engine and schema, loads the policy, the templates and the identity, and
+wires the pipeline, the group-commit writer, the processing worker, the outbox sender and
+the SMTP listener. ``serve`` runs them until SIGTERM/SIGINT and stops them in order:
+stop accepting, finish storing, finish processing, flush the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from intake.assess import Identity
+from intake.outbox import OutboxSender, Transport
+from intake.pipeline import Pipeline, RetryPolicy
+from intake.policy import Policy, load_policy
+from intake.replies import Sender, make_template_environment
+from intake.settings import Settings
+from intake.smtp import IntakeHandler, make_smtp_factory
+from intake.worker import ProcessingWorker
+from intake.writer import GroupCommitWriter
+from store.db import create_schema, make_engine, make_session_factory
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    policy: Policy
+    pipeline: Pipeline
+    outbox: OutboxSender
+
+
+def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
+    policy = load_policy(policy_name or settings.intake.policy, settings.intake.policy_dir)
+    engine = make_engine(settings.database.url, echo=settings.database.echo)
+    create_schema(engine)
+    sessions = make_session_factory(engine)
+    pipeline = Pipeline(
+        sessions=sessions,
+        policy=policy,
+        identity=make_identity(settings),
+        sender=make_sender(settings),
+        templates=make_template_environment(),
+        number_format=settings.intake.ticket_number_format,
+        retry=RetryPolicy(
+            settings.intake.max_attempts, settings.intake.retry_initial, settings.intake.retry_max
+        ),
+        clock=utc_now,
+    )
+    outbox = OutboxSender(sessions, Transport(settings.outbound), settings.outbound, utc_now)
+    return App(settings, engine, sessions, policy, pipeline, outbox)
+
+
+def make_identity(settings: Settings) -> Identity:
+    ours = (*settings.intake.support_addresses, *settings.intake.own_addresses)
+    return Identity(addresses=tuple(a.lower() for a in ours), loop_marker=loop_marker(settings))
+
+
+def make_sender(settings: Settings) -> Sender:
+    return Sender(
+        address=settings.intake.primary_address,
+        name=settings.intake.support_name,
+        noc_cc=settings.intake.noc_cc,
+        loop_marker=loop_marker(settings),
+    )
+
+
+def loop_marker(settings: Settings) -> str:
+    return settings.intake.primary_address.lower()
+
+
+async def serve(app: App, stop: asyncio.Event | None = None) -> None:
+    """Run the SMTP listener, processing worker and outbox sender until ``stop``."""
+    stop = stop or _stop_on_signals()
+    log = structlog.get_logger("intake.serve")
+    writer = GroupCommitWriter(app.pipeline)
+    writer.start()
+    worker = ProcessingWorker(app.pipeline, app.sessions, app.settings.intake.sweep_interval)
+    handler = IntakeHandler(
+        app.settings.intake.support_addresses,
+        app.settings.smtp.max_recipients,
+        writer,
+        worker.submit,
+        utc_now,
+    )
+    smtp = app.settings.smtp
+    server = await asyncio.get_running_loop().create_server(
+        make_smtp_factory(handler, smtp), host=smtp.host, port=smtp.port
+    )
+    port = server.sockets[0].getsockname()[1]
+    tasks = [asyncio.create_task(worker.run(stop)), asyncio.create_task(app.outbox.run(stop))]
+    log.info(
+        "intake.started",
+        listen=f"{smtp.host}:{port}",
+        policy=app.policy.name,
+        database=_safe_url(app),
+        deliver=_deliver_target(app),
+    )
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+        await asyncio.to_thread(writer.stop)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        log.info("intake.stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _safe_url(app: App) -> str:
+    return app.engine.url.render_as_string(hide_password=True)
+
+
+def _deliver_target(app: App) -> str:
+    out = app.settings.outbound
+    if out.uses_relay:
+        return f"smtp://{out.relay_host}:{out.relay_port} ({out.security})"
+    return str(out.directory.resolve())

@@ -1,0 +1,26 @@
+"""The one error tree for infrastructure failures (ARCHITECTURE invariant 5).
+
+Expected problems with a message (bad subject, missing fields, unknown customer) are
+findings, never exceptions. Only the store, the relay, a mailbox or the configuration
+raise, and always one of these, so edges can map them onto protocol answers.
+"""
+
+
+class IntakeError(Exception):
+    """Base of every infrastructure failure the daemon raises on purpose."""
+
+
+class ConfigError(IntakeError):
+    """Configuration or policy data is invalid; the message names the key and the problem."""
+
+
+class StoreError(IntakeError):
+    """The database could not be reached or refused a write."""
+
+
+class RelayError(IntakeError):
+    """An outbound reply could not be handed to the relay or written to the outbox directory."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent

@@ -1,0 +1,173 @@
+"""The outbox sender (COMMIT 3): deliver queued replies, with retry, backoff and a dead state.
+
+Replies go to the configured relay with aiosmtplib (plain, STARTTLS per RFC 3207 or
+implicit TLS per RFC 8314, optional AUTH), or — with no relay — into a directory as
+``.eml`` files. Every reply keeps the Message-ID it was rendered with, and the file name
+derives from the outbox row, so a delivery repeated after a crash is the same mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import aiosmtplib
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from intake.errors import RelayError
+from intake.settings import OutboundSettings
+from store import repository as repo
+from store.db import session_scope
+
+LEASE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    raw: bytes
+    attempts: int
+
+
+class Transport:
+    """Hands one rendered reply to its destination; raises RelayError on failure."""
+
+    def __init__(self, settings: OutboundSettings) -> None:
+        self.settings = settings
+
+    async def deliver(self, reply: Claimed) -> None:
+        if self.settings.uses_relay:
+            await self._relay(reply)
+        else:
+            await asyncio.to_thread(write_eml, self.settings.directory, reply)
+
+    async def _relay(self, reply: Claimed) -> None:
+        s = self.settings
+        try:
+            errors, _ = await aiosmtplib.send(
+                reply.raw,
+                sender=reply.sender,
+                recipients=list(reply.recipients),
+                hostname=s.relay_host,
+                port=s.relay_port,
+                use_tls=s.security == "tls",
+                # "none" means no STARTTLS at all; "starttls" fails rather than fall back.
+                start_tls=s.security == "starttls",
+                username=s.username,
+                password=s.password.get_secret_value() if s.password else None,
+                tls_context=None if s.verify_certificates else _insecure_context(),
+                timeout=s.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            raise RelayError(f"all recipients refused: {exc}", permanent=min(codes) >= 500) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise RelayError(
+                f"relay answered {exc.code} {exc.message}", permanent=exc.code >= 500
+            ) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise RelayError(f"relay unreachable: {exc}") from exc
+        if errors:
+            structlog.get_logger("intake.outbox").warning(
+                "outbox.partially_refused",
+                message_id=reply.message_id,
+                refused={k: str(v) for k, v in errors.items()},
+            )
+
+
+def _insecure_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def eml_path(directory: Path, reply: Claimed) -> Path:
+    return directory / f"{reply.id:08d}-{reply.message_id.split('@')[0]}.eml"
+
+
+def write_eml(directory: Path, reply: Claimed) -> Path:
+    """Write atomically (temp file + fsync + rename): a reader never sees half a mail."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = eml_path(directory, reply)
+    temp = target.with_suffix(".tmp")
+    try:
+        with temp.open("wb") as handle:
+            handle.write(reply.raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.replace(target)
+    except OSError as exc:
+        raise RelayError(f"cannot write {target}: {exc}") from exc
+    return target
+
+
+@dataclass
+class OutboxSender:
+    sessions: sessionmaker[Session]
+    transport: Transport
+    settings: OutboundSettings
+    clock: Callable[[], datetime]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            sent = await self.flush_once()
+            if sent == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
+
+    async def flush_once(self, limit: int = 20) -> int:
+        """Deliver what is due now; returns how many replies were attempted."""
+        claimed = await asyncio.to_thread(self._claim, limit)
+        for reply in claimed:
+            await self._deliver_one(reply)
+        return len(claimed)
+
+    def _claim(self, limit: int) -> list[Claimed]:
+        with session_scope(self.sessions) as session:
+            rows = repo.claim_outbox(session, self.clock(), LEASE, limit)
+            return [
+                Claimed(r.id, r.message_id, r.sender, tuple(r.recipients), r.raw, r.attempts)
+                for r in rows
+            ]
+
+    async def _deliver_one(self, reply: Claimed) -> None:
+        log = structlog.get_logger("intake.outbox").bind(
+            outbox_id=reply.id, message_id=reply.message_id
+        )
+        try:
+            await self.transport.deliver(reply)
+        except RelayError as exc:
+            next_at = self._next_attempt(reply.attempts + 1, exc.permanent)
+            await asyncio.to_thread(self._failed, reply.id, str(exc), next_at)
+            log.warning(
+                "outbox.failed", error=str(exc), attempts=reply.attempts + 1, dead=next_at is None
+            )
+            return
+        await asyncio.to_thread(self._sent, reply.id)
+        log.info("outbox.sent", recipients=list(reply.recipients))
+
+    def _next_attempt(self, attempts: int, permanent: bool) -> datetime | None:
+        if permanent or attempts >= self.settings.max_attempts:
+            return None
+        delay = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (attempts - 1))
+        return self.clock() + timedelta(seconds=delay * random.uniform(0.9, 1.1))
+
+    def _failed(self, outbox_id: int, error: str, next_at: datetime | None) -> None:
+        with session_scope(self.sessions) as session:
+            repo.mark_delivery_failed(session, outbox_id, error, next_at)
+
+    def _sent(self, outbox_id: int) -> None:
+        with session_scope(self.sessions) as session:
+            repo.mark_sent(session, outbox_id, self.clock())

@@ -1,0 +1,160 @@
+"""Rendering our replies: the threaded confirmation as a complete RFC 5322 message.
+
+User text (subject parts, names, field values) only ever enters as template *data*:
+templates come from our package, never from a message (invariant 8), HTML output is
+autoescaped, and every header value is stripped of control characters before the email
+package folds and encodes it (RFC 5322 §2.2 forbids bare CR/LF in a header body).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from intake.assess import Assessment
+from intake.policy import Policy
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
+_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|antw)\s*:\s*", re.IGNORECASE)
+EXAMPLE_SUBJECT = "Acme Corp – 123 Main St, Denver CO – No dial tone on all lines – P1"
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Our side of the conversation, from settings."""
+
+    address: str
+    name: str
+    noc_cc: tuple[str, ...]
+    loop_marker: str
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[1].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedReply:
+    message_id: str  # without angle brackets
+    recipients: tuple[str, ...]
+    raw: bytes
+
+
+def make_template_environment(directory: Path | None = None) -> jinja2.Environment:
+    root = directory or Path(str(resources.files("intake.templates")))
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root),
+        # HTML templates (*.html.j2) escape every value; text templates stay plain.
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def header_safe(value: str) -> str:
+    """One line of text fit for a header: control characters become single spaces."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def reply_subject(original: str, number: str) -> str:
+    base = _REPLY_PREFIX.sub("", header_safe(original)).replace(f"[{number}]", "").strip()
+    return f"Re: {base} [{number}]" if base else f"Your support request [{number}]"
+
+
+def confirmation_message_id(number: str, inbound_key: str, domain: str) -> str:
+    # Stable per inbound message: a retry after a crash sends the very same Message-ID,
+    # so the recipient (and our threading) sees one mail, not two.
+    return f"{number}.confirmation.{inbound_key[:20]}@{domain}"
+
+
+def render_confirmation(
+    env: jinja2.Environment,
+    assessment: Assessment,
+    *,
+    number: str,
+    inbound_key: str,
+    policy: Policy,
+    sender: Sender,
+    now: datetime,
+    response_due_text: str | None = None,
+) -> RenderedReply:
+    assert assessment.reply_address is not None, "machine mail is never answered"
+    context = _confirmation_context(assessment, number, policy, sender, response_due_text)
+    message_id = confirmation_message_id(number, inbound_key, sender.domain)
+    message = _envelope_headers(assessment, sender, message_id, now)
+    message["Subject"] = reply_subject(assessment.message.subject, number)
+    message.set_content(env.get_template("confirmation.txt.j2").render(context))
+    message.add_alternative(
+        env.get_template("confirmation.html.j2").render(context), subtype="html"
+    )
+    recipients = (assessment.reply_address, *sender.noc_cc)
+    return RenderedReply(message_id, recipients, message.as_bytes(policy=SMTP))
+
+
+def _envelope_headers(
+    assessment: Assessment, sender: Sender, message_id: str, now: datetime
+) -> EmailMessage:
+    original = assessment.message
+    message = EmailMessage()
+    message["From"] = Address(header_safe(sender.name), addr_spec=sender.address)
+    message["To"] = header_safe(assessment.reply_address or "")
+    if sender.noc_cc:
+        message["Cc"] = ", ".join(sender.noc_cc)
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = f"<{message_id}>"
+    if not original.message_id_generated:
+        # RFC 5322 §3.6.4: In-Reply-To names the parent, References carries the chain.
+        parent = f"<{header_safe(original.message_id)}>"
+        chain = [f"<{header_safe(ref)}>" for ref in original.references[-20:]]
+        message["In-Reply-To"] = parent
+        message["References"] = " ".join([*chain, parent])
+    message["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+    message["X-Auto-Response-Suppress"] = "All"  # keeps Exchange from answering us
+    message["X-Loop"] = sender.loop_marker
+    return message
+
+
+def _confirmation_context(
+    assessment: Assessment,
+    number: str,
+    policy: Policy,
+    sender: Sender,
+    response_due_text: str | None,
+) -> Mapping[str, Any]:
+    subject = assessment.subject
+    priority = policy.priority(assessment.priority)
+    return {
+        "name": assessment.message.from_name,
+        "number": number,
+        "customer": subject.customer,
+        "location": subject.location,
+        "issue": subject.issue,
+        "priority_name": priority.name if priority else f"Priority {assessment.priority}",
+        "priority_definition": priority.definition if priority else "",
+        "priority_defaulted": any(
+            f.code in ("priority_missing", "priority_unknown") for f in assessment.findings
+        ),
+        "response_due": response_due_text,
+        "subject_problem": subject.problem,
+        "example_subject": EXAMPLE_SUBJECT,
+        "missing": [policy.field_label(name) for name in assessment.missing_fields],
+        "charges": [
+            {"amount": f"{c.amount:.2f}", "currency": c.currency, "reason": c.reason}
+            for c in assessment.charges
+        ],
+        "support_name": sender.name,
+        "support_address": sender.address,
+    }

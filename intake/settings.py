@@ -1,0 +1,230 @@
+"""The daemon's configuration: one validated pydantic-settings tree.
+
+Sources, strongest first: CLI flags (passed in as overrides), ``INTAKE_…`` environment
+variables (``__`` nests: ``INTAKE_SMTP__PORT=2526``), then one TOML file (``--config``,
+else ``$INTAKE_CONFIG``, else the shipped ``config/intake.toml``). Unknown keys and bad
+values are refused at start-up with one line per problem naming the dotted key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from intake.errors import ConfigError
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(BaseModel):
+    model_config = _STRICT
+    # SQLite in WAL mode is the embedded default; PostgreSQL (postgresql+psycopg://…)
+    # for production and for several instances sharing one store.
+    url: str = "sqlite:///./intake.db"
+    echo: bool = False
+
+
+class SmtpSettings(BaseModel):
+    model_config = _STRICT
+    host: str = "127.0.0.1"
+    port: int = Field(default=2525, ge=0, le=65535)
+    # Given to aiosmtpd so it does not call socket.getfqdn() per connection.
+    hostname: str = "localhost"
+    max_message_size: int = Field(default=25 * 1024 * 1024, gt=0)  # 552 above this
+    max_recipients: int = Field(default=100, gt=0)
+    # RFC 5321 §4.5.3.2.7 asks for 10 minutes of DATA inactivity tolerance.
+    timeout: float = Field(default=300.0, gt=0)
+
+
+class OutboundSettings(BaseModel):
+    model_config = _STRICT
+    # With no relay host, replies are written as .eml files into ``directory``.
+    directory: Path = Path("outbox")
+    relay_host: str | None = None
+    relay_port: int = Field(default=25, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_certificates: bool = True
+    timeout: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=10, ge=1)
+    backoff_initial: float = Field(default=30.0, gt=0)  # seconds, doubled per attempt
+    backoff_max: float = Field(default=3600.0, gt=0)
+    poll_interval: float = Field(default=1.0, gt=0)
+
+    @property
+    def uses_relay(self) -> bool:
+        return bool(self.relay_host)
+
+
+class IntakeSettings(BaseModel):
+    model_config = _STRICT
+    support_addresses: tuple[str, ...] = ("support@example.com",)
+    support_name: str = "Support"
+    # Extra addresses that are ours (aliases, the relay's bounce address): mail from them
+    # is a loop and never answered.
+    own_addresses: tuple[str, ...] = ()
+    noc_cc: tuple[str, ...] = ()
+    policy: str = "standard"
+    policy_dir: Path | None = None  # extra policy files, searched before the shipped ones
+    ticket_number_format: str = "TKT-{:06d}"
+    max_attempts: int = Field(default=5, ge=1)  # processing attempts before quarantine
+    retry_initial: float = Field(default=5.0, gt=0)
+    retry_max: float = Field(default=600.0, gt=0)
+    sweep_interval: float = Field(default=5.0, gt=0)
+    stall_after: float = Field(default=300.0, gt=0)  # health fails past this backlog age
+
+    @field_validator("support_addresses", "own_addresses", "noc_cc")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            if address.count("@") != 1 or any(c.isspace() for c in address):
+                raise ValueError(f"not an e-mail address: {address!r}")
+        return tuple(a.strip() for a in value)
+
+    @field_validator("support_addresses")
+    @classmethod
+    def _at_least_one(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one support address is required")
+        return value
+
+    @field_validator("ticket_number_format")
+    @classmethod
+    def _number_format(cls, value: str) -> str:
+        try:
+            value.format(1)
+        except (IndexError, KeyError, ValueError) as exc:
+            raise ValueError(f"must format one integer, like 'TKT-{{:06d}}': {exc}") from exc
+        return value
+
+    @property
+    def primary_address(self) -> str:
+        return self.support_addresses[0]
+
+    @property
+    def domain(self) -> str:
+        return self.primary_address.rsplit("@", 1)[1].lower()
+
+
+class LoggingSettings(BaseModel):
+    model_config = _STRICT
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    """The whole tree. Build it with :func:`load_settings`, not directly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INTAKE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+    database: DatabaseSettings = DatabaseSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    outbound: OutboundSettings = OutboundSettings()
+    intake: IntakeSettings = IntakeSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("intake.config").joinpath("intake.toml")))
+
+
+def load_settings(
+    config_path: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Read file, environment and overrides into one validated tree, or raise ConfigError."""
+    path = config_path or _env_config_path() or default_config_path()
+    if not path.is_file():
+        raise ConfigError(f"config file {path}: not found")
+    bound = _bind_sources(path)
+    try:
+        return bound(**_nest(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, source=str(path))) from None
+    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def describe_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem: ``<source>: <dotted.key>: <what is wrong>``."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{source}: {key}: {message}")
+    return "; ".join(lines)
+
+
+def parse_deliver_target(target: str) -> dict[str, Any]:
+    """Turn ``--deliver DIR|smtp://[user:pass@]host:port`` into outbound overrides.
+
+    ``smtp://`` is plain SMTP (use on loopback or trusted networks), ``smtp+starttls://``
+    requires STARTTLS (RFC 3207), ``smtps://`` is implicit TLS (RFC 8314).
+    """
+    schemes = {"smtp": "none", "smtp+starttls": "starttls", "smtps": "tls"}
+    parts = urlsplit(target)
+    if parts.scheme not in schemes:
+        return {"directory": Path(target), "relay_host": None}
+    if not parts.hostname:
+        raise ConfigError(f"--deliver {target}: no host in relay URL")
+    default_port = {"none": 25, "starttls": 587, "tls": 465}[schemes[parts.scheme]]
+    result: dict[str, Any] = {
+        "relay_host": parts.hostname,
+        "relay_port": parts.port or default_port,
+        "security": schemes[parts.scheme],
+    }
+    if parts.username:
+        result["username"] = unquote(parts.username)
+        result["password"] = unquote(parts.password or "")
+    return result
+
+
+def _env_config_path() -> Path | None:
+    value = os.environ.get("INTAKE_CONFIG")
+    return Path(value) if value else None
+
+
+def _bind_sources(path: Path) -> type[Settings]:
+    class BoundSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            toml = TomlConfigSettingsSource(settings_cls, toml_file=path)
+            return (init_settings, env_settings, toml)
+
+    return BoundSettings
+
+
+def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"smtp.port": 1}`` → ``{"smtp": {"port": 1}}``; None values are dropped."""
+    nested: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return nested

@@ -1,0 +1,180 @@
+"""What the CLI shows: plain dict views of assessments, tickets, messages and replies.
+
+Kept apart from click so tests (and a future read-only web view) use the same shapes.
+Times are ISO 8601 UTC; money is a decimal string with its currency.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from datetime import datetime, timedelta
+from typing import Any
+
+from intake.assess import Assessment, Identity, assess_bytes
+from intake.policy import Policy
+from intake.settings import Settings
+from store import repository as repo
+from store.db import make_engine, make_session_factory, session_scope
+from store.models import InboundMessage, OutboxMessage, Ticket
+
+
+def check_record(
+    name: str,
+    raw: bytes | None,
+    error: str | None,
+    policy: Policy,
+    identity: Identity,
+    received_at: datetime,
+) -> dict[str, Any]:
+    """The ``intake check --json`` object for one input (``error`` set when unreadable)."""
+    if raw is None:
+        return {"file": name, "error": error or "cannot read"}
+    try:
+        assessment = assess_bytes(raw, None, policy, identity)
+    except Exception as exc:  # a parser bug must not end the run; it is reported per file
+        return {"file": name, "error": f"{type(exc).__name__}: {exc}"}
+    return {"file": name, **assessment_view(assessment, policy)}
+
+
+def assessment_view(a: Assessment, policy: Policy) -> dict[str, Any]:
+    message, subject = a.message, a.subject
+    return {
+        "message": {
+            "message_id": message.message_id,
+            "from": message.from_address,
+            "subject": message.subject,
+            "body_text": message.body_text,
+        },
+        "classification": a.verdict.kind.value,
+        "classification_reason": a.verdict.reason,
+        "subject": {
+            "customer": subject.customer,
+            "location": subject.location,
+            "issue": subject.issue,
+            "priority": subject.priority,
+        }
+        if subject.follows_grammar
+        else None,
+        "subject_problem": subject.problem,
+        "priority": a.priority,
+        "fields": dict(a.fields),
+        "missing_fields": list(a.missing_fields),
+        "findings": [{"code": f.code, "message": f.message, "field": f.field} for f in a.findings],
+        "charges": [
+            {
+                "kind": c.kind,
+                "amount": f"{c.amount:.2f}",
+                "currency": c.currency,
+                "status": c.status,
+            }
+            for c in a.charges
+        ],
+        "response_due": _iso(a.response_due),
+        "deadlines": {k: _iso(v) for k, v in a.deadlines.items()},
+        "decision": a.decision.value,
+        "reply_to": a.reply_address,
+        "policy": {"name": policy.name, "version": policy.version},
+    }
+
+
+def format_check_text(record: dict[str, Any]) -> str:
+    if "error" in record:
+        return f"{record['file']}: error: {record['error']}"
+    lines = [
+        f"{record['file']}: {record['classification']} → {record['decision']}",
+        f"  subject:  {record['message']['subject']!r}",
+        f"  priority: {record['priority']}",
+        f"  missing:  {', '.join(record['missing_fields']) or '-'}",
+        f"  charges:  {', '.join(_money(c) for c in record['charges']) or '-'}",
+    ]
+    lines += [f"  finding:  {f['message']}" for f in record["findings"]]
+    return "\n".join(lines)
+
+
+def _money(charge: dict[str, Any]) -> str:
+    return f"{charge['amount']} {charge['currency']}"
+
+
+def ticket_view(ticket: Ticket, *, full: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "number": ticket.number,
+        "customer": ticket.customer,
+        "location": ticket.location,
+        "issue": ticket.issue,
+        "priority": ticket.priority,
+        "status": ticket.status,
+        "missing_fields": list(ticket.missing_fields),
+        "requester": ticket.requester_email,
+        "response_due": _iso(ticket.response_due_at),
+        "created_at": _iso(ticket.created_at),
+    }
+    if full:
+        view |= {
+            "subject": ticket.subject,
+            "fields": ticket.fields,
+            "findings": ticket.findings,
+            "policy": f"{ticket.policy_name} {ticket.policy_version}",
+            "charges": [
+                {
+                    "kind": c.kind,
+                    "amount": f"{c.amount:.2f}",
+                    "currency": c.currency,
+                    "status": c.status,
+                    "reason": c.reason,
+                }
+                for c in ticket.charges
+            ],
+        }
+    return view
+
+
+def inbound_view(row: InboundMessage) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "message_id": row.message_id,
+        "origin": row.origin,
+        "status": row.status,
+        "attempts": row.attempts,
+        "received_at": _iso(row.received_at),
+        "last_error": row.last_error,
+    }
+
+
+def outbox_view(row: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "message_id": row.message_id,
+        "kind": row.kind,
+        "status": row.status,
+        "recipients": list(row.recipients),
+        "attempts": row.attempts,
+        "next_attempt_at": _iso(row.next_attempt_at),
+        "sent_at": _iso(row.sent_at),
+        "last_error": row.last_error,
+    }
+
+
+def health_problems(settings: Settings, now: datetime) -> list[str]:
+    """Empty when healthy: the listener greets, the store answers, nothing is stuck."""
+    problems = []
+    smtp = settings.smtp
+    try:
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=5) as client:
+            client.noop()
+    except (OSError, smtplib.SMTPException) as exc:
+        problems.append(f"SMTP {smtp.host}:{smtp.port} does not answer: {exc}")
+    try:
+        engine = make_engine(settings.database.url)
+        with session_scope(make_session_factory(engine)) as session:
+            oldest = repo.oldest_unprocessed(session)
+        engine.dispose()
+    except Exception as exc:
+        return [*problems, f"store does not answer: {exc}"]
+    stall = timedelta(seconds=settings.intake.stall_after)
+    if oldest is not None and now - oldest > stall:
+        problems.append(f"intake stalled: a message has waited since {_iso(oldest)}")
+    return problems
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None

@@ -1,0 +1,116 @@
+"""Outbound delivery through a real aiosmtpd relay sink: threading, escaping, retries."""
+
+from __future__ import annotations
+
+import email
+import time
+from collections.abc import Callable
+from email.policy import default
+
+from sqlalchemy import select
+
+from intake.settings import Settings
+from store.db import session_scope
+from store.models import OutboxMessage
+from tests.conftest import Sink, make_mail, start_daemon, stop_daemon, wait_for
+
+
+def relay_settings(make_settings: Callable[..., Settings], sink: Sink, **extra: object) -> Settings:
+    return make_settings(
+        **{
+            "outbound.relay_host": sink.host,
+            "outbound.relay_port": sink.port,
+            "outbound.backoff_initial": 0.1,
+            "outbound.backoff_max": 0.3,
+            "intake.noc_cc": ["noc@example.com"],
+            **extra,
+        }
+    )
+
+
+def deliver(settings: Settings, raw: bytes) -> None:
+    import smtplib
+
+    with smtplib.SMTP(settings.smtp.host, settings.smtp.port, timeout=10) as client:
+        client.sendmail("jane@acme.example", ["support@example.com"], raw.replace(b"\n", b"\r\n"))
+
+
+def test_confirmation_goes_through_the_relay_threaded_and_escaped(
+    make_settings: Callable[..., Settings], sink: Sink
+) -> None:
+    settings = relay_settings(make_settings, sink)
+    running = start_daemon(settings)
+    try:
+        deliver(
+            settings,
+            make_mail(
+                subject="<script>alert(1)</script> – Denver – Phones <b>dead</b> – P2",
+                sender='"Jane <b>Doe</b>" <jane@acme.example>',
+                message_id="<cust-1@acme.example>",
+                headers={"References": "<older@acme.example>"},
+            ),
+        )
+        [envelope] = wait_for(lambda: sink.messages)
+    finally:
+        stop_daemon(running)
+    assert envelope.mail_from == "support@example.com"
+    assert sorted(envelope.rcpt_tos) == ["jane@acme.example", "noc@example.com"]
+    reply = email.message_from_bytes(envelope.original_content, policy=default)
+    assert reply["In-Reply-To"] == "<cust-1@acme.example>"
+    assert reply["References"].split() == ["<older@acme.example>", "<cust-1@acme.example>"]
+    assert reply["Cc"] == "noc@example.com"
+    assert reply["X-Auto-Response-Suppress"] == "All"
+    html = reply.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>dead</b>" not in html and "Phones &lt;b&gt;dead&lt;/b&gt;" in html
+
+
+def test_relay_down_then_back_delivers_each_reply_exactly_once(
+    make_settings: Callable[..., Settings], sink: Sink
+) -> None:
+    settings = relay_settings(make_settings, sink)
+    running = start_daemon(settings)
+    try:
+        sink.stop()  # the relay is down while mail comes in
+        for i in range(3):
+            deliver(settings, make_mail(subject=f"C – L – issue {i} – P3"))
+
+        def failed_attempts() -> bool:
+            with session_scope(running.app.sessions) as session:
+                rows = list(session.execute(select(OutboxMessage)).scalars())
+                return len(rows) == 3 and all(r.attempts >= 1 for r in rows)
+
+        wait_for(failed_attempts)
+        sink.start()
+        wait_for(lambda: len(sink.messages) == 3, timeout=30)
+        time.sleep(1.0)  # give a duplicate the chance to show up
+    finally:
+        stop_daemon(running)
+    assert len(sink.messages) == 3
+    ids = [email.message_from_bytes(e.original_content)["Message-ID"] for e in sink.messages]
+    assert len(set(ids)) == 3
+    with session_scope(running.app.sessions) as session:
+        assert {r.status for r in session.execute(select(OutboxMessage)).scalars()} == {"sent"}
+
+
+def test_permanent_refusal_makes_the_reply_dead(
+    make_settings: Callable[..., Settings], sink: Sink
+) -> None:
+    sink.refuse_with = "554 5.7.1 rejected by policy"
+    settings = relay_settings(make_settings, sink)
+    running = start_daemon(settings)
+    try:
+        deliver(settings, make_mail())
+
+        def dead() -> list[OutboxMessage]:
+            with session_scope(running.app.sessions) as session:
+                return [
+                    r
+                    for r in session.execute(select(OutboxMessage)).scalars()
+                    if r.status == "dead"
+                ]
+
+        [row] = wait_for(dead)
+    finally:
+        stop_daemon(running)
+    assert row.attempts == 1 and "554" in (row.last_error or "")

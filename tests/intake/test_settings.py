@@ -1,0 +1,109 @@
+"""Configuration: file < environment < flags, and one clear line for every bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from intake.errors import ConfigError
+from intake.settings import load_settings, parse_deliver_target
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "intake.toml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_defaults_are_the_embedded_ones() -> None:
+    settings = load_settings()
+    assert settings.database.url == "sqlite:///./intake.db"
+    assert (settings.smtp.host, settings.smtp.port) == ("127.0.0.1", 2525)
+    assert settings.intake.support_addresses == ("support@example.com",)
+    assert settings.outbound.directory == Path("outbox") and not settings.outbound.uses_relay
+    assert settings.smtp.max_message_size == 25 * 1024 * 1024
+
+
+def test_environment_beats_file_and_flags_beat_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[smtp]\nport = 3000\nhost = '0.0.0.0'\n")
+    monkeypatch.setenv("INTAKE_SMTP__PORT", "4000")
+    monkeypatch.setenv("INTAKE_OUTBOUND__PASSWORD", "s3cret")
+    settings = load_settings(path)
+    assert (settings.smtp.host, settings.smtp.port) == ("0.0.0.0", 4000)
+    assert settings.outbound.password is not None
+    assert settings.outbound.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
+    assert load_settings(path, {"smtp.port": 5000}).smtp.port == 5000
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[smtp]\nprot = 25\n", "smtp.prot: unknown key"),
+        ("[smtp]\nport = 'many'\n", "smtp.port: Input should be a valid integer"),
+        ("[smtp]\nport = 70000\n", "smtp.port: Input should be less than or equal to 65535"),
+        ("[nonsense]\nx = 1\n", "nonsense: unknown key"),
+        ("[intake]\nsupport_addresses = ['not an address']\n", "intake.support_addresses"),
+        ("[intake]\nticket_number_format = 'TKT-{name}'\n", "intake.ticket_number_format"),
+        ("[outbound]\nsecurity = 'maybe'\n", "outbound.security"),
+        ("[smtp\n", "config file"),
+    ],
+    ids=[
+        "typo",
+        "wrong-type",
+        "out-of-range",
+        "unknown-section",
+        "bad-address",
+        "bad-number-format",
+        "bad-choice",
+        "toml-syntax",
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, toml: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, toml))
+    message = str(error.value)
+    assert expected in message and "\n" not in message
+
+
+def test_unknown_environment_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTAKE_SMTP__PROT", "25")
+    with pytest.raises(ConfigError, match=r"smtp\.prot: unknown key"):
+        load_settings()
+
+
+def test_missing_config_file_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("replies", {"directory": Path("replies"), "relay_host": None}),
+        (
+            "smtp://127.0.0.1:2600",
+            {"relay_host": "127.0.0.1", "relay_port": 2600, "security": "none"},
+        ),
+        (
+            "smtps://relay.example",
+            {"relay_host": "relay.example", "relay_port": 465, "security": "tls"},
+        ),
+        (
+            "smtp+starttls://u%40x:p%3A@relay.example",
+            {
+                "relay_host": "relay.example",
+                "relay_port": 587,
+                "security": "starttls",
+                "username": "u@x",
+                "password": "p:",
+            },
+        ),
+    ],
+    ids=["directory", "plain", "implicit-tls", "starttls-auth"],
+)
+def test_deliver_target(target: str, expected: dict[str, object]) -> None:
+    assert parse_deliver_target(target) == expected

@@ -1,0 +1,247 @@
+"""The SMTP listener end to end: smtplib and swaks against the real daemon on loopback."""
+
+from __future__ import annotations
+
+import email
+import shutil
+import smtplib
+import subprocess
+from collections.abc import Callable
+from email.policy import default
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from intake.settings import Settings
+from store.db import session_scope
+from store.models import ChargeRow, InboundMessage, OutboxMessage, Ticket
+from tests.conftest import RunningDaemon, make_mail, start_daemon, stop_daemon, wait_for
+
+
+def send(
+    daemon: RunningDaemon,
+    raw: bytes,
+    rcpt: str = "support@example.com",
+    sender: str = "jane@acme.example",
+) -> tuple[int, bytes]:
+    with smtplib.SMTP(daemon.host, daemon.port, timeout=10) as client:
+        client.ehlo("client.test")
+        client.mail(sender)
+        code, message = client.rcpt(rcpt)
+        assert code == 250, message
+        # SMTP lines end in CRLF (RFC 5321 §2.3.8); smtplib leaves bytes as they are.
+        return client.data(raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+
+
+def tickets(daemon: RunningDaemon) -> list[Ticket]:
+    with session_scope(daemon.app.sessions) as session:
+        return list(session.execute(select(Ticket).order_by(Ticket.id)).scalars())
+
+
+def outbox_files(daemon: RunningDaemon) -> list[Path]:
+    return sorted(daemon.app.settings.outbound.directory.glob("*.eml"))
+
+
+def test_mail_becomes_ticket_and_threaded_confirmation(daemon: RunningDaemon) -> None:
+    raw = make_mail(message_id="<first@acme.example>")
+    code, reply = send(daemon, raw)
+    assert code == 250 and reply.startswith(b"2.0.0 Ok: queued as ")
+
+    [ticket] = wait_for(lambda: tickets(daemon))
+    assert ticket.number == "TKT-000001"
+    assert (ticket.customer, ticket.location) == ("Acme Corp", "123 Main St, Denver CO")
+    assert ticket.issue == "No dial tone on all lines"
+    assert ticket.priority == 1
+    assert ticket.missing_fields == []
+
+    [path] = wait_for(lambda: outbox_files(daemon))
+    confirmation = email.message_from_bytes(path.read_bytes(), policy=default)
+    assert confirmation["Subject"] == (
+        "Re: Acme Corp – 123 Main St, Denver CO – No dial tone on all lines – P1 [TKT-000001]"
+    )
+    assert confirmation["In-Reply-To"] == "<first@acme.example>"
+    assert "<first@acme.example>" in confirmation["References"]
+    assert confirmation["Auto-Submitted"] == "auto-replied"
+    assert confirmation["To"] == "jane@acme.example"
+    assert confirmation["Message-ID"].endswith("@example.com>")
+    body = confirmation.get_body(("plain",))
+    assert body is not None and "TKT-000001" in body.get_content()
+    assert confirmation.get_body(("html",)) is not None
+
+
+def test_raw_bytes_are_stored_before_250(daemon: RunningDaemon) -> None:
+    raw = make_mail().replace(b"\n", b"\r\n")  # on the wire, as RFC 5321 §2.3.8 has it
+    code, reply = send(daemon, raw)
+    inbound_id = int(reply.decode().rsplit(" ", 1)[1])
+    with session_scope(daemon.app.sessions) as session:
+        row = session.get(InboundMessage, inbound_id)
+        assert row is not None
+        stored = row.raw
+    assert stored == raw  # exactly what came over the wire, byte for byte
+
+
+def test_missing_fields_charge_once_and_are_listed(daemon: RunningDaemon) -> None:
+    raw = make_mail(body="Phones are dead.\n")
+    send(daemon, raw)
+    [ticket] = wait_for(lambda: tickets(daemon))
+    assert set(ticket.missing_fields) == {
+        "contact_phone",
+        "serial_number",
+        "software_version",
+        "description",
+        "reproducible",
+        "call_examples",
+    }
+    with session_scope(daemon.app.sessions) as session:
+        charges = list(session.execute(select(ChargeRow)).scalars())
+    assert [(c.kind, str(c.amount), c.currency) for c in charges] == [
+        ("missing_information", "100.00", "USD")
+    ]
+    [path] = wait_for(lambda: outbox_files(daemon))
+    text_body = email.message_from_bytes(path.read_bytes(), policy=default).get_body(("plain",))
+    assert text_body is not None
+    content = text_body.get_content()
+    assert "Serial Number of the System" in content and "100.00 USD" in content
+
+
+def test_redelivered_message_creates_nothing_twice(daemon: RunningDaemon) -> None:
+    raw = make_mail(message_id="<same@acme.example>", body="Phones are dead.\n")
+    first = send(daemon, raw)
+    second = send(daemon, raw)
+    assert first == second  # same stored message, same queue id
+    wait_for(lambda: outbox_files(daemon))
+    with session_scope(daemon.app.sessions) as session:
+        counts = [
+            session.execute(select(text("count(*)")).select_from(model)).scalar_one()
+            for model in (InboundMessage, Ticket, ChargeRow, OutboxMessage)
+        ]
+    assert counts == [1, 1, 1, 1]
+
+
+def test_reused_message_id_with_other_content_is_a_new_message(daemon: RunningDaemon) -> None:
+    send(daemon, make_mail(message_id="<reused@acme.example>", subject="A – B – one – P2"))
+    send(daemon, make_mail(message_id="<reused@acme.example>", subject="A – B – two – P2"))
+    assert [t.issue for t in wait_for(lambda: len(tickets(daemon)) == 2 and tickets(daemon))] == [
+        "one",
+        "two",
+    ]
+
+
+def test_unknown_recipient_is_refused_never_relayed(daemon: RunningDaemon) -> None:
+    with smtplib.SMTP(daemon.host, daemon.port, timeout=10) as client:
+        client.ehlo("client.test")
+        client.mail("jane@acme.example")
+        code, message = client.rcpt("someone@elsewhere.example")
+    assert code == 550 and message.startswith(b"5.1.1")
+
+
+def test_oversize_message_is_refused_with_552(make_settings: Callable[..., Settings]) -> None:
+    running = start_daemon(make_settings(**{"smtp.max_message_size": 2000}))
+    try:
+        code, message = send(running, make_mail(body=("x" * 70 + "\n") * 100))
+        assert code == 552, message
+        assert tickets(running) == []
+    finally:
+        stop_daemon(running)
+
+
+def test_store_failure_answers_451_and_keeps_nothing_half_done(daemon: RunningDaemon) -> None:
+    with daemon.app.engine.begin() as conn:  # break the real store underneath the daemon
+        conn.execute(text("ALTER TABLE inbound_message RENAME TO inbound_message_gone"))
+    try:
+        code, message = send(daemon, make_mail())
+    finally:
+        with daemon.app.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE inbound_message_gone RENAME TO inbound_message"))
+    assert code == 451 and message.startswith(b"4.3.0")
+    # The store is back: the client's retry is accepted (nothing was half-written).
+    code, _ = send(daemon, make_mail())
+    assert code == 250
+
+
+def test_null_sender_bounce_is_stored_but_never_answered(daemon: RunningDaemon) -> None:
+    raw = make_mail(
+        subject="Undelivered Mail Returned to Sender", sender="MAILER-DAEMON@mx.example"
+    )
+    code, reply = send(daemon, raw, sender="")
+    assert code == 250
+    inbound_id = int(reply.decode().rsplit(" ", 1)[1])
+
+    def ignored() -> bool:
+        with session_scope(daemon.app.sessions) as session:
+            row = session.get(InboundMessage, inbound_id)
+            return row is not None and row.status == "ignored"
+
+    wait_for(ignored)
+    assert tickets(daemon) == []
+    assert outbox_files(daemon) == []
+
+
+def test_crlf_smuggled_in_encoded_subject_never_reaches_a_header(daemon: RunningDaemon) -> None:
+    subject = (
+        "=?utf-8?q?Acme_=E2=80=93_Denver_=E2=80=93_Down=0D=0ABcc:_victim@evil.example"
+        "_=E2=80=93_P1?="
+    )
+    raw = make_mail().replace(
+        b"Subject: Acme Corp", b"Subject: " + subject.encode() + b"\nX-Old-Subject: Acme Corp", 1
+    )
+    send(daemon, raw)
+    [path] = wait_for(lambda: outbox_files(daemon))
+    confirmation = email.message_from_bytes(path.read_bytes(), policy=default)
+    assert confirmation["Bcc"] is None
+    assert "victim@evil.example" in confirmation["Subject"]  # kept as text, on one line
+    assert all("\n" not in value and "\r" not in value for value in confirmation.values())
+
+
+@pytest.mark.skipif(
+    shutil.which("swaks") is None, reason="swaks is not installed (apt-get install swaks)"
+)
+def test_swaks_delivers_a_ticket(daemon: RunningDaemon) -> None:
+    result = subprocess.run(
+        [
+            "swaks",
+            "--server",
+            f"{daemon.host}:{daemon.port}",
+            "--from",
+            "noc@customer.example",
+            "--to",
+            "support@example.com",
+            "--header",
+            "Subject: Globex – 9 Elm Rd, Austin – Calls drop after 30 s – P2",
+            "--body",
+            "Phone: 512 555 0101\nSerial: GX-1\nVersion: 16.2\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "250 2.0.0 Ok: queued as" in result.stdout
+    [ticket] = wait_for(lambda: tickets(daemon))
+    assert (ticket.customer, ticket.priority) == ("Globex", 2)
+
+
+@pytest.mark.skipif(
+    shutil.which("swaks") is None, reason="swaks is not installed (apt-get install swaks)"
+)
+def test_swaks_to_a_stranger_gets_550(daemon: RunningDaemon) -> None:
+    result = subprocess.run(
+        [
+            "swaks",
+            "--server",
+            f"{daemon.host}:{daemon.port}",
+            "--from",
+            "a@b.example",
+            "--to",
+            "postmaster@other.example",
+            "--quit-after",
+            "RCPT",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "550 5.1.1" in result.stdout
