@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,10 +19,12 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake.assess import Identity
+from intake.assess import Identity, PolicyBook
+from intake.autoclose import AutoCloser
+from intake.imap import PollerGroup, make_pollers
 from intake.outbox import OutboxSender, Transport
 from intake.pipeline import Pipeline, RetryPolicy
-from intake.policy import Policy, load_policy
+from intake.policy import Policy, available_policies, load_policy
 from intake.replies import Sender, make_template_environment
 from intake.settings import Settings
 from intake.smtp import IntakeHandler, make_smtp_factory
@@ -42,16 +45,26 @@ class App:
     policy: Policy
     pipeline: Pipeline
     outbox: OutboxSender
+    autocloser: AutoCloser
+
+
+def load_policies(settings: Settings, default: str | None = None) -> PolicyBook:
+    """Every policy, validated at start-up; customers may name any of them."""
+    directory = settings.intake.policy_dir
+    chosen = load_policy(default or settings.intake.policy, directory)
+    others = {name: load_policy(name, directory) for name in available_policies(directory)}
+    return PolicyBook(chosen, others)
 
 
 def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
-    policy = load_policy(policy_name or settings.intake.policy, settings.intake.policy_dir)
+    policies = load_policies(settings, policy_name)
+    policy = policies.default
     engine = make_engine(settings.database.url, echo=settings.database.echo)
     create_schema(engine)
     sessions = make_session_factory(engine)
     pipeline = Pipeline(
         sessions=sessions,
-        policy=policy,
+        policies=policies,
         identity=make_identity(settings),
         sender=make_sender(settings),
         templates=make_template_environment(),
@@ -62,12 +75,18 @@ def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
         clock=utc_now,
     )
     outbox = OutboxSender(sessions, Transport(settings.outbound), settings.outbound, utc_now)
-    return App(settings, engine, sessions, policy, pipeline, outbox)
+    autocloser = AutoCloser(sessions, policies, pipeline.sender, pipeline.templates)
+    return App(settings, engine, sessions, policy, pipeline, outbox, autocloser)
 
 
 def make_identity(settings: Settings) -> Identity:
     ours = (*settings.intake.support_addresses, *settings.intake.own_addresses)
-    return Identity(addresses=tuple(a.lower() for a in ours), loop_marker=loop_marker(settings))
+    return Identity(
+        addresses=tuple(a.lower() for a in ours),
+        loop_marker=loop_marker(settings),
+        staff_addresses=tuple(a.lower() for a in settings.intake.staff_addresses),
+        staff_domains=tuple(d.lower() for d in settings.intake.staff_domains),
+    )
 
 
 def make_sender(settings: Settings) -> Sender:
@@ -102,7 +121,12 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         make_smtp_factory(handler, smtp), host=smtp.host, port=smtp.port
     )
     port = server.sockets[0].getsockname()[1]
-    tasks = [asyncio.create_task(worker.run(stop)), asyncio.create_task(app.outbox.run(stop))]
+    pollers = _start_pollers(app, worker.submit)
+    tasks = [
+        asyncio.create_task(worker.run(stop)),
+        asyncio.create_task(app.outbox.run(stop)),
+        asyncio.create_task(_autoclose_loop(app, stop)),
+    ]
     log.info(
         "intake.started",
         listen=f"{smtp.host}:{port}",
@@ -115,9 +139,33 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
     finally:
         server.close()
         await server.wait_closed()
+        await asyncio.to_thread(pollers.stop)
         await asyncio.to_thread(writer.stop)
         await asyncio.gather(*tasks, return_exceptions=True)
         log.info("intake.stopped")
+
+
+async def _autoclose_loop(app: App, stop: asyncio.Event) -> None:
+    interval = app.settings.intake.autoclose_interval
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(app.autocloser.run_once, utc_now())
+        except Exception as exc:  # the store may be down; try again next round
+            structlog.get_logger("intake.autoclose").error("autoclose.failed", error=str(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+def _start_pollers(app: App, submit: Callable[[int], None]) -> PollerGroup:
+    """One IMAP poller thread per mailbox; the ids they store reach the worker on the loop."""
+    loop = asyncio.get_running_loop()
+
+    def hand_over(inbound_id: int) -> None:
+        loop.call_soon_threadsafe(submit, inbound_id)
+
+    group = PollerGroup(make_pollers(app.settings.imap, app.pipeline, hand_over, utc_now))
+    group.start()
+    return group
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -8,14 +8,22 @@ run and the daemon calls it inside COMMIT 2, so both say the same thing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
+from intake.customers import (
+    CustomerMatch,
+    CustomerRecord,
+    is_authorized,
+    match_customer,
+    subscription_active,
+)
 from intake.policy import Policy, ReportField
+from intake.sla import Deadlines, compute_deadlines
 from parsing import (
     FieldExtraction,
     ParsedMessage,
@@ -53,10 +61,31 @@ class PlannedCharge:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who we are, so our own mail is recognised as a loop (RFC 3834 §2, X-Loop)."""
+    """Who we are (loops, RFC 3834 §2, X-Loop) and who our staff are (CC reminders)."""
 
     addresses: tuple[str, ...]
     loop_marker: str
+    staff_addresses: tuple[str, ...] = ()
+    staff_domains: tuple[str, ...] = ()
+
+    def is_staff(self, address: str) -> bool:
+        address = address.lower()
+        if address in self.addresses:
+            return False  # the support address itself is where customers should write
+        domain = address.rpartition("@")[2]
+        return address in self.staff_addresses or domain in self.staff_domains
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyBook:
+    """Every loaded policy and the default one; a customer's entry may name another."""
+
+    default: Policy
+    others: Mapping[str, Policy] = field(default_factory=dict)
+
+    def for_customer(self, customer: CustomerMatch | None) -> Policy:
+        name = customer.customer.policy if customer else None
+        return self.others.get(name, self.default) if name else self.default
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +94,10 @@ class CheckContext:
     subject: SubjectParse
     extraction: FieldExtraction
     policy: Policy
+    identity: Identity
+    customer: CustomerMatch | None
+    deadlines: Deadlines
+    priority: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +111,31 @@ class Assessment:
     charges: tuple[PlannedCharge, ...]
     decision: Decision
     reply_address: str | None
-    response_due: datetime | None = None
-    deadlines: Mapping[str, datetime] = field(default_factory=dict)
+    policy: Policy
+    deadlines: Deadlines
+    customer: CustomerMatch | None = None
 
     @property
     def missing_fields(self) -> tuple[str, ...]:
         return tuple(f.field for f in self.findings if f.code == "missing_field" and f.field)
+
+    @property
+    def response_due(self) -> datetime | None:
+        return self.deadlines.response_due
+
+    @property
+    def billable_hourly(self) -> bool:
+        return any(f.code in BILLABLE_FINDINGS for f in self.findings)
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        return tuple(f.message for f in self.findings if f.code in NOTICE_FINDINGS)
+
+
+BILLABLE_FINDINGS = frozenset({"unauthorized_contact", "subscription_lapsed"})
+NOTICE_FINDINGS = frozenset(
+    {"unauthorized_contact", "subscription_lapsed", "staff_cc", "after_hours", "outage_escalated"}
+)
 
 
 class Check(Protocol):
@@ -108,6 +160,8 @@ class SubjectPriority:
     name: str = "subject_priority"
 
     def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.priority != _subject_priority(ctx.subject, ctx.policy):
+            return ()  # escalated: OutageEscalation says why
         level, default = ctx.subject.priority, ctx.policy.default_priority
         if level is None:
             text = f"The subject gives no priority; the default priority {default} applies."
@@ -155,48 +209,178 @@ class MimeDefects:
         return (Finding("mime_defects", f"The message is malformed MIME ({names})."),)
 
 
+@dataclass(frozen=True)
+class KnownCustomer:
+    name: str = "known_customer"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.customer is not None:
+            return ()
+        who = ctx.subject.customer or ctx.message.from_address or "the sender"
+        return (Finding("unknown_customer", f"{who} is not in the customer directory."),)
+
+
+@dataclass(frozen=True)
+class AuthorizedContact:
+    name: str = "authorized_contact"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if not ctx.policy.authorized_contacts_only or ctx.customer is None:
+            return ()
+        if is_authorized(ctx.customer.customer, ctx.message.from_address):
+            return ()
+        text = ctx.policy.unauthorized_notice or "The sender is not an authorized contact."
+        return (Finding("unauthorized_contact", text),)
+
+
+@dataclass(frozen=True)
+class ActiveSubscription:
+    name: str = "active_subscription"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if not ctx.policy.subscription_required or ctx.customer is None:
+            return ()
+        local_day = ctx.deadlines.received_at.astimezone(ctx.policy.calendar().tz).date()
+        if subscription_active(ctx.customer.customer, local_day):
+            return ()
+        text = ctx.policy.lapsed_subscription_notice or "The support subscription has lapsed."
+        return (Finding("subscription_lapsed", text),)
+
+
+@dataclass(frozen=True)
+class StaffCopied:
+    name: str = "staff_copied"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        reminder = ctx.policy.staff_cc_reminder
+        copied = [a for a in (*ctx.message.to, *ctx.message.cc) if ctx.identity.is_staff(a)]
+        if not reminder or not copied:
+            return ()
+        return (Finding("staff_cc", reminder),)
+
+
+@dataclass(frozen=True)
+class AfterHours:
+    name: str = "after_hours"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.deadlines.in_business_hours or not ctx.policy.after_hours_notice:
+            return ()
+        target = ctx.deadlines.response_target
+        if target is not None and target.clock == "wall":
+            return ()  # this priority is worked around the clock: nothing to warn about
+        return (Finding("after_hours", ctx.policy.after_hours_notice),)
+
+
+@dataclass(frozen=True)
+class OutageEscalation:
+    name: str = "outage_escalation"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.priority == _subject_priority(ctx.subject, ctx.policy):
+            return ()
+        level = ctx.policy.priority(ctx.priority)
+        label = level.name if level else f"priority {ctx.priority}"
+        return (Finding("outage_escalated", f"Reported as a total outage: handled as {label}."),)
+
+
 CHECKS: tuple[Check, ...] = (
     SubjectGrammar(),
     SubjectPriority(),
+    OutageEscalation(),
     RequiredFields(),
     ReplyAddress(),
     MimeDefects(),
+    KnownCustomer(),
+    AuthorizedContact(),
+    ActiveSubscription(),
+    StaffCopied(),
+    AfterHours(),
 )
 
 
 def assess_bytes(
-    raw: bytes, envelope_sender: str | None, policy: Policy, identity: Identity
+    raw: bytes,
+    envelope_sender: str | None,
+    policies: PolicyBook,
+    identity: Identity,
+    received_at: datetime,
+    directory: Sequence[CustomerRecord] = (),
 ) -> Assessment:
-    return assess(parse_message(raw), envelope_sender, policy, identity)
+    message = parse_message(raw)
+    return assess(message, envelope_sender, policies, identity, received_at, directory)
 
 
 def assess(
-    message: ParsedMessage, envelope_sender: str | None, policy: Policy, identity: Identity
+    message: ParsedMessage,
+    envelope_sender: str | None,
+    policies: PolicyBook,
+    identity: Identity,
+    received_at: datetime,
+    directory: Sequence[CustomerRecord] = (),
 ) -> Assessment:
+    """Everything the daemon decides about one message, given when we received it."""
     verdict = classify(message, envelope_sender, identity.addresses, identity.loop_marker)
-    subject = parse_subject(message.subject, policy.priority_aliases())
-    extraction = extract_fields(
-        message.new_text, message.body_html, policy.field_specs(), policy.placeholders
+    customer, policy, subject, extraction = _read_for_customer(message, policies, directory)
+    priority = _effective_priority(subject, policy)
+    timezone = customer.customer.timezone if customer else None
+    deadlines = compute_deadlines(policy, priority, received_at, timezone)
+    ctx = CheckContext(
+        message, subject, extraction, policy, identity, customer, deadlines, priority
     )
-    ctx = CheckContext(message, subject, extraction, policy)
     findings = tuple(finding for check in CHECKS for finding in check.run(ctx))
     return Assessment(
         message=message,
         verdict=verdict,
         subject=subject,
-        priority=_effective_priority(subject, policy),
+        priority=priority,
         fields=_field_values(ctx),
         findings=findings,
-        charges=_charges(findings, policy),
+        charges=_charges(findings, ctx),
         decision=Decision.IGNORE if verdict.is_machine else Decision.NEW_TICKET,
         reply_address=None if verdict.is_machine else _reply_address(message),
+        policy=policy,
+        deadlines=deadlines,
+        customer=customer,
     )
 
 
-def _effective_priority(subject: SubjectParse, policy: Policy) -> int:
+def _read_for_customer(
+    message: ParsedMessage, policies: PolicyBook, directory: Sequence[CustomerRecord]
+) -> tuple[CustomerMatch | None, Policy, SubjectParse, FieldExtraction]:
+    """Read subject and fields, find the customer, and re-read under their own policy."""
+    policy = policies.default
+    subject, extraction = _read(message, policy)
+    support_id = extraction.values.get("support_id")
+    customer = match_customer(directory, subject.customer, message.from_address, support_id)
+    chosen = policies.for_customer(customer)
+    if chosen is not policy:
+        subject, extraction = _read(message, chosen)
+    return customer, chosen, subject, extraction
+
+
+def _read(message: ParsedMessage, policy: Policy) -> tuple[SubjectParse, FieldExtraction]:
+    subject = parse_subject(message.subject, policy.priority_aliases())
+    extraction = extract_fields(
+        message.new_text, message.body_html, policy.field_specs(), policy.placeholders
+    )
+    return subject, extraction
+
+
+def _subject_priority(subject: SubjectParse, policy: Policy) -> int:
     if subject.priority is not None and policy.priority(subject.priority) is not None:
         return subject.priority
     return policy.default_priority
+
+
+def _effective_priority(subject: SubjectParse, policy: Policy) -> int:
+    """The subject's priority, lifted to the policy's outage priority for a total outage."""
+    level = _subject_priority(subject, policy)
+    top = policy.outage_priority
+    text = f"{subject.issue or ''} {subject.cleaned}".casefold()
+    if top is not None and any(k.casefold() in text for k in policy.outage_keywords):
+        return top
+    return level
 
 
 def _satisfied(spec: ReportField, ctx: CheckContext) -> bool:
@@ -248,12 +432,21 @@ def _field_values(ctx: CheckContext) -> dict[str, Any]:
     return values
 
 
-def _charges(findings: tuple[Finding, ...], policy: Policy) -> tuple[PlannedCharge, ...]:
-    charge = policy.missing_information_charge
-    if charge is None or not any(f.code == "missing_field" for f in findings):
-        return ()
-    # "per occurrence": one charge per initial contact, however many items are missing.
-    return (PlannedCharge(charge.kind, charge.amount, charge.currency, charge.reason),)
+def _charges(findings: tuple[Finding, ...], ctx: CheckContext) -> tuple[PlannedCharge, ...]:
+    charges = []
+    missing = ctx.policy.missing_information_charge
+    if missing is not None and any(f.code == "missing_field" for f in findings):
+        # "per occurrence": one charge per initial contact, however many items are missing.
+        charges.append(
+            PlannedCharge(missing.kind, missing.amount, missing.currency, missing.reason)
+        )
+    if not ctx.deadlines.in_business_hours:
+        for rule in ctx.policy.after_hours_charges:
+            if ctx.priority in rule.priorities:
+                charges.append(
+                    PlannedCharge(rule.kind, rule.amount, rule.currency, rule.reason, rule.status)
+                )
+    return tuple(charges)
 
 
 def _reply_address(message: ParsedMessage) -> str | None:

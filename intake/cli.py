@@ -1,8 +1,8 @@
-"""The ``intake`` command line: serve, deliver, check, tickets, quarantine, outbox, health.
+"""The ``intake`` command line: serve, deliver, check, tickets, charges, quarantine, outbox…
 
 Every command takes ``--config`` and ``--database``; flags win over environment variables,
 which win over the config file. Bad configuration ends with one line naming the key and
-exit status 2 (75, EX_TEMPFAIL, for ``deliver``, so the MTA keeps the mail and retries).
+exit status 1 (75, EX_TEMPFAIL, for ``deliver``, so the MTA keeps the mail and retries).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,15 +19,18 @@ import click
 
 from intake import __version__
 from intake.app import App, build_app, serve, utc_now
+from intake.customers import CustomerRecord
 from intake.errors import ConfigError, IntakeError
 from intake.logs import configure_logging
 from intake.settings import Settings, load_settings, parse_deliver_target
 from intake.views import (
+    charge_view,
     check_record,
     format_check_text,
     health_problems,
     inbound_view,
     outbox_view,
+    read_directory_if_present,
     ticket_view,
 )
 
@@ -93,6 +96,20 @@ def main() -> None:
     """ticket-intake: support mail in, contract-checked tickets and confirmations out."""
 
 
+imap_option = click.option(
+    "--imap",
+    "imap_urls",
+    multiple=True,
+    metavar="URL",
+    help="IMAP mailbox, repeatable: imap[s]://USER:PASS@HOST:PORT/FOLDER or "
+    "imap+starttls://…; replaces the configured imap.mailboxes.",
+)
+
+
+def imap_overrides(urls: tuple[str, ...]) -> dict[str, Any]:
+    return {"imap.mailboxes": [{"url": url} for url in urls]} if urls else {}
+
+
 @main.command(name="serve")
 @click.option("--listen", metavar="HOST:PORT", help="SMTP listen address (default 127.0.0.1:2525).")
 @click.option(
@@ -101,12 +118,17 @@ def main() -> None:
     help="Write replies as .eml into DIR, or send them through this relay.",
 )
 @click.option("--policy", metavar="NAME", help="Policy from config/policies (default: standard).")
+@imap_option
 @common_options
 def serve_command(
-    listen: str | None, deliver: str | None, policy: str | None, **common: Any
+    listen: str | None,
+    deliver: str | None,
+    policy: str | None,
+    imap_urls: tuple[str, ...],
+    **common: Any,
 ) -> None:
-    """Run the SMTP listener, the processing worker and the outbox sender."""
-    overrides: dict[str, Any] = {}
+    """Run the SMTP listener, the IMAP pollers, the processing worker and the outbox sender."""
+    overrides: dict[str, Any] = imap_overrides(imap_urls)
     if listen:
         host, port = _split_listen(listen)
         overrides |= {"smtp.host": host, "smtp.port": port}
@@ -119,10 +141,68 @@ def serve_command(
     app = open_app(settings, policy)
     try:
         asyncio.run(serve(app))
+    except IntakeError as exc:
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {settings.smtp.host}:{settings.smtp.port}: {exc}"
         ) from None
+
+
+@main.command(name="poll")
+@click.option("--once", is_flag=True, help="Take what is waiting in each mailbox, then exit.")
+@click.option("--no-process", is_flag=True, help="Only store and move; leave processing to serve.")
+@imap_option
+@common_options
+def poll_command(once: bool, no_process: bool, imap_urls: tuple[str, ...], **common: Any) -> None:
+    """Poll the IMAP mailboxes once (cron, tests): store, move, process, send replies.
+
+    Exit 0 when every mailbox was polled, 1 when any failed (the others still ran).
+    """
+    from intake.imap import make_pollers, poll_all_once
+
+    if not once:
+        raise click.UsageError("poll needs --once; `intake serve` polls continuously")
+    settings = settings_from(common, **imap_overrides(imap_urls))
+    if not settings.imap.mailboxes:
+        raise click.ClickException("no mailboxes: give --imap URL or configure imap.mailboxes")
+    app = open_app(settings)
+    try:
+        pollers = make_pollers(settings.imap, app.pipeline, lambda _id: None, utc_now)
+    except IntakeError as exc:
+        raise click.ClickException(str(exc)) from None
+    reports = poll_all_once(pollers, settings.imap.lease_duration + 1)
+    if not no_process:
+        _process_waiting(app)
+    for report in reports:
+        click.echo(_poll_line(report.name, report.result, report.error))
+    if any(report.error for report in reports):
+        sys.exit(1)
+
+
+def _process_waiting(app: App) -> None:
+    """Process everything due (what was just stored, and what an earlier crash left)."""
+    from store import repository as repo
+    from store.db import session_scope
+
+    while True:
+        with session_scope(app.sessions) as session:
+            due = repo.due_inbound_ids(session, utc_now())
+        if not due:
+            break
+        for inbound_id in due:
+            app.pipeline.process(inbound_id)
+    asyncio.run(app.outbox.flush_once())
+
+
+def _poll_line(name: str, result: Any, error: str | None) -> str:
+    if error is not None:
+        return f"{name}: failed: {error}"
+    return (
+        f"{name}: stored {len(result.stored)}, moved {result.moved}, "
+        f"duplicates {result.duplicates}, quarantined {result.quarantined}, "
+        f"deferred {result.deferred}"
+    )
 
 
 @main.command()
@@ -174,18 +254,19 @@ def check(
     **common: Any,
 ) -> None:
     """Dry run: show what the daemon would do with FILE... (or - for stdin). Stores nothing."""
-    from intake.app import make_identity
-    from intake.policy import load_policy
+    from intake.app import load_policies, make_identity
 
     settings = settings_from(common)
     when = _parse_instant(received_at) if received_at else utc_now()
     try:
-        chosen = load_policy(policy or settings.intake.policy, settings.intake.policy_dir)
+        policies = load_policies(settings, policy)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    directory = read_directory_if_present(settings)
+    identity = make_identity(settings)
     failed = False
     for name, raw, error in _read_inputs(files):
-        record = check_record(name, raw, error, chosen, make_identity(settings), when)
+        record = check_record(name, raw, error, policies, identity, when, directory)
         failed |= "error" in record
         click.echo(json.dumps(record, ensure_ascii=False) if as_json else format_check_text(record))
     sys.exit(1 if failed else 0)
@@ -200,6 +281,8 @@ def tickets() -> None:
 @click.option("--status", help="open | waiting_customer | closed")
 @click.option("--priority", type=int)
 @click.option("--customer", help="Customer name (case-insensitive).")
+@click.option("--due-before", metavar="ISO8601", help="Only tickets whose response is due before.")
+@click.option("--breached", is_flag=True, help="Only tickets whose response target was missed.")
 @click.option("--limit", type=click.IntRange(1, 10000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @common_options
@@ -207,6 +290,8 @@ def tickets_list(
     status: str | None,
     priority: int | None,
     customer: str | None,
+    due_before: str | None,
+    breached: bool,
     limit: int,
     as_json: bool,
     **common: Any,
@@ -215,19 +300,22 @@ def tickets_list(
     from store import repository as repo
     from store.db import session_scope
 
+    before = _parse_instant(due_before, "--due-before") if due_before else None
     app = open_app(settings_from(common))
+    now = utc_now()
     with session_scope(app.sessions) as session:
-        rows = [
-            ticket_view(t)
-            for t in repo.list_tickets(
-                session, status=status, priority=priority, customer=customer, limit=limit
-            )
-        ]
-    _print_rows(
-        rows,
-        as_json,
-        ["number", "priority", "status", "customer", "issue", "missing_fields", "created_at"],
-    )
+        found = repo.list_tickets(
+            session,
+            status=status,
+            priority=priority,
+            customer=customer,
+            due_before=before,
+            breached_at=now if breached else None,
+            limit=limit,
+        )
+        rows = [ticket_view(t, now=now) for t in found]
+    columns = ["number", "priority", "status", "customer", "issue", "response_due", "breached"]
+    _print_rows(rows, as_json, [*columns, "missing_fields"])
 
 
 @tickets.command(name="show")
@@ -242,10 +330,63 @@ def tickets_show(number: str, as_json: bool, **common: Any) -> None:
     app = open_app(settings_from(common))
     with session_scope(app.sessions) as session:
         ticket = repo.ticket_by_number(session, number)
-        view = ticket_view(ticket, full=True) if ticket else None
+        view = ticket_view(ticket, full=True, now=utc_now()) if ticket else None
     if view is None:
         raise click.ClickException(f"no ticket {number}")
     _print_one(view, as_json)
+
+
+@tickets.command(name="autoclose")
+@common_options
+def tickets_autoclose(**common: Any) -> None:
+    """Close tickets left waiting on the customer past the policy's allowance (and notify)."""
+    app = open_app(settings_from(common))
+    closed = app.autocloser.run_once(utc_now())
+    asyncio.run(app.outbox.flush_once())
+    click.echo(f"closed {len(closed)} tickets{': ' + ', '.join(closed) if closed else ''}")
+
+
+@main.group()
+def charges() -> None:
+    """The charge ledger: list charges, settle pending ones."""
+
+
+@charges.command(name="list")
+@click.option("--status", help="applied | pending | billed | waived")
+@click.option("--json", "as_json", is_flag=True)
+@common_options
+def charges_list(status: str | None, as_json: bool, **common: Any) -> None:
+    """Newest charges first."""
+    from store import repository as repo
+    from store.db import session_scope
+
+    app = open_app(settings_from(common))
+    with session_scope(app.sessions) as session:
+        rows = [charge_view(c) for c in repo.list_charges(session, status)]
+    columns = ["id", "ticket", "kind", "amount", "currency", "status", "created_at"]
+    _print_rows(rows, as_json, columns)
+
+
+@charges.command(name="settle")
+@click.argument("charge_id", type=int)
+@click.option("--bill", "outcome", flag_value="billed", help="The condition held: bill it.")
+@click.option("--waive", "outcome", flag_value="waived", help="It did not hold: waive it.")
+@click.option("--note", help="Why, for the record.")
+@common_options
+def charges_settle(charge_id: int, outcome: str | None, note: str | None, **common: Any) -> None:
+    """Settle a pending charge (e.g. an off-hours P1 once fault is determined)."""
+    from store import repository as repo
+    from store.db import session_scope
+
+    if outcome is None:
+        raise click.UsageError("say --bill or --waive")
+    app = open_app(settings_from(common))
+    with session_scope(app.sessions) as session:
+        row = repo.settle_charge(session, charge_id, outcome, note, utc_now())
+        view = charge_view(row) if row else None
+    if view is None:
+        raise click.ClickException(f"charge {charge_id} is not pending (or does not exist)")
+    click.echo(f"charge {charge_id}: {view['amount']} {view['currency']} {outcome}")
 
 
 @main.group()
@@ -380,6 +521,76 @@ def policies(**common: Any) -> None:
         click.echo(name)
 
 
+@main.group()
+def customers() -> None:
+    """The customer directory: names, domains, contacts and contract terms."""
+
+
+@customers.command(name="import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Validate and count the changes; write nothing.")
+@common_options
+def customers_import(file: Path, dry_run: bool, **common: Any) -> None:
+    """Add or update the customers in FILE (.csv or .toml): all of them or none."""
+    from intake.customers import read_directory
+    from intake.policy import available_policies
+
+    settings = settings_from(common)
+    try:
+        records = read_directory(file, available_policies(settings.intake.policy_dir))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    inserted, updated = _import_customers(open_app(settings), file, records, dry_run)
+    if dry_run:
+        click.echo(f"would import {inserted} new, {updated} updated (dry run: nothing written)")
+    else:
+        click.echo(f"imported {inserted} new, {updated} updated")
+
+
+def _import_customers(
+    app: App, file: Path, records: Sequence[CustomerRecord], dry_run: bool
+) -> tuple[int, int]:
+    from sqlalchemy.exc import IntegrityError
+
+    from intake.customers import (
+        load_directory,
+        normalize_name,
+        support_id_conflicts,
+        values_from_record,
+    )
+    from store import repository as repo
+    from store.db import session_scope
+
+    try:
+        with session_scope(app.sessions) as session:
+            stored = load_directory(session)
+            problems = support_id_conflicts(stored, records)
+            if problems:
+                raise click.ClickException(f"{file}: " + "; ".join(problems))
+            if dry_run:
+                known = {normalize_name(r.name) for r in stored}
+                updated = sum(normalize_name(r.name) in known for r in records)
+                return len(records) - updated, updated
+            values = [values_from_record(r) for r in records]
+            return repo.upsert_customers(session, values, utc_now())
+    except IntegrityError as exc:  # a concurrent import took a name or support ID first
+        raise click.ClickException(f"{file}: the store refused the import: {exc.orig}") from None
+
+
+@customers.command(name="list")
+@click.option("--json", "as_json", is_flag=True)
+@common_options
+def customers_list(as_json: bool, **common: Any) -> None:
+    """Every customer in the directory, by name."""
+    from intake.customers import FIELDS, customer_view, load_directory
+    from store.db import session_scope
+
+    app = open_app(settings_from(common))
+    with session_scope(app.sessions) as session:
+        rows = [customer_view(r) for r in load_directory(session)]
+    _print_rows(rows, as_json, list(FIELDS))
+
+
 def _split_listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -387,13 +598,13 @@ def _split_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _parse_instant(value: str) -> datetime:
+def _parse_instant(value: str, option: str = "--received-at") -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not ISO 8601", param_hint="--received-at") from None
+        raise click.BadParameter(f"{value!r} is not ISO 8601", param_hint=option) from None
     if parsed.tzinfo is None:
-        raise click.BadParameter(f"{value!r} needs a UTC offset or Z", param_hint="--received-at")
+        raise click.BadParameter(f"{value!r} needs a UTC offset or Z", param_hint=option)
     return parsed
 
 

@@ -19,14 +19,21 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake.assess import Assessment, Decision, Identity, assess_bytes
+from intake.assess import Assessment, Decision, Identity, PolicyBook, assess_bytes
+from intake.customers import load_directory
 from intake.errors import StoreError
-from intake.policy import Policy
 from intake.replies import Sender, render_confirmation
 from parsing import idempotency_key, read_message_id
 from store import repository as repo
 from store.db import session_scope
-from store.models import InboundMessage, InboundStatus, OutboxMessage, OutboxStatus, Ticket
+from store.models import (
+    InboundMessage,
+    InboundStatus,
+    OutboxMessage,
+    OutboxStatus,
+    Ticket,
+    TicketStatus,
+)
 
 Clock = Callable[[], datetime]
 
@@ -82,7 +89,7 @@ def prepare_inbound(raw: bytes, envelope: Envelope, now: datetime) -> repo.NewIn
 @dataclass
 class Pipeline:
     sessions: sessionmaker[Session]
-    policy: Policy
+    policies: PolicyBook
     identity: Identity
     sender: Sender
     templates: jinja2.Environment
@@ -119,7 +126,14 @@ class Pipeline:
                 return Outcome(inbound_id, "missing")
             if row.status not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
                 return Outcome(inbound_id, "already_done", classification=row.classification)
-            assessment = assess_bytes(row.raw, row.envelope_from, self.policy, self.identity)
+            assessment = assess_bytes(
+                row.raw,
+                row.envelope_from,
+                self.policies,
+                self.identity,
+                row.received_at,  # deadlines run from when *we* received it
+                load_directory(session),
+            )
             row.classification = assessment.verdict.kind.value
             row.processed_at = now
             if assessment.decision is Decision.IGNORE:
@@ -139,12 +153,14 @@ class Pipeline:
     def _open_ticket(
         self, session: Session, row: InboundMessage, assessment: Assessment, now: datetime
     ) -> Ticket:
-        message, subject = assessment.message, assessment.subject
+        message, subject, policy = assessment.message, assessment.subject, assessment.policy
+        known = assessment.customer.customer.name if assessment.customer else None
+        waiting = bool(assessment.missing_fields) and policy.auto_close is not None
         ticket = repo.add_ticket(
             session,
             Ticket(
                 subject=message.subject,
-                customer=subject.customer,
+                customer=known or subject.customer,
                 location=subject.location,
                 issue=subject.issue,
                 priority=assessment.priority,
@@ -157,9 +173,14 @@ class Pipeline:
                 requester_email=message.from_address,
                 requester_name=message.from_name,
                 message_id=message.message_id,
-                policy_name=self.policy.name,
-                policy_version=self.policy.version,
+                policy_name=policy.name,
+                policy_version=policy.version,
                 response_due_at=assessment.response_due,
+                deadlines={k: v.isoformat() for k, v in assessment.deadlines.as_dict().items()},
+                timezone=assessment.deadlines.timezone,
+                billable_hourly=assessment.billable_hourly,
+                status=TicketStatus.WAITING_CUSTOMER if waiting else TicketStatus.OPEN,
+                waiting_since=now if waiting else None,
                 inbound_message_id=row.id,
                 created_at=now,
                 updated_at=now,
@@ -197,7 +218,6 @@ class Pipeline:
             assessment,
             number=number,
             inbound_key=row.idempotency_key,
-            policy=self.policy,
             sender=self.sender,
             now=now,
         )

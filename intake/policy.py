@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from datetime import date, time, timedelta
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -18,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from intake.calendars import HolidayCalendar
+from intake.clock import BusinessCalendar, Window
 from intake.errors import ConfigError
 from intake.settings import describe_validation_error
 from parsing import DEFAULT_PLACEHOLDERS, FieldSpec
@@ -28,12 +31,101 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 Satisfier = Literal["subject_customer", "from_address", "from_name", "free_text", "call_examples"]
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Clock = Literal["business", "wall"]
+
+
+class Target(BaseModel):
+    """A time allowance: ``hours`` or ``days`` on the business clock or the 24×7 wall clock.
+
+    Business days are multiples of the policy's business-day length ("5 support days");
+    wall-clock days are 24 hours each.
+    """
+
+    model_config = _STRICT
+    hours: float | None = Field(default=None, gt=0)
+    days: float | None = Field(default=None, gt=0)
+    clock: Clock
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> Target:
+        if (self.hours is None) == (self.days is None):
+            raise ValueError("give exactly one of hours or days")
+        return self
+
+    def describe(self) -> str:
+        amount, unit = (self.hours, "hour") if self.hours is not None else (self.days, "day")
+        number = f"{amount:g}"
+        kind = "business " if self.clock == "business" else ""
+        return f"{number} {kind}{unit}{'' if number == '1' else 's'}"
+
+
 class Priority(BaseModel):
     model_config = _STRICT
     level: int = Field(ge=0, le=9)
     name: str  # shown to customers, e.g. "P1 – Critical"
     aliases: tuple[str, ...] = ()  # extra subject words, e.g. "outage"
     definition: str  # what the priority means, quoted from the contract
+    # None: the contract sets no response target ("when commercially feasible").
+    response: Target | None = None
+    # Used instead of ``response`` when the ticket arrives outside business hours.
+    response_after_hours: Target | None = None
+    # Further targets by name (resolution, work_around, restoration, reason_for_outage).
+    deadlines: dict[str, Target] = Field(default_factory=dict)
+    deadlines_after_hours: dict[str, Target] = Field(default_factory=dict)
+
+
+class HoursWindow(BaseModel):
+    model_config = _STRICT
+    days: tuple[Weekday, ...] = Field(min_length=1)
+    start: time
+    end: time  # end <= start: the window runs past midnight into the next day
+
+
+class Holidays(BaseModel):
+    model_config = _STRICT
+    rules: tuple[
+        str, ...
+    ] = ()  # named rules ("good friday") or "MM-DD" / "4th thursday of november"
+    country: str | None = None  # a country calendar of the holidays package, e.g. "US"
+    subdivision: str | None = None
+    dates: tuple[date, ...] = ()
+    observe_weekend: bool = True
+
+    @model_validator(mode="after")
+    def _valid(self) -> Holidays:
+        self.calendar()  # unknown rule, country or subdivision → ValueError naming it
+        return self
+
+    def calendar(self) -> HolidayCalendar:
+        return HolidayCalendar(
+            self.rules, self.country, self.subdivision, self.dates, self.observe_weekend
+        )
+
+
+class AfterHoursCharge(BaseModel):
+    """A charge that may apply to a ticket opened outside business hours (pending)."""
+
+    model_config = _STRICT
+    kind: str
+    priorities: tuple[int, ...]
+    rate: Decimal = Field(ge=0, decimal_places=2)  # per hour
+    minimum_hours: Decimal = Field(default=Decimal(0), ge=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    status: Literal["pending", "applied"] = "pending"
+    reason: str
+
+    @property
+    def amount(self) -> Decimal:
+        """What is recorded up front: the minimum the contract bills."""
+        return (self.rate * self.minimum_hours).quantize(Decimal("0.01"))
+
+
+class AutoClose(BaseModel):
+    model_config = _STRICT
+    after: Target  # how long a ticket may wait on the customer
+    reason: str
 
 
 class ReportField(BaseModel):
@@ -73,6 +165,23 @@ class Policy(BaseModel):
     fields: tuple[ReportField, ...] = ()
     placeholders: tuple[str, ...] = tuple(sorted(DEFAULT_PLACEHOLDERS))
     missing_information_charge: Charge | None = None
+    hours: tuple[HoursWindow, ...] = Field(min_length=1)
+    holidays: Holidays = Holidays()
+    # Business hours in the customer's own zone when the directory knows it (managed-PBX).
+    use_customer_timezone: bool = False
+    after_hours_charges: tuple[AfterHoursCharge, ...] = ()
+    after_hours_notice: str | None = None  # e.g. overtime billed at 1.5 times the rate
+    # Only the customer's authorized contacts may open tickets; others are billable.
+    authorized_contacts_only: bool = False
+    unauthorized_notice: str | None = None
+    # Support needs an active subscription; a lapsed customer is billed hourly.
+    subscription_required: bool = False
+    lapsed_subscription_notice: str | None = None
+    # Words in the issue that lift a ticket to ``outage_priority`` (a total outage).
+    outage_keywords: tuple[str, ...] = ()
+    outage_priority: int | None = None
+    staff_cc_reminder: str | None = None  # shown when the customer CCs staff directly
+    auto_close: AutoClose | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -93,7 +202,27 @@ class Policy(BaseModel):
         names = [f.name for f in self.fields]
         if len(set(names)) != len(names):
             raise ValueError("fields: each name may appear only once")
+        if self.outage_priority is not None and self.outage_priority not in levels:
+            raise ValueError(f"outage_priority {self.outage_priority} is not in priorities")
+        self.calendar()  # overlapping windows → ValueError at start-up
         return self
+
+    def calendar(self, timezone: str | None = None) -> BusinessCalendar:
+        """The business clock, in ``timezone`` when the policy follows the customer's zone."""
+        zone = timezone if (timezone and self.use_customer_timezone) else self.timezone
+        windows: dict[int, list[Window]] = {}
+        for spec in self.hours:
+            for day in spec.days:
+                windows.setdefault(WEEKDAYS.index(day), []).append(Window(spec.start, spec.end))
+        return BusinessCalendar(
+            ZoneInfo(zone), {d: tuple(w) for d, w in windows.items()}, self.holidays.calendar()
+        )
+
+    def zone(self, timezone: str | None = None) -> str:
+        return timezone if (timezone and self.use_customer_timezone) else self.timezone
+
+    def business_day(self) -> timedelta:
+        return self.calendar().business_day_length()
 
     def priority(self, level: int) -> Priority | None:
         return next((p for p in self.priorities if p.level == level), None)

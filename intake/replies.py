@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -19,11 +19,11 @@ from email.utils import format_datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 
 from intake.assess import Assessment
-from intake.policy import Policy
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|antw)\s*:\s*", re.IGNORECASE)
@@ -86,13 +86,11 @@ def render_confirmation(
     *,
     number: str,
     inbound_key: str,
-    policy: Policy,
     sender: Sender,
     now: datetime,
-    response_due_text: str | None = None,
 ) -> RenderedReply:
     assert assessment.reply_address is not None, "machine mail is never answered"
-    context = _confirmation_context(assessment, number, policy, sender, response_due_text)
+    context = _confirmation_context(assessment, number, sender)
     message_id = confirmation_message_id(number, inbound_key, sender.domain)
     message = _envelope_headers(assessment, sender, message_id, now)
     message["Subject"] = reply_subject(assessment.message.subject, number)
@@ -102,6 +100,48 @@ def render_confirmation(
     )
     recipients = (assessment.reply_address, *sender.noc_cc)
     return RenderedReply(message_id, recipients, message.as_bytes(policy=SMTP))
+
+
+def render_ticket_notice(
+    env: jinja2.Environment,
+    template: str,
+    *,
+    ticket: TicketRef,
+    context: Mapping[str, Any],
+    message_id: str,
+    sender: Sender,
+    now: datetime,
+) -> RenderedReply:
+    """A notice about an existing ticket (e.g. auto-close), threaded onto its first message."""
+    message = EmailMessage()
+    message["From"] = Address(header_safe(sender.name), addr_spec=sender.address)
+    message["To"] = header_safe(ticket.requester)
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = f"<{message_id}>"
+    message["In-Reply-To"] = f"<{header_safe(ticket.message_id)}>"
+    message["References"] = f"<{header_safe(ticket.message_id)}>"
+    message["Subject"] = reply_subject(ticket.subject, ticket.number)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834 §5: not a reply to a message
+    message["X-Auto-Response-Suppress"] = "All"
+    message["X-Loop"] = sender.loop_marker
+    data = {
+        "number": ticket.number,
+        "subject": ticket.subject,
+        "support_name": sender.name,
+        "support_address": sender.address,
+        **context,
+    }
+    message.set_content(env.get_template(f"{template}.txt.j2").render(data))
+    message.add_alternative(env.get_template(f"{template}.html.j2").render(data), subtype="html")
+    return RenderedReply(message_id, (ticket.requester,), message.as_bytes(policy=SMTP))
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRef:
+    number: str
+    subject: str
+    requester: str
+    message_id: str
 
 
 def _envelope_headers(
@@ -127,15 +167,41 @@ def _envelope_headers(
     return message
 
 
-def _confirmation_context(
-    assessment: Assessment,
-    number: str,
-    policy: Policy,
-    sender: Sender,
-    response_due_text: str | None,
-) -> Mapping[str, Any]:
-    subject = assessment.subject
+DEADLINE_NAMES = {
+    "response": "Response",
+    "resolution": "Resolution",
+    "work_around": "Work-around",
+    "restoration": "Restoration of service",
+    "reason_for_outage": "Reason for outage (RFO)",
+}
+
+
+def format_instant(at: datetime, zone: str) -> str:
+    """``Mon 23 Nov 2026 14:00 PST (22:00 UTC)``: the customer's clock first, then UTC."""
+    local = at.astimezone(ZoneInfo(zone))
+    return f"{local:%a %d %b %Y %H:%M} {local.tzname()} ({at.astimezone(UTC):%H:%M} UTC)"
+
+
+def _deadline_lines(assessment: Assessment) -> list[dict[str, str]]:
+    deadlines = assessment.deadlines
+    targets = {"response": deadlines.response_target, **deadlines.other_targets}
+    lines = []
+    for name, due in deadlines.as_dict().items():
+        target = targets.get(name)
+        lines.append(
+            {
+                "name": DEADLINE_NAMES.get(name, name.replace("_", " ").capitalize()),
+                "due": format_instant(due, deadlines.timezone),
+                "target": target.describe() if target else "",
+            }
+        )
+    return lines
+
+
+def _confirmation_context(assessment: Assessment, number: str, sender: Sender) -> Mapping[str, Any]:
+    subject, policy = assessment.subject, assessment.policy
     priority = policy.priority(assessment.priority)
+    deadlines = _deadline_lines(assessment)
     return {
         "name": assessment.message.from_name,
         "number": number,
@@ -147,12 +213,22 @@ def _confirmation_context(
         "priority_defaulted": any(
             f.code in ("priority_missing", "priority_unknown") for f in assessment.findings
         ),
-        "response_due": response_due_text,
+        "response_due": deadlines[0]["due"] if assessment.response_due else None,
+        "deadlines": deadlines,
+        "received": format_instant(assessment.deadlines.received_at, assessment.deadlines.timezone),
+        "in_business_hours": assessment.deadlines.in_business_hours,
+        "notices": list(assessment.notices),
+        "billable_hourly": assessment.billable_hourly,
         "subject_problem": subject.problem,
         "example_subject": EXAMPLE_SUBJECT,
         "missing": [policy.field_label(name) for name in assessment.missing_fields],
         "charges": [
-            {"amount": f"{c.amount:.2f}", "currency": c.currency, "reason": c.reason}
+            {
+                "amount": f"{c.amount:.2f}",
+                "currency": c.currency,
+                "reason": c.reason,
+                "pending": c.status == "pending",
+            }
             for c in assessment.charges
         ],
         "support_name": sender.name,

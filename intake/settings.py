@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +33,7 @@ from pydantic_settings import (
 )
 
 from intake.errors import ConfigError
+from intake.mailbox_url import is_loopback, parse_mailbox_url
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -77,6 +87,9 @@ class IntakeSettings(BaseModel):
     # is a loop and never answered.
     own_addresses: tuple[str, ...] = ()
     noc_cc: tuple[str, ...] = ()
+    # Our staff: individual addresses and whole domains (CC reminders, staff replies).
+    staff_addresses: tuple[str, ...] = ()
+    staff_domains: tuple[str, ...] = ()
     policy: str = "standard"
     policy_dir: Path | None = None  # extra policy files, searched before the shipped ones
     ticket_number_format: str = "TKT-{:06d}"
@@ -84,9 +97,10 @@ class IntakeSettings(BaseModel):
     retry_initial: float = Field(default=5.0, gt=0)
     retry_max: float = Field(default=600.0, gt=0)
     sweep_interval: float = Field(default=5.0, gt=0)
+    autoclose_interval: float = Field(default=300.0, gt=0)  # seconds between auto-close scans
     stall_after: float = Field(default=300.0, gt=0)  # health fails past this backlog age
 
-    @field_validator("support_addresses", "own_addresses", "noc_cc")
+    @field_validator("support_addresses", "own_addresses", "noc_cc", "staff_addresses")
     @classmethod
     def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for address in value:
@@ -119,6 +133,84 @@ class IntakeSettings(BaseModel):
         return self.primary_address.rsplit("@", 1)[1].lower()
 
 
+class MailboxSettings(BaseModel):
+    """One IMAP mailbox (see intake/mailbox_url.py for the URL forms)."""
+
+    model_config = _STRICT
+    # A password given in the URL is moved to ``password`` (masked in `config show`).
+    url: str
+    password: SecretStr | None = None
+    password_env: str | None = None  # or: the password from this environment variable
+    password_file: Path | None = None  # or: the first line of this secrets file
+    processed_folder: str = "Processed"  # created when missing
+    quarantine_folder: str = "Quarantine"
+    verify_certificates: bool = True
+    ca_file: Path | None = None  # extra CA bundle (a private CA, a test certificate)
+    allow_plaintext: bool = False  # imap:// to a host that is not loopback
+    oauth2_token_command: str | None = None  # XOAUTH2: prints the access token
+    oauth2_token_file: Path | None = None  # XOAUTH2: holds the access token
+    oauth2_refresh_token_expires_at: datetime | None = None  # warn well before this
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_url(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"url": data}
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        try:
+            parsed = parse_mailbox_url(data["url"])
+        except ValueError as exc:
+            raise ValueError(f"url: {exc}") from None
+        merged = {**parsed.options, **data, "url": parsed.without_password()}
+        if parsed.password is not None:
+            merged.setdefault("password", parsed.password)
+        return merged
+
+    @model_validator(mode="after")
+    def _check(self) -> MailboxSettings:
+        url = parse_mailbox_url(self.url)
+        if url.security == "plain" and not is_loopback(url.host) and not self.allow_plaintext:
+            raise ValueError(
+                f"imap:// to {url.host} sends the password in clear; use imaps:// or "
+                "imap+starttls://, or set allow_plaintext = true"
+            )
+        sources = [self.password, self.password_env, self.password_file]
+        sources += [self.oauth2_token_command, self.oauth2_token_file]
+        if sum(s is not None for s in sources) > 1:
+            raise ValueError("give one of password, password_env, password_file, oauth2_token_*")
+        return self
+
+    @property
+    def name(self) -> str:
+        return parse_mailbox_url(self.url).name
+
+
+class ImapSettings(BaseModel):
+    model_config = _STRICT
+    mailboxes: tuple[MailboxSettings, ...] = ()
+    batch_size: int = Field(default=200, ge=1, le=5000)  # UIDs per FETCH BODY.PEEK[]
+    poll_interval: float = Field(default=60.0, gt=0)  # without IDLE; also lease standby
+    # RFC 2177: servers may drop an IDLE after 30 minutes; re-issue well before that.
+    idle_timeout: float = Field(default=25 * 60.0, gt=0, lt=29 * 60)
+    connect_timeout: float = Field(default=15.0, gt=0)
+    timeout: float = Field(default=60.0, gt=0)  # per command (socket read)
+    max_message_size: int = Field(default=25 * 1024 * 1024, gt=0)  # larger: quarantine
+    max_attempts: int = Field(default=3, ge=1)  # store attempts per message: then quarantine
+    backoff_initial: float = Field(default=2.0, gt=0)  # seconds, doubled per failure
+    backoff_max: float = Field(default=300.0, gt=0)  # ±20 % jitter
+    lease_duration: float = Field(default=60.0, ge=1)  # one instance polls a mailbox
+    failing_after: float = Field(default=600.0, gt=0)  # health fails past this
+
+    @field_validator("mailboxes")
+    @classmethod
+    def _distinct(cls, value: tuple[MailboxSettings, ...]) -> tuple[MailboxSettings, ...]:
+        names = [m.name for m in value]
+        if len(set(names)) != len(names):
+            raise ValueError("the same mailbox (user@host:port/folder) is listed twice")
+        return value
+
+
 class LoggingSettings(BaseModel):
     model_config = _STRICT
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -135,6 +227,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     outbound: OutboundSettings = OutboundSettings()
     intake: IntakeSettings = IntakeSettings()
+    imap: ImapSettings = ImapSettings()
     logging: LoggingSettings = LoggingSettings()
 
 

@@ -7,37 +7,42 @@ Times are ISO 8601 UTC; money is a decimal string with its currency.
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from intake.assess import Assessment, Identity, assess_bytes
-from intake.policy import Policy
+from sqlalchemy.engine import make_url
+
+from intake.assess import Assessment, Identity, PolicyBook, assess_bytes
+from intake.customers import CustomerRecord, load_directory
 from intake.settings import Settings
 from store import repository as repo
 from store.db import make_engine, make_session_factory, session_scope
-from store.models import InboundMessage, OutboxMessage, Ticket
+from store.models import ChargeRow, InboundMessage, OutboxMessage, Ticket
 
 
 def check_record(
     name: str,
     raw: bytes | None,
     error: str | None,
-    policy: Policy,
+    policies: PolicyBook,
     identity: Identity,
     received_at: datetime,
+    directory: Sequence[CustomerRecord] = (),
 ) -> dict[str, Any]:
     """The ``intake check --json`` object for one input (``error`` set when unreadable)."""
     if raw is None:
         return {"file": name, "error": error or "cannot read"}
     try:
-        assessment = assess_bytes(raw, None, policy, identity)
+        assessment = assess_bytes(raw, None, policies, identity, received_at, directory)
     except Exception as exc:  # a parser bug must not end the run; it is reported per file
         return {"file": name, "error": f"{type(exc).__name__}: {exc}"}
-    return {"file": name, **assessment_view(assessment, policy)}
+    return {"file": name, **assessment_view(assessment)}
 
 
-def assessment_view(a: Assessment, policy: Policy) -> dict[str, Any]:
-    message, subject = a.message, a.subject
+def assessment_view(a: Assessment) -> dict[str, Any]:
+    message, subject, policy = a.message, a.subject, a.policy
     return {
         "message": {
             "message_id": message.message_id,
@@ -66,11 +71,16 @@ def assessment_view(a: Assessment, policy: Policy) -> dict[str, Any]:
                 "amount": f"{c.amount:.2f}",
                 "currency": c.currency,
                 "status": c.status,
+                "reason": c.reason,
             }
             for c in a.charges
         ],
         "response_due": _iso(a.response_due),
-        "deadlines": {k: _iso(v) for k, v in a.deadlines.items()},
+        "deadlines": {k: _iso(v) for k, v in a.deadlines.as_dict().items()},
+        "in_business_hours": a.deadlines.in_business_hours,
+        "timezone": a.deadlines.timezone,
+        "customer": a.customer.customer.name if a.customer else None,
+        "billable_hourly": a.billable_hourly,
         "decision": a.decision.value,
         "reply_to": a.reply_address,
         "policy": {"name": policy.name, "version": policy.version},
@@ -83,7 +93,9 @@ def format_check_text(record: dict[str, Any]) -> str:
     lines = [
         f"{record['file']}: {record['classification']} → {record['decision']}",
         f"  subject:  {record['message']['subject']!r}",
+        f"  customer: {record['customer'] or '(unknown)'}  policy: {record['policy']['name']}",
         f"  priority: {record['priority']}",
+        f"  response: {record['response_due'] or 'no target'}",
         f"  missing:  {', '.join(record['missing_fields']) or '-'}",
         f"  charges:  {', '.join(_money(c) for c in record['charges']) or '-'}",
     ]
@@ -95,7 +107,18 @@ def _money(charge: dict[str, Any]) -> str:
     return f"{charge['amount']} {charge['currency']}"
 
 
-def ticket_view(ticket: Ticket, *, full: bool = False) -> dict[str, Any]:
+def is_breached(ticket: Ticket, now: datetime) -> bool:
+    """The response target was missed: no first response by the deadline."""
+    due = ticket.response_due_at
+    if due is None:
+        return False
+    answered = ticket.first_response_at
+    return answered > due if answered else now > due
+
+
+def ticket_view(
+    ticket: Ticket, *, full: bool = False, now: datetime | None = None
+) -> dict[str, Any]:
     view: dict[str, Any] = {
         "number": ticket.number,
         "customer": ticket.customer,
@@ -106,6 +129,8 @@ def ticket_view(ticket: Ticket, *, full: bool = False) -> dict[str, Any]:
         "missing_fields": list(ticket.missing_fields),
         "requester": ticket.requester_email,
         "response_due": _iso(ticket.response_due_at),
+        "breached": is_breached(ticket, now) if now else None,
+        "billable_hourly": ticket.billable_hourly,
         "created_at": _iso(ticket.created_at),
     }
     if full:
@@ -114,18 +139,27 @@ def ticket_view(ticket: Ticket, *, full: bool = False) -> dict[str, Any]:
             "fields": ticket.fields,
             "findings": ticket.findings,
             "policy": f"{ticket.policy_name} {ticket.policy_version}",
-            "charges": [
-                {
-                    "kind": c.kind,
-                    "amount": f"{c.amount:.2f}",
-                    "currency": c.currency,
-                    "status": c.status,
-                    "reason": c.reason,
-                }
-                for c in ticket.charges
-            ],
+            "deadlines": ticket.deadlines,
+            "timezone": ticket.timezone,
+            "first_response_at": _iso(ticket.first_response_at),
+            "waiting_since": _iso(ticket.waiting_since),
+            "closed_at": _iso(ticket.closed_at),
+            "charges": [charge_view(c) for c in ticket.charges],
         }
     return view
+
+
+def charge_view(charge: ChargeRow) -> dict[str, Any]:
+    return {
+        "id": charge.id,
+        "ticket": charge.ticket.number if charge.ticket else None,
+        "kind": charge.kind,
+        "amount": f"{charge.amount:.2f}",
+        "currency": charge.currency,
+        "status": charge.status,
+        "reason": charge.reason,
+        "created_at": _iso(charge.created_at),
+    }
 
 
 def inbound_view(row: InboundMessage) -> dict[str, Any]:
@@ -174,6 +208,21 @@ def health_problems(settings: Settings, now: datetime) -> list[str]:
     if oldest is not None and now - oldest > stall:
         problems.append(f"intake stalled: a message has waited since {_iso(oldest)}")
     return problems
+
+
+def read_directory_if_present(settings: Settings) -> tuple[CustomerRecord, ...]:
+    """The customer directory for a dry run, read-only; empty when there is no store yet."""
+    url = make_url(settings.database.url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        return ()
+    try:
+        engine = make_engine(settings.database.url)
+        with session_scope(make_session_factory(engine)) as session:
+            directory = load_directory(session)
+        engine.dispose()
+    except Exception:  # no store, or no customer table yet: check against no directory
+        return ()
+    return directory
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -7,13 +7,14 @@ PostgreSQL, and every time stored as UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -96,7 +97,8 @@ class InboundMessage(Base):
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     message_id: Mapped[str] = mapped_column(String(998), index=True)
     origin: Mapped[str] = mapped_column(String(16))  # smtp | imap | pipe
-    origin_ref: Mapped[str | None] = mapped_column(String(512))
+    # IMAP: mailbox/UIDVALIDITY/UID, looked up before fetching (exactly once per UID).
+    origin_ref: Mapped[str | None] = mapped_column(String(512), index=True)
     envelope_from: Mapped[str | None] = mapped_column(String(512))
     envelope_to: Mapped[list[str]] = mapped_column(default=list)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
@@ -136,7 +138,13 @@ class Ticket(Base):
     policy_name: Mapped[str] = mapped_column(String(64))
     policy_version: Mapped[str] = mapped_column(String(64))
     response_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Every deadline by name (ISO 8601 UTC), fixed at creation with the policy version.
+    deadlines: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    timezone: Mapped[str | None] = mapped_column(String(64))  # zone business hours use
+    billable_hourly: Mapped[bool] = mapped_column(default=False)
     first_response_at: Mapped[datetime | None]
+    waiting_since: Mapped[datetime | None]  # waiting on the customer (auto-close clock)
+    closed_at: Mapped[datetime | None]
     # The message that opened the ticket; unique, so processing one message twice can
     # never open two tickets. (No FK: inbound_message.ticket_id already points back.)
     inbound_message_id: Mapped[int] = mapped_column(Integer, unique=True)
@@ -159,9 +167,12 @@ class ChargeRow(Base):
     kind: Mapped[str] = mapped_column(String(64))
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2, asdecimal=True))
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(16), default="applied")  # applied | pending
+    # applied | pending (a condition must be confirmed) | billed | waived (settled by staff)
+    status: Mapped[str] = mapped_column(String(16), default="applied", index=True)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+    settled_at: Mapped[datetime | None]
+    settled_note: Mapped[str | None] = mapped_column(Text)
 
     ticket: Mapped[Ticket] = relationship(back_populates="charges")
 
@@ -191,3 +202,45 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+class MailboxState(Base):
+    """One IMAP mailbox as the poller last saw it, and which instance may poll it.
+
+    ``name`` is ``user@host:port/folder`` (never the password). The lease lets several
+    instances share one PostgreSQL while only the lease holder polls (ARCHITECTURE,
+    Scale-out); a holder that dies loses it at ``lease_expires_at``.
+    """
+
+    __tablename__ = "mailbox_state"
+
+    name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)  # RFC 3501: 32-bit unsigned
+    last_ok_at: Mapped[datetime | None]
+    failing_since: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(256))
+    lease_expires_at: Mapped[datetime | None]
+
+
+class Customer(Base):
+    """One entry of the customer directory (``intake customers import``).
+
+    ``normalized_name`` is the matching key ("ACME corp." and "Acme Corp" are one
+    customer); the caller computes it, so the rule lives in one place (intake.customers).
+    """
+
+    __tablename__ = "customer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    normalized_name: Mapped[str] = mapped_column(String(256), unique=True)  # unique index
+    aliases: Mapped[list[str]] = mapped_column(default=list)
+    domains: Mapped[list[str]] = mapped_column(default=list)
+    support_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    authorized_contacts: Mapped[list[str]] = mapped_column(default=list)
+    subscription_expires: Mapped[date | None]
+    policy: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

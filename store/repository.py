@@ -8,8 +8,9 @@ make at once (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,11 +20,14 @@ from sqlalchemy.orm import Session
 
 from store.models import (
     ChargeRow,
+    Customer,
     InboundMessage,
     InboundStatus,
+    MailboxState,
     OutboxMessage,
     OutboxStatus,
     Ticket,
+    TicketStatus,
 )
 
 
@@ -187,8 +191,11 @@ def list_tickets(
     status: str | None = None,
     priority: int | None = None,
     customer: str | None = None,
+    due_before: datetime | None = None,
+    breached_at: datetime | None = None,
     limit: int = 100,
 ) -> list[Ticket]:
+    """Newest first. ``breached_at``: only tickets whose response target was missed by then."""
     statement = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
     if status:
         statement = statement.where(Ticket.status == status)
@@ -196,6 +203,44 @@ def list_tickets(
         statement = statement.where(Ticket.priority == priority)
     if customer:
         statement = statement.where(func.lower(Ticket.customer) == customer.lower())
+    if due_before is not None:
+        statement = statement.where(Ticket.response_due_at < due_before)
+    if breached_at is not None:
+        late = or_(
+            Ticket.first_response_at > Ticket.response_due_at,
+            Ticket.first_response_at.is_(None) & (Ticket.response_due_at < breached_at),
+        )
+        statement = statement.where(Ticket.response_due_at.is_not(None)).where(late)
+    return list(session.execute(statement).scalars())
+
+
+def list_charges(session: Session, status: str | None = None, limit: int = 100) -> list[ChargeRow]:
+    statement = select(ChargeRow).order_by(ChargeRow.id.desc()).limit(limit)
+    if status:
+        statement = statement.where(ChargeRow.status == status)
+    return list(session.execute(statement).scalars())
+
+
+def settle_charge(
+    session: Session, charge_id: int, outcome: str, note: str | None, now: datetime
+) -> ChargeRow | None:
+    """Settle a pending charge as ``billed`` or ``waived``; None when not pending."""
+    row = session.get(ChargeRow, charge_id)
+    if row is None or row.status != "pending":
+        return None
+    row.status, row.settled_at, row.settled_note = outcome, now, note
+    return row
+
+
+def tickets_waiting_since(session: Session, before: datetime) -> list[Ticket]:
+    """Tickets waiting on the customer since before ``before`` (auto-close candidates)."""
+    statement = (
+        select(Ticket)
+        .where(Ticket.status == TicketStatus.WAITING_CUSTOMER)
+        .where(Ticket.waiting_since.is_not(None))
+        .where(Ticket.waiting_since < before)
+        .order_by(Ticket.id)
+    )
     return list(session.execute(statement).scalars())
 
 
@@ -277,3 +322,143 @@ def retry_outbox(session: Session, outbox_id: int, now: datetime) -> bool:
     row.next_attempt_at = now
     row.claimed_until = None
     return True
+
+
+def stored_origin_refs(session: Session, origin: str, refs: list[str]) -> set[str]:
+    """Which of ``refs`` (e.g. IMAP mailbox/UIDVALIDITY/UID) are already stored."""
+    if not refs:
+        return set()
+    statement = (
+        select(InboundMessage.origin_ref)
+        .where(InboundMessage.origin == origin)
+        .where(InboundMessage.origin_ref.in_(refs))
+    )
+    return {ref for ref in session.execute(statement).scalars() if ref is not None}
+
+
+def _mailbox(session: Session, name: str) -> MailboxState:
+    insert = _insert_for(session)
+    session.execute(insert(MailboxState).values(name=name).on_conflict_do_nothing())
+    return session.get_one(MailboxState, name)
+
+
+def acquire_mailbox_lease(
+    session: Session, name: str, owner: str, now: datetime, until: datetime
+) -> bool:
+    """Take or renew the mailbox's lease; False while another live owner holds it."""
+    _mailbox(session, name)
+    free = or_(
+        MailboxState.lease_owner.is_(None),
+        MailboxState.lease_owner == owner,
+        MailboxState.lease_expires_at < now,
+    )
+    result = session.execute(
+        update(MailboxState)
+        .where(MailboxState.name == name)
+        .where(free)
+        .values(lease_owner=owner, lease_expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def release_mailbox_lease(session: Session, name: str, owner: str) -> None:
+    session.execute(
+        update(MailboxState)
+        .where(MailboxState.name == name)
+        .where(MailboxState.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record_mailbox_ok(session: Session, name: str, now: datetime, uidvalidity: int) -> int | None:
+    """Mark the mailbox healthy; returns the UIDVALIDITY it had before (None: first time)."""
+    row = _mailbox(session, name)
+    previous = row.uidvalidity
+    row.uidvalidity, row.last_ok_at = uidvalidity, now
+    row.failing_since, row.last_error = None, None
+    return previous
+
+
+def record_mailbox_failure(session: Session, name: str, error: str, now: datetime) -> datetime:
+    """Note a failure; returns since when the mailbox has been failing."""
+    row = _mailbox(session, name)
+    row.failing_since = row.failing_since or now
+    row.last_error = error[:4000]
+    return row.failing_since
+
+
+def list_mailbox_states(session: Session) -> list[MailboxState]:
+    return list(session.execute(select(MailboxState).order_by(MailboxState.name)).scalars())
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerValues:
+    """One directory entry to store; ``normalized_name`` is its key (computed by intake)."""
+
+    name: str
+    normalized_name: str
+    aliases: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    support_id: str | None = None
+    timezone: str | None = None
+    authorized_contacts: tuple[str, ...] = ()
+    subscription_expires: date | None = None
+    policy: str | None = None
+
+
+def upsert_customers(
+    session: Session, records: Sequence[CustomerValues], now: datetime
+) -> tuple[int, int]:
+    """Insert new customers and rewrite known ones (by normalized name): (inserted, updated).
+
+    Customers missing from ``records`` are left alone. Every field of a known customer is
+    replaced, so the imported entry is the whole truth about that customer.
+    """
+    keys = [r.normalized_name for r in records]
+    if len(set(keys)) != len(keys):
+        raise ValueError("upsert_customers: two records share a normalized name")
+    found = session.execute(select(Customer).where(Customer.normalized_name.in_(keys))).scalars()
+    existing = {row.normalized_name: row for row in found}
+    _release_moved_support_ids(session, existing, records)
+    inserted = 0
+    for values in records:
+        row = existing.get(values.normalized_name)
+        if row is None:
+            row = Customer(created_at=now)
+            session.add(row)
+            inserted += 1
+        _assign_customer(row, values, now)
+    session.flush()
+    return inserted, len(records) - inserted
+
+
+def _release_moved_support_ids(
+    session: Session, existing: dict[str, Customer], records: Sequence[CustomerValues]
+) -> None:
+    # The unique index is checked per UPDATE, so two customers swapping support IDs in
+    # one import would collide half-way; clear the changing ones first.
+    wanted = {r.normalized_name: r.support_id for r in records}
+    moved = [
+        row
+        for key, row in existing.items()
+        if row.support_id is not None and row.support_id != wanted[key]
+    ]
+    for row in moved:
+        row.support_id = None
+    if moved:
+        session.flush()
+
+
+def _assign_customer(row: Customer, values: CustomerValues, now: datetime) -> None:
+    row.name, row.normalized_name = values.name, values.normalized_name
+    row.aliases, row.domains = list(values.aliases), list(values.domains)
+    row.support_id, row.timezone = values.support_id, values.timezone
+    row.authorized_contacts = list(values.authorized_contacts)
+    row.subscription_expires, row.policy = values.subscription_expires, values.policy
+    row.updated_at = now
+
+
+def list_customers(session: Session) -> list[Customer]:
+    return list(session.execute(select(Customer).order_by(Customer.normalized_name)).scalars())

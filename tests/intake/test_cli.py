@@ -108,10 +108,12 @@ def test_check_json_shape(tmp_path: Path) -> None:
     assert record["subject_problem"] is None and record["priority"] == 1
     assert record["fields"]["serial_number"] == "1"
     assert "contact_phone" in record["missing_fields"]
-    assert record["charges"] == [
-        {"kind": "missing_information", "amount": "100.00", "currency": "USD", "status": "applied"}
-    ]
-    assert record["response_due"] is None
+    [charge] = record["charges"]
+    assert {k: charge[k] for k in ("kind", "amount", "currency", "status")} == {
+        "kind": "missing_information", "amount": "100.00", "currency": "USD", "status": "applied"
+    }
+    assert "$100 additional charge" in charge["reason"]
+    assert record["response_due"] is not None  # the standard policy's P1 4-hour target
     assert not (tmp_path / "intake.db").exists()  # a dry run stores nothing
 
 

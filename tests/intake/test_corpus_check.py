@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.app import make_identity
-from intake.policy import load_policy
+from intake.app import load_policies, make_identity
 from intake.settings import load_settings
 from intake.views import check_record
 from tests.conftest import CORPUS
@@ -32,11 +31,12 @@ def corpus_files() -> list[Path]:
 
 
 def test_every_corpus_mail_is_checked_without_error() -> None:
-    policy, identity = load_policy("standard"), make_identity(load_settings())
+    settings = load_settings()
+    policies, identity = load_policies(settings), make_identity(settings)
     when = datetime(2026, 11, 22, tzinfo=UTC)
     errors = {}
     for path in corpus_files():
-        record = check_record(str(path), path.read_bytes(), None, policy, identity, when)
+        record = check_record(str(path), path.read_bytes(), None, policies, identity, when)
         if "error" in record:
             errors[str(path.relative_to(CORPUS))] = record["error"]
             continue
