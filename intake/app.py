@@ -1,19 +1,20 @@
 """The composition root: settings in, a wired daemon out. No other module builds things.
 
 It creates the engine and schema, loads the policy, the templates and the identity, and
-wires the pipeline, the group-commit writer, the processing worker, the outbox sender and
-the SMTP listener. ``serve`` runs them until SIGTERM/SIGINT and stops them in order:
-stop accepting, finish storing, finish processing, flush the outbox.
+wires the pipeline, the group-commit writer, the processing worker, the outbox sender, the
+SMTP listener and the IMAP pollers. ``serve`` runs them until SIGTERM/SIGINT and stops them
+in order: stop accepting, finish storing, finish processing, flush the outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import Engine
@@ -21,6 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from intake.assess import Identity, PolicyBook
 from intake.autoclose import AutoCloser
+from intake.budget import BudgetSettings
+from intake.conversation import ThreadContext, number_pattern
 from intake.imap import PollerGroup, make_pollers
 from intake.outbox import OutboxSender, Transport
 from intake.pipeline import Pipeline, RetryPolicy
@@ -30,7 +33,8 @@ from intake.settings import Settings
 from intake.smtp import IntakeHandler, make_smtp_factory
 from intake.worker import ProcessingWorker
 from intake.writer import GroupCommitWriter
-from store.db import create_schema, make_engine, make_session_factory
+from store import repository as repo
+from store.db import create_schema, make_engine, make_session_factory, session_scope
 
 
 def utc_now() -> datetime:
@@ -73,16 +77,36 @@ def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
             settings.intake.max_attempts, settings.intake.retry_initial, settings.intake.retry_max
         ),
         clock=utc_now,
+        thread=ThreadContext(
+            secret=thread_secret(settings, sessions),
+            domains=tuple(sorted({a.rpartition("@")[2].lower() for a in ours(settings)})),
+            number_pattern=number_pattern(settings.intake.ticket_number_format),
+            identity=make_identity(settings),
+        ),
+        reopen_window=timedelta(days=settings.intake.reopen_window_days),
+        budget=BudgetSettings.from_intake(settings.intake),
     )
     outbox = OutboxSender(sessions, Transport(settings.outbound), settings.outbound, utc_now)
     autocloser = AutoCloser(sessions, policies, pipeline.sender, pipeline.templates)
     return App(settings, engine, sessions, policy, pipeline, outbox, autocloser)
 
 
+def ours(settings: Settings) -> tuple[str, ...]:
+    return (*settings.intake.support_addresses, *settings.intake.own_addresses)
+
+
+def thread_secret(settings: Settings, sessions: sessionmaker[Session]) -> bytes:
+    """The HMAC key: configured, else generated once and kept in the store for every instance."""
+    if settings.intake.thread_secret is not None:
+        return settings.intake.thread_secret.get_secret_value().encode()
+    with session_scope(sessions) as session:
+        value = repo.get_or_create_secret(session, "thread_hmac", secrets.token_hex(32), utc_now())
+    return value.encode()
+
+
 def make_identity(settings: Settings) -> Identity:
-    ours = (*settings.intake.support_addresses, *settings.intake.own_addresses)
     return Identity(
-        addresses=tuple(a.lower() for a in ours),
+        addresses=tuple(a.lower() for a in ours(settings)),
         loop_marker=loop_marker(settings),
         staff_addresses=tuple(a.lower() for a in settings.intake.staff_addresses),
         staff_domains=tuple(d.lower() for d in settings.intake.staff_domains),
@@ -133,6 +157,7 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         policy=app.policy.name,
         database=_safe_url(app),
         deliver=_deliver_target(app),
+        imap=[poller.mailbox.name for poller in pollers.pollers],
     )
     try:
         await stop.wait()

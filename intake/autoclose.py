@@ -85,7 +85,9 @@ class AutoCloser:
                 "reason": policy.auto_close.reason,
             },
         )
-        session.add(
+        # enqueue_reply also counts the notice against the recipient's reply budget.
+        repo.enqueue_reply(
+            session,
             OutboxMessage(
                 message_id=notice.message_id,
                 kind="auto_close",
@@ -98,7 +100,7 @@ class AutoCloser:
                 attempts=0,
                 next_attempt_at=now,
                 created_at=now,
-            )
+            ),
         )
 
 

@@ -31,6 +31,7 @@ from intake.views import (
     inbound_view,
     outbox_view,
     read_directory_if_present,
+    thread_view,
     ticket_view,
 )
 
@@ -323,7 +324,7 @@ def tickets_list(
 @click.option("--json", "as_json", is_flag=True)
 @common_options
 def tickets_show(number: str, as_json: bool, **common: Any) -> None:
-    """One ticket with its fields, findings and charges."""
+    """One ticket with its fields, findings, charges and its thread of messages."""
     from store import repository as repo
     from store.db import session_scope
 
@@ -331,6 +332,8 @@ def tickets_show(number: str, as_json: bool, **common: Any) -> None:
     with session_scope(app.sessions) as session:
         ticket = repo.ticket_by_number(session, number)
         view = ticket_view(ticket, full=True, now=utc_now()) if ticket else None
+        if ticket is not None and view is not None:
+            view["thread"] = thread_view(session, ticket)
     if view is None:
         raise click.ClickException(f"no ticket {number}")
     _print_one(view, as_json)
@@ -497,6 +500,21 @@ def health(listen: str | None, **common: Any) -> None:
     click.echo("ok")
 
 
+@main.command(name="status")
+@click.option("--json", "as_json", is_flag=True)
+@common_options
+def status_command(as_json: bool, **common: Any) -> None:
+    """Each IMAP mailbox: ok or failing since when, the last error, who holds its lease."""
+    from intake.views import mailbox_view
+    from store import repository as repo
+    from store.db import session_scope
+
+    app = open_app(settings_from(common))
+    with session_scope(app.sessions) as session:
+        rows = [mailbox_view(m) for m in repo.list_mailbox_states(session)]
+    _print_rows(rows, as_json, ["mailbox", "state", "failing_since", "last_ok_at", "last_error"])
+
+
 @main.group(name="config")
 def config_group() -> None:
     """Inspect the configuration."""
@@ -640,12 +658,25 @@ def _print_one(view: dict[str, Any], as_json: bool) -> None:
         click.echo(json.dumps(view, ensure_ascii=False, indent=2))
         return
     for key, value in view.items():
+        if key == "thread":
+            continue
         shown = (
             json.dumps(value, ensure_ascii=False)
             if isinstance(value, dict | list)
             else _cell(value)
         )
         click.echo(f"{key}: {shown}")
+    for entry in view.get("thread", []):
+        click.echo(_thread_line(entry))
+
+
+def _thread_line(entry: dict[str, Any]) -> str:
+    if entry["direction"] == "in":
+        what = f"{entry['classification']} {entry['outcome']}"
+        changes = json.dumps(entry["changes"], ensure_ascii=False) if entry["changes"] else ""
+        return f"  {entry['at']}  <- {entry['from'] or '?'}  {what}  {changes}".rstrip()
+    to = ",".join(entry["to"])
+    return f"  {entry['at']}  -> {to}  {entry['kind']} ({entry['status']})"
 
 
 def _cell(value: Any) -> str:

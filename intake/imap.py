@@ -251,6 +251,8 @@ class MailboxPoller:
                 return result
             seen.update(uids)
             for start in range(0, len(uids), self.settings.batch_size):
+                if not self.hold_lease():  # renewed per batch: a long backlog outlasts it
+                    raise MailboxError("lost the mailbox lease to another instance")
                 result.add(self._batch(client, uids[start : start + self.settings.batch_size]))
 
     def _select(self, client: IMAPClient) -> None:
@@ -271,7 +273,8 @@ class MailboxPoller:
         with session_scope(self.pipeline.sessions) as session:
             known = repo.stored_origin_refs(session, "imap", [self._ref(u) for u in uids])
         done = [u for u in uids if self._ref(u) in known]
-        sizes = client.fetch([u for u in uids if u not in done], ["RFC822.SIZE"])
+        todo = [u for u in uids if u not in done]
+        sizes = client.fetch(todo, ["RFC822.SIZE"]) if todo else {}
         limit = self.settings.max_message_size
         big = {u: int(d[b"RFC822.SIZE"]) for u, d in sizes.items() if d[b"RFC822.SIZE"] > limit}
         wanted = [u for u in sizes if u not in big]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jinja2
 import structlog
@@ -20,10 +21,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.assess import Assessment, Decision, Identity, PolicyBook, assess_bytes
+from intake.budget import BudgetSettings, check_budget
+from intake.conversation import ThreadContext, Threading, find_thread, participants_of
 from intake.customers import load_directory
 from intake.errors import StoreError
-from intake.replies import Sender, render_confirmation
-from parsing import idempotency_key, read_message_id
+from intake.followup import apply_follow_up, apply_staff_reply, reopen_window_passed
+from intake.replies import RenderedReply, Sender, render_acknowledgement, render_confirmation
+from intake.tokens import make_message_id
+from parsing import (
+    Classification,
+    DeliveryReport,
+    idempotency_key,
+    read_delivery_report,
+    read_message_id,
+)
 from store import repository as repo
 from store.db import session_scope
 from store.models import (
@@ -36,6 +47,7 @@ from store.models import (
 )
 
 Clock = Callable[[], datetime]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,9 @@ class Pipeline:
     number_format: str
     retry: RetryPolicy
     clock: Clock
+    thread: ThreadContext
+    reopen_window: timedelta
+    budget: BudgetSettings
 
     def ingest(self, items: Sequence[repo.NewInbound]) -> list[repo.Stored]:
         """COMMIT 1 for a group of messages (one fsync for all of them)."""
@@ -126,32 +141,134 @@ class Pipeline:
                 return Outcome(inbound_id, "missing")
             if row.status not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
                 return Outcome(inbound_id, "already_done", classification=row.classification)
+            directory = load_directory(session)
             assessment = assess_bytes(
                 row.raw,
                 row.envelope_from,
                 self.policies,
                 self.identity,
                 row.received_at,  # deadlines run from when *we* received it
-                load_directory(session),
+                directory,
+            )
+            report = self._delivery_report(row, assessment)
+            returned = [*report.references, report.original_message_id or ""] if report else []
+            thread = find_thread(
+                session, assessment.message, self.thread, directory, [i for i in returned if i]
             )
             row.classification = assessment.verdict.kind.value
-            row.processed_at = now
-            if assessment.decision is Decision.IGNORE:
-                row.status, row.outcome = InboundStatus.IGNORED, "ignored"
-                outcome = Outcome(inbound_id, "ignored", classification=row.classification)
-            else:
-                ticket = self._open_ticket(session, row, assessment, now)
-                row.status, row.outcome, row.ticket_id = (
-                    InboundStatus.PROCESSED,
-                    "new_ticket",
-                    ticket.id,
-                )
-                outcome = Outcome(inbound_id, "ticket_created", ticket.number, row.classification)
-        self._log_processed(row, assessment, outcome)
+            row.processed_at, row.sender = now, assessment.message.from_address
+            result, ticket = self._route(session, row, assessment, thread, report, now)
+            row.outcome, row.ticket_id = result, ticket.id if ticket else None
+            number = ticket.number if ticket else None
+            outcome = Outcome(inbound_id, result, number, row.classification)
+        self._log_processed(row, assessment, outcome, thread)
         return outcome
 
+    def _route(
+        self,
+        session: Session,
+        row: InboundMessage,
+        assessment: Assessment,
+        thread: Threading,
+        report: DeliveryReport | None,
+        now: datetime,
+    ) -> tuple[str, Ticket | None]:
+        """One decision per message: machine mail, staff reply, follow-up or new ticket."""
+        ticket = session.get(Ticket, thread.match.ticket_id) if thread.match else None
+        if assessment.decision is Decision.IGNORE:
+            row.status = InboundStatus.IGNORED
+            row.changes = self._machine_mail(session, assessment, report, now)
+            return ("machine_on_ticket" if ticket else "ignored"), ticket
+        row.status = InboundStatus.PROCESSED
+        sender = assessment.message.from_address or ""
+        if ticket is not None and self.identity.is_staff(sender):
+            row.changes = apply_staff_reply(ticket, now)
+            return "staff_reply", ticket
+        parent = None
+        if ticket is not None and reopen_window_passed(ticket, now, self.reopen_window):
+            parent, ticket = ticket, None
+        if ticket is not None:
+            row.changes = apply_follow_up(ticket, assessment, now)
+            self._acknowledge(session, row, assessment, ticket, now)
+            return "follow_up", ticket
+        created = self._open_ticket(session, row, assessment, now, parent)
+        return "ticket_created", created
+
+    @staticmethod
+    def _delivery_report(row: InboundMessage, assessment: Assessment) -> DeliveryReport | None:
+        if assessment.verdict.kind is not Classification.BOUNCE:
+            return None
+        return read_delivery_report(row.raw)
+
+    def _machine_mail(
+        self,
+        session: Session,
+        assessment: Assessment,
+        report: DeliveryReport | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Machine mail is recorded, never answered (RFC 3834 §2); a DSN marks bouncers."""
+        changes: dict[str, Any] = {"machine": assessment.verdict.reason}
+        for bounced in report.recipients if report else ():
+            if bounced.action not in ("failed", "delayed"):
+                continue
+            if repo.count_recent_replies(session, bounced.address, EPOCH) == 0:
+                changes.setdefault("never_written_to", []).append(bounced.address)
+                continue  # a bounce for mail we never sent: note it, change nothing
+            repo.record_bounce(
+                session,
+                bounced.address,
+                bounced.status,
+                bounced.permanent,
+                now,
+                self.budget.bounce_suppression,
+            )
+            changes.setdefault("bounced", []).append(
+                {
+                    "address": bounced.address,
+                    "status": bounced.status,
+                    "permanent": bounced.permanent,
+                }
+            )
+        return changes
+
+    def _acknowledge(
+        self,
+        session: Session,
+        row: InboundMessage,
+        assessment: Assessment,
+        ticket: Ticket,
+        now: datetime,
+    ) -> None:
+        if not assessment.reply_address or not assessment.message.new_text.strip():
+            return  # nothing new was said: no answer, so two robots cannot ping-pong
+        changes, number = row.changes, ticket.number or ""
+        policy = self.policies.others.get(ticket.policy_name, self.policies.default)
+        reply = render_acknowledgement(
+            self.templates,
+            assessment,
+            number=number,
+            message_id=self._message_id(number, "ack", row.idempotency_key),
+            sender=self.sender,
+            now=now,
+            supplied=[policy.field_label(f) for f in changes.get("supplied", [])],
+            still_missing=[policy.field_label(f) for f in ticket.missing_fields],
+        )
+        self._queue(session, reply, "acknowledgement", ticket.id, row, now)
+
+    def _message_id(self, number: str, kind: str, inbound_key: str) -> str:
+        # Stable per inbound message: a retry after a crash sends the very same Message-ID.
+        return make_message_id(
+            self.thread.secret, number, kind, inbound_key[:20], self.sender.domain
+        )
+
     def _open_ticket(
-        self, session: Session, row: InboundMessage, assessment: Assessment, now: datetime
+        self,
+        session: Session,
+        row: InboundMessage,
+        assessment: Assessment,
+        now: datetime,
+        parent: Ticket | None = None,
     ) -> Ticket:
         message, subject, policy = assessment.message, assessment.subject, assessment.policy
         known = assessment.customer.customer.name if assessment.customer else None
@@ -182,6 +299,8 @@ class Pipeline:
                 status=TicketStatus.WAITING_CUSTOMER if waiting else TicketStatus.OPEN,
                 waiting_since=now if waiting else None,
                 inbound_message_id=row.id,
+                participants=participants_of(message, self.identity),
+                parent_ticket_id=parent.id if parent else None,
                 created_at=now,
                 updated_at=now,
             ),
@@ -217,23 +336,45 @@ class Pipeline:
             self.templates,
             assessment,
             number=number,
-            inbound_key=row.idempotency_key,
+            message_id=self._message_id(number, "confirmation", row.idempotency_key),
             sender=self.sender,
             now=now,
         )
+        self._queue(session, reply, "confirmation", ticket_id, row, now)
+
+    def _queue(
+        self,
+        session: Session,
+        reply: RenderedReply,
+        kind: str,
+        ticket_id: int,
+        inbound: InboundMessage,
+        now: datetime,
+    ) -> None:
+        """Queue an automatic reply within the per-recipient budget (RFC 3834 §2)."""
+        budget = check_budget(
+            session, reply.recipients, now, self.budget, inbound_message_id=inbound.id
+        )
+        if budget.suppressed:
+            # Visible on the ticket's thread and in the log; the row records the decision.
+            inbound.changes = {**inbound.changes, "suppressed": dict(budget.suppressed)}
+            structlog.get_logger("intake.outbox").warning(
+                "outbox.suppressed", kind=kind, ticket_id=ticket_id, reasons=budget.suppressed
+            )
         repo.enqueue_reply(
             session,
             OutboxMessage(
                 message_id=reply.message_id,
-                kind="confirmation",
+                kind=kind,
                 ticket_id=ticket_id,
-                inbound_message_id=row.id,
+                inbound_message_id=inbound.id,
                 sender=self.sender.address,
-                recipients=list(reply.recipients),
+                recipients=list(budget.allowed or reply.recipients),
                 raw=reply.raw,
-                status=OutboxStatus.QUEUED,
+                status=OutboxStatus.QUEUED if budget.allowed else OutboxStatus.SUPPRESSED,
                 attempts=0,
                 next_attempt_at=now,
+                last_error="; ".join(f"{a}: {r}" for a, r in budget.suppressed.items()) or None,
                 created_at=now,
             ),
         )
@@ -262,8 +403,12 @@ class Pipeline:
         )
         return Outcome(inbound_id, result)
 
-    def _log_processed(self, row: InboundMessage, assessment: Assessment, outcome: Outcome) -> None:
-        charge = assessment.charges[0] if outcome.ticket_number and assessment.charges else None
+    def _log_processed(
+        self, row: InboundMessage, assessment: Assessment, outcome: Outcome, thread: Threading
+    ) -> None:
+        """The one canonical line per message that operators follow."""
+        created = outcome.result == "ticket_created"
+        charge = assessment.charges[0] if created and assessment.charges else None
         structlog.get_logger("intake.pipeline").info(
             "message.processed",
             inbound_id=row.id,
@@ -273,7 +418,10 @@ class Pipeline:
             reason=assessment.verdict.reason,
             ticket=outcome.ticket_number,
             outcome=outcome.result,
-            priority=assessment.priority if outcome.ticket_number else None,
-            missing_fields=list(assessment.missing_fields) if outcome.ticket_number else [],
+            thread=thread.match.evidence if thread.match else None,
+            thread_rejected=list(thread.rejected) or None,
+            priority=assessment.priority if created else None,
+            missing_fields=list(assessment.missing_fields) if created else [],
+            changes=row.changes or None,
             charge=f"{charge.amount} {charge.currency}" if charge else None,
         )

@@ -74,31 +74,64 @@ def reply_subject(original: str, number: str) -> str:
     return f"Re: {base} [{number}]" if base else f"Your support request [{number}]"
 
 
-def confirmation_message_id(number: str, inbound_key: str, domain: str) -> str:
-    # Stable per inbound message: a retry after a crash sends the very same Message-ID,
-    # so the recipient (and our threading) sees one mail, not two.
-    return f"{number}.confirmation.{inbound_key[:20]}@{domain}"
-
-
 def render_confirmation(
     env: jinja2.Environment,
     assessment: Assessment,
     *,
     number: str,
-    inbound_key: str,
+    message_id: str,
     sender: Sender,
     now: datetime,
 ) -> RenderedReply:
-    assert assessment.reply_address is not None, "machine mail is never answered"
+    """The first answer on a new ticket: number, deadlines, what is missing and costs."""
     context = _confirmation_context(assessment, number, sender)
-    message_id = confirmation_message_id(number, inbound_key, sender.domain)
-    message = _envelope_headers(assessment, sender, message_id, now)
-    message["Subject"] = reply_subject(assessment.message.subject, number)
-    message.set_content(env.get_template("confirmation.txt.j2").render(context))
-    message.add_alternative(
-        env.get_template("confirmation.html.j2").render(context), subtype="html"
+    return _render_reply(
+        env, "confirmation", assessment, number, message_id, sender, now, context, cc=sender.noc_cc
     )
-    recipients = (assessment.reply_address, *sender.noc_cc)
+
+
+def render_acknowledgement(
+    env: jinja2.Environment,
+    assessment: Assessment,
+    *,
+    number: str,
+    message_id: str,
+    sender: Sender,
+    now: datetime,
+    supplied: list[str],
+    still_missing: list[str],
+) -> RenderedReply:
+    """The short answer to a follow-up: what it supplied and what is still missing."""
+    context = {
+        "name": assessment.message.from_name,
+        "number": number,
+        "supplied": supplied,
+        "missing": still_missing,
+        "support_name": sender.name,
+        "support_address": sender.address,
+    }
+    return _render_reply(
+        env, "acknowledgement", assessment, number, message_id, sender, now, context, cc=()
+    )
+
+
+def _render_reply(
+    env: jinja2.Environment,
+    template: str,
+    assessment: Assessment,
+    number: str,
+    message_id: str,
+    sender: Sender,
+    now: datetime,
+    context: Mapping[str, Any],
+    cc: tuple[str, ...],
+) -> RenderedReply:
+    assert assessment.reply_address is not None, "machine mail is never answered"
+    message = _envelope_headers(assessment, sender, message_id, now, cc)
+    message["Subject"] = reply_subject(assessment.message.subject, number)
+    message.set_content(env.get_template(f"{template}.txt.j2").render(context))
+    message.add_alternative(env.get_template(f"{template}.html.j2").render(context), subtype="html")
+    recipients = (assessment.reply_address, *cc)
     return RenderedReply(message_id, recipients, message.as_bytes(policy=SMTP))
 
 
@@ -145,14 +178,14 @@ class TicketRef:
 
 
 def _envelope_headers(
-    assessment: Assessment, sender: Sender, message_id: str, now: datetime
+    assessment: Assessment, sender: Sender, message_id: str, now: datetime, cc: tuple[str, ...]
 ) -> EmailMessage:
     original = assessment.message
     message = EmailMessage()
     message["From"] = Address(header_safe(sender.name), addr_spec=sender.address)
     message["To"] = header_safe(assessment.reply_address or "")
-    if sender.noc_cc:
-        message["Cc"] = ", ".join(sender.noc_cc)
+    if cc:
+        message["Cc"] = ", ".join(cc)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = f"<{message_id}>"
     if not original.message_id_generated:

@@ -90,6 +90,9 @@ class IntakeSettings(BaseModel):
     # Our staff: individual addresses and whole domains (CC reminders, staff replies).
     staff_addresses: tuple[str, ...] = ()
     staff_domains: tuple[str, ...] = ()
+    # HMAC key for our Message-ID tokens; generated once and kept in the store when unset.
+    thread_secret: SecretStr | None = None
+    reopen_window_days: float = Field(default=14.0, ge=0)  # a follow-up reopens a closed ticket
     policy: str = "standard"
     policy_dir: Path | None = None  # extra policy files, searched before the shipped ones
     ticket_number_format: str = "TKT-{:06d}"
@@ -99,6 +102,11 @@ class IntakeSettings(BaseModel):
     sweep_interval: float = Field(default=5.0, gt=0)
     autoclose_interval: float = Field(default=300.0, gt=0)  # seconds between auto-close scans
     stall_after: float = Field(default=300.0, gt=0)  # health fails past this backlog age
+    # The outbound budget (intake.budget; RFC 3834 §2): automatic replies per recipient
+    # in a rolling hour / day, and how long a permanent bounce silences an address.
+    replies_per_hour: int = Field(default=10, ge=1)
+    replies_per_day: int = Field(default=40, ge=1)
+    bounce_suppression_days: float = Field(default=7.0, gt=0)
 
     @field_validator("support_addresses", "own_addresses", "noc_cc", "staff_addresses")
     @classmethod

@@ -12,14 +12,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from intake.assess import Assessment, Identity, PolicyBook, assess_bytes
 from intake.customers import CustomerRecord, load_directory
 from intake.settings import Settings
 from store import repository as repo
 from store.db import make_engine, make_session_factory, session_scope
-from store.models import ChargeRow, InboundMessage, OutboxMessage, Ticket
+from store.models import ChargeRow, InboundMessage, MailboxState, OutboxMessage, Ticket
 
 
 def check_record(
@@ -149,6 +151,39 @@ def ticket_view(
     return view
 
 
+def thread_view(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
+    """Every message of a ticket, in and out, oldest first, with what each changed."""
+    inbound = session.execute(
+        select(InboundMessage).where(InboundMessage.ticket_id == ticket.id)
+    ).scalars()
+    outbound = session.execute(
+        select(OutboxMessage).where(OutboxMessage.ticket_id == ticket.id)
+    ).scalars()
+    entries = [
+        {
+            "at": _iso(m.received_at),
+            "direction": "in",
+            "from": m.sender,
+            "classification": m.classification,
+            "outcome": m.outcome,
+            "changes": m.changes,
+            "message_id": m.message_id,
+        }
+        for m in inbound
+    ] + [
+        {
+            "at": _iso(m.created_at),
+            "direction": "out",
+            "to": list(m.recipients),
+            "kind": m.kind,
+            "status": m.status,
+            "message_id": m.message_id,
+        }
+        for m in outbound
+    ]
+    return sorted(entries, key=lambda e: (e["at"] or "", e["direction"] == "out"))
+
+
 def charge_view(charge: ChargeRow) -> dict[str, Any]:
     return {
         "id": charge.id,
@@ -201,13 +236,42 @@ def health_problems(settings: Settings, now: datetime) -> list[str]:
         engine = make_engine(settings.database.url)
         with session_scope(make_session_factory(engine)) as session:
             oldest = repo.oldest_unprocessed(session)
+            mailboxes = [mailbox_view(m) for m in repo.list_mailbox_states(session)]
         engine.dispose()
     except Exception as exc:
         return [*problems, f"store does not answer: {exc}"]
     stall = timedelta(seconds=settings.intake.stall_after)
     if oldest is not None and now - oldest > stall:
         problems.append(f"intake stalled: a message has waited since {_iso(oldest)}")
-    return problems
+    return problems + mailbox_problems(mailboxes, settings, now)
+
+
+def mailbox_view(row: MailboxState) -> dict[str, Any]:
+    return {
+        "mailbox": row.name,
+        "state": "failing" if row.failing_since else ("ok" if row.last_ok_at else "unknown"),
+        "failing_since": _iso(row.failing_since),
+        "last_error": row.last_error,
+        "last_ok_at": _iso(row.last_ok_at),
+        "uidvalidity": row.uidvalidity,
+        "lease_owner": row.lease_owner,
+        "lease_expires_at": _iso(row.lease_expires_at),
+    }
+
+
+def mailbox_problems(
+    mailboxes: list[dict[str, Any]], settings: Settings, now: datetime
+) -> list[str]:
+    """Configured IMAP mailboxes failing for longer than ``imap.failing_after``."""
+    configured = {m.name for m in settings.imap.mailboxes}
+    limit = timedelta(seconds=settings.imap.failing_after)
+    return [
+        f"IMAP {m['mailbox']} failing since {m['failing_since']}: {m['last_error']}"
+        for m in mailboxes
+        if m["mailbox"] in configured
+        and m["failing_since"]
+        and now - datetime.fromisoformat(m["failing_since"].replace("Z", "+00:00")) > limit
+    ]
 
 
 def read_directory_if_present(settings: Settings) -> tuple[CustomerRecord, ...]:

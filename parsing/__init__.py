@@ -3,12 +3,14 @@
 The package owns everything that can be decided from a message alone: decoding it
 (``parse_message``; ``read_message_id`` reads the id from the header block alone),
 reading the subject grammar (``parse_subject``), finding the report fields
-(``extract_fields``), telling people from machines (``classify``) and the keys that make
-re-delivery harmless (``idempotency_key``, ``content_hash``). It performs no I/O, reads
-no clock and imports neither ``intake`` nor ``store``.
+(``extract_fields``), telling people from machines (``classify``), reading bounces
+(``read_delivery_report``) and the keys that make re-delivery harmless
+(``idempotency_key``, ``content_hash``). It performs no I/O, reads no clock and imports
+neither ``intake`` nor ``store``.
 """
 
 from parsing.classify import classify
+from parsing.dsn import BouncedRecipient, DeliveryReport, read_delivery_report
 from parsing.fields import DEFAULT_PLACEHOLDERS, extract_fields
 from parsing.idempotency import content_hash, idempotency_key
 from parsing.message import parse_message, read_message_id
@@ -27,8 +29,10 @@ from parsing.types import (
 __all__ = [
     "DEFAULT_PLACEHOLDERS",
     "Attachment",
+    "BouncedRecipient",
     "CallExample",
     "Classification",
+    "DeliveryReport",
     "FieldExtraction",
     "FieldSpec",
     "ParsedMessage",
@@ -40,5 +44,6 @@ __all__ = [
     "idempotency_key",
     "parse_message",
     "parse_subject",
+    "read_delivery_report",
     "read_message_id",
 ]

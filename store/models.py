@@ -112,6 +112,9 @@ class InboundMessage(Base):
     classification: Mapped[str | None] = mapped_column(String(16))
     outcome: Mapped[str | None] = mapped_column(String(32))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    # What this message did to its ticket (fields supplied, reopened, first response, ...).
+    changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    sender: Mapped[str | None] = mapped_column(String(512))
 
     __table_args__ = (Index("ix_inbound_message_due", "status", "next_attempt_at"),)
 
@@ -145,6 +148,10 @@ class Ticket(Base):
     first_response_at: Mapped[datetime | None]
     waiting_since: Mapped[datetime | None]  # waiting on the customer (auto-close clock)
     closed_at: Mapped[datetime | None]
+    response_met: Mapped[bool | None]  # set by the first staff response
+    # Who may thread into this ticket by its number: requester and those copied on it.
+    participants: Mapped[list[str]] = mapped_column(default=list)
+    parent_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
     # The message that opened the ticket; unique, so processing one message twice can
     # never open two tickets. (No FK: inbound_message.ticket_id already points back.)
     inbound_message_id: Mapped[int] = mapped_column(Integer, unique=True)
@@ -244,3 +251,52 @@ class Customer(Base):
     policy: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class AppSecret(Base):
+    """Secrets the daemon generates once and shares between instances (e.g. the HMAC key)."""
+
+    __tablename__ = "app_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime]
+
+
+class RecipientState(Base):
+    """What we know about one recipient of our automatic mail: its bounces, its suppression.
+
+    ``address`` is the whole addr-spec lower-cased (RFC 5321 §2.4 lets a host treat local
+    parts case-sensitively, but for not writing to a dead mailbox too often, one key per
+    spelling is the safe side). A permanent failure sets ``suppressed_until``.
+    """
+
+    __tablename__ = "recipient_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(512), unique=True)
+    bounces: Mapped[int] = mapped_column(Integer, default=0)
+    last_bounce_at: Mapped[datetime | None]
+    last_status: Mapped[str | None] = mapped_column(String(16))  # RFC 3463, e.g. "5.1.1"
+    permanent: Mapped[bool] = mapped_column(default=False)  # the last bounce was permanent
+    suppressed_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class OutboxRecipient(Base):
+    """One recipient of one outbox row, so the reply budget is one indexed count.
+
+    The outbox keeps recipients as a JSON list, and JSON containment is spelled
+    differently on SQLite and PostgreSQL; this table is the portable index of it.
+    """
+
+    __tablename__ = "outbox_recipient"
+    __table_args__ = (
+        UniqueConstraint("outbox_id", "address", name="uq_outbox_recipient_outbox_address"),
+        Index("ix_outbox_recipient_address_created", "address", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(512))  # lower-cased addr-spec
+    created_at: Mapped[datetime]  # the outbox row's created_at

@@ -19,13 +19,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store.models import (
+    AppSecret,
     ChargeRow,
     Customer,
     InboundMessage,
     InboundStatus,
     MailboxState,
     OutboxMessage,
+    OutboxRecipient,
     OutboxStatus,
+    RecipientState,
     Ticket,
     TicketStatus,
 )
@@ -246,15 +249,18 @@ def tickets_waiting_since(session: Session, before: datetime) -> list[Ticket]:
 
 def enqueue_reply(session: Session, reply: OutboxMessage) -> bool:
     """Queue a reply unless one of its kind exists for that inbound message."""
-    existing = session.execute(
-        select(OutboxMessage.id)
-        .where(OutboxMessage.inbound_message_id == reply.inbound_message_id)
-        .where(OutboxMessage.kind == reply.kind)
-    ).scalar_one_or_none()
-    if existing is not None:
-        return False
+    if reply.inbound_message_id is not None:
+        existing = session.execute(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.inbound_message_id == reply.inbound_message_id)
+            .where(OutboxMessage.kind == reply.kind)
+        ).scalar_one_or_none()
+        if existing is not None:
+            return False
     session.add(reply)
     session.flush()
+    # Indexed per recipient for the reply budget (intake.budget, count_recent_replies).
+    record_outbox_recipients(session, reply.id, reply.recipients, reply.created_at)
     return True
 
 
@@ -462,3 +468,124 @@ def _assign_customer(row: Customer, values: CustomerValues, now: datetime) -> No
 
 def list_customers(session: Session) -> list[Customer]:
     return list(session.execute(select(Customer).order_by(Customer.normalized_name)).scalars())
+
+
+def get_or_create_secret(session: Session, name: str, value: str, now: datetime) -> str:
+    """The stored secret ``name``; ``value`` is stored first if there is none (race-safe)."""
+    insert = _insert_for(session)
+    session.execute(
+        insert(AppSecret)
+        .values(name=name, value=value, created_at=now)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    return session.execute(select(AppSecret.value).where(AppSecret.name == name)).scalar_one()
+
+
+# --- recipients: bounces and the automatic-reply budget ----------------------------------
+
+
+def recipient_key(address: str) -> str:
+    """The one spelling recipient state and the reply budget are kept under."""
+    return address.strip().strip("<>").strip().lower()
+
+
+def record_bounce(
+    session: Session,
+    address: str,
+    status: str | None,
+    permanent: bool,
+    now: datetime,
+    suppress_for: timedelta,
+) -> RecipientState:
+    """Count a bounce; a permanent one suppresses the address until ``now + suppress_for``.
+
+    A later permanent bounce extends the suppression, never shortens it; a temporary one
+    (RFC 3463 class 4) is counted and leaves any suppression as it was.
+    """
+    row = _recipient_state(session, recipient_key(address), now)
+    row.bounces += 1
+    row.last_bounce_at, row.last_status, row.permanent = now, status, permanent
+    row.updated_at = now
+    if permanent:
+        until = now + suppress_for
+        row.suppressed_until = max(until, row.suppressed_until or until)
+    session.flush()
+    return row
+
+
+def _recipient_state(session: Session, key: str, now: datetime) -> RecipientState:
+    """The row for ``key``, created if missing and locked (PostgreSQL) against lost updates."""
+    insert = _insert_for(session)
+    session.execute(
+        insert(RecipientState)
+        .values(address=key, bounces=0, permanent=False, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["address"])
+    )
+    statement = (
+        select(RecipientState)
+        .where(RecipientState.address == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.execute(statement).scalar_one()
+
+
+def suppressed_until(session: Session, address: str, now: datetime) -> datetime | None:
+    """Until when automatic mail to ``address`` is suppressed; None when it is not now."""
+    until = session.execute(
+        select(RecipientState.suppressed_until).where(
+            RecipientState.address == recipient_key(address)
+        )
+    ).scalar_one_or_none()
+    return until if until is not None and until > now else None
+
+
+def get_recipient_state(session: Session, address: str) -> RecipientState | None:
+    return session.execute(
+        select(RecipientState).where(RecipientState.address == recipient_key(address))
+    ).scalar_one_or_none()
+
+
+def record_outbox_recipients(
+    session: Session, outbox_id: int, addresses: Sequence[str], now: datetime
+) -> int:
+    """Index an outbox row's recipients for ``count_recent_replies``; returns rows added.
+
+    ``enqueue_reply`` calls it; code that adds an OutboxMessage itself must too.
+    """
+    keys = list(dict.fromkeys(recipient_key(a) for a in addresses if a.strip()))
+    if not keys:
+        return 0
+    insert = _insert_for(session)
+    rows = [{"outbox_id": outbox_id, "address": k, "created_at": now} for k in keys]
+    statement = (
+        insert(OutboxRecipient)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["outbox_id", "address"])
+    )
+    result = session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def count_recent_replies(session: Session, address: str, since: datetime) -> int:
+    """Outbox rows to ``address`` created after ``since``, except suppressed ones."""
+    statement = (
+        select(func.count())
+        .select_from(OutboxRecipient)
+        .join(OutboxMessage, OutboxMessage.id == OutboxRecipient.outbox_id)
+        .where(OutboxRecipient.address == recipient_key(address))
+        .where(OutboxRecipient.created_at > since)
+        .where(OutboxMessage.status != OutboxStatus.SUPPRESSED)
+    )
+    return int(session.execute(statement).scalar_one())
+
+
+def has_reply_to(session: Session, inbound_message_id: int) -> bool:
+    """Whether any reply (of any kind, except suppressed ones) answers that inbound message."""
+    statement = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.inbound_message_id == inbound_message_id)
+        .where(OutboxMessage.status != OutboxStatus.SUPPRESSED)
+        .limit(1)
+    )
+    return session.execute(statement).first() is not None
