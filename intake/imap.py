@@ -44,6 +44,7 @@ from typing import Any
 
 import structlog
 from imapclient import IMAPClient, SocketTimeout
+from imapclient.exceptions import LoginError
 from sqlalchemy import text
 
 from intake.errors import ConfigError, IntakeError
@@ -162,13 +163,17 @@ def connect(mailbox: Mailbox, settings: ImapSettings, now: datetime) -> IMAPClie
 
 
 def _log_in(client: IMAPClient, mailbox: Mailbox, now: datetime) -> None:
-    if mailbox.tokens is not None:
-        token = mailbox.tokens.token(now)
-        client.oauth2_login(mailbox.username, token.value, mech="XOAUTH2")
-        return
-    if mailbox.password is None:
-        raise MailboxError("no password, password_env, password_file or oauth2 token source")
-    client.login(mailbox.username, mailbox.password)
+    try:
+        if mailbox.tokens is not None:
+            token = mailbox.tokens.token(now)
+            client.oauth2_login(mailbox.username, token.value, mech="XOAUTH2")
+            return
+        if mailbox.password is None:
+            raise MailboxError("no password, password_env, password_file or oauth2 token")
+        client.login(mailbox.username, mailbox.password)
+    except LoginError as exc:  # imapclient puts the server's bytes into the message
+        detail = re.sub(r"^b'(.*)'$", r"\1", str(exc))
+        raise MailboxError(f"login as {mailbox.username} refused: {detail}") from None
 
 
 def _close(client: IMAPClient) -> None:
@@ -440,7 +445,7 @@ class MailboxPoller:
     def poll_once(self, wait_for_lease: float = 0.0) -> PollResult:
         """Connect, take what is waiting, log out. Raises MailboxError on failure."""
         if not self._wait_for_lease(wait_for_lease):
-            raise MailboxError(f"{self.mailbox.name}: another instance holds the lease")
+            raise MailboxError("another instance holds the lease")
         try:
             client = self.open()
             try:
@@ -450,7 +455,7 @@ class MailboxPoller:
         except Exception as exc:
             since = self.record_failure(exc)
             self.log.error("imap.failing", error=str(exc), failing_since=_iso(since))
-            raise MailboxError(f"{self.mailbox.name}: {exc}") from exc
+            raise MailboxError(str(exc)) from exc
         finally:
             self.release_lease()
 
