@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from email.message import EmailMessage
+from email.policy import SMTP
 from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
@@ -30,7 +31,7 @@ BODY = (
     "Serial Number: MX-0042\nSW Version: 17.0.4\n"
     "Description: no dial tone on any handset in the Denver office since eight this morning\n"
     "Can the issue be reproduced? Yes\n"
-) * 8  # about 5 KB
+) * 18  # about 5 KB
 
 
 def free_port() -> int:
@@ -46,7 +47,7 @@ def message(i: int) -> bytes:
     m["Subject"] = f"Acme Corp – 123 Main St – Issue {i} – P2"
     m["Message-ID"] = f"<bench-{i}-{time.time_ns()}@acme.example>"
     m.set_content(BODY)
-    return m.as_bytes()
+    return m.as_bytes(policy=SMTP)  # CRLF on the wire (RFC 5321 §2.3.8)
 
 
 def sender(port: int, items: list[bytes]) -> None:

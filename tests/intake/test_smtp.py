@@ -245,3 +245,30 @@ def test_swaks_to_a_stranger_gets_550(daemon: RunningDaemon) -> None:
         check=False,
     )
     assert "550 5.1.1" in result.stdout
+
+
+def test_message_without_message_id_gets_a_deterministic_one(daemon: RunningDaemon) -> None:
+    raw = b"\n".join(
+        line for line in make_mail().split(b"\n") if not line.lower().startswith(b"message-id:")
+    )
+    first, again = send(daemon, raw), send(daemon, raw)
+    assert first == again  # the same content is the same message: stored once
+    [ticket] = wait_for(lambda: tickets(daemon))
+    assert ticket.message_id.endswith("@generated.invalid")
+    [path] = wait_for(lambda: outbox_files(daemon))
+    confirmation = email.message_from_bytes(path.read_bytes(), policy=default)
+    assert confirmation["In-Reply-To"] is None  # nothing real to point at
+
+
+def test_html_only_mail_with_script_is_ticketed_without_the_script(daemon: RunningDaemon) -> None:
+    html = (
+        "<html><head><script>steal()</script></head><body><table>"
+        "<tr><td>Serial Number</td><td>HX-77</td></tr></table></body></html>"
+    )
+    message = email.message_from_bytes(make_mail(), policy=default)
+    message.set_content(html, subtype="html")
+    send(daemon, message.as_bytes())
+    [ticket] = wait_for(lambda: tickets(daemon))
+    assert ticket.fields["serial_number"] == "HX-77"
+    [path] = wait_for(lambda: outbox_files(daemon))
+    assert b"steal()" not in path.read_bytes()
