@@ -83,9 +83,12 @@ class PolicyBook:
     default: Policy
     others: Mapping[str, Policy] = field(default_factory=dict)
 
-    def for_customer(self, customer: CustomerMatch | None) -> Policy:
-        name = customer.customer.policy if customer else None
+    def by_name(self, name: str | None) -> Policy:
+        """The named policy (e.g. the one a ticket was opened under), else the default."""
         return self.others.get(name, self.default) if name else self.default
+
+    def for_customer(self, customer: CustomerMatch | None) -> Policy:
+        return self.by_name(customer.customer.policy if customer else None)
 
 
 @dataclass(frozen=True, slots=True)

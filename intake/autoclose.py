@@ -45,7 +45,7 @@ class AutoCloser:
         return closed
 
     def _policy(self, ticket: Ticket) -> Policy:
-        return self.policies.others.get(ticket.policy_name, self.policies.default)
+        return self.policies.by_name(ticket.policy_name)
 
     def _shortest_wait(self) -> timedelta:
         # Business time never runs faster than the wall clock, so no ticket waiting for

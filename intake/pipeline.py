@@ -243,7 +243,7 @@ class Pipeline:
         if not assessment.reply_address or not assessment.message.new_text.strip():
             return  # nothing new was said: no answer, so two robots cannot ping-pong
         changes, number = row.changes, ticket.number or ""
-        policy = self.policies.others.get(ticket.policy_name, self.policies.default)
+        policy = self.policies.by_name(ticket.policy_name)
         reply = render_acknowledgement(
             self.templates,
             assessment,
