@@ -110,7 +110,10 @@ def test_check_json_shape(tmp_path: Path) -> None:
     assert "contact_phone" in record["missing_fields"]
     [charge] = record["charges"]
     assert {k: charge[k] for k in ("kind", "amount", "currency", "status")} == {
-        "kind": "missing_information", "amount": "100.00", "currency": "USD", "status": "applied"
+        "kind": "missing_information",
+        "amount": "100.00",
+        "currency": "USD",
+        "status": "applied",
     }
     assert "$100 additional charge" in charge["reason"]
     assert record["response_due"] is not None  # the standard policy's P1 4-hour target
