@@ -136,7 +136,7 @@ class Pipeline:
     def _process(self, inbound_id: int) -> Outcome:
         now = self.clock()
         with session_scope(self.sessions) as session:
-            row = repo.get_inbound(session, inbound_id)
+            row = repo.get_inbound(session, inbound_id, lock=True)
             if row is None:
                 return Outcome(inbound_id, "missing")
             if row.status not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
@@ -384,7 +384,7 @@ class Pipeline:
         log = structlog.get_logger("intake.pipeline")
         try:
             with session_scope(self.sessions) as session:
-                current = repo.get_inbound(session, inbound_id)
+                current = repo.get_inbound(session, inbound_id, lock=True)
                 attempts = (current.attempts if current else 0) + 1
                 next_at = self.retry.next_attempt(attempts, now)
                 row = repo.record_failure(session, inbound_id, error, next_at)
@@ -392,6 +392,8 @@ class Pipeline:
         except Exception as exc:  # the store itself is down: the sweeper retries later
             log.error("message.failure_not_recorded", inbound_id=inbound_id, error=str(exc))
             return Outcome(inbound_id, "failed")
+        if status not in (InboundStatus.FAILED, InboundStatus.QUARANTINED):
+            return Outcome(inbound_id, "already_done")  # another worker finished it
         result = "quarantined" if status == InboundStatus.QUARANTINED else "failed"
         log.warning(
             "message.processed",

@@ -87,8 +87,10 @@ def store_inbound(session: Session, item: NewInbound) -> Stored:
     return Stored(existing, duplicate=True)
 
 
-def get_inbound(session: Session, inbound_id: int) -> InboundMessage | None:
-    return session.get(InboundMessage, inbound_id)
+def get_inbound(session: Session, inbound_id: int, *, lock: bool = False) -> InboundMessage | None:
+    """``lock``: hold the row (SELECT … FOR UPDATE on PostgreSQL) so two workers of two
+    instances cannot process the same message at once; SQLite serialises writers anyway."""
+    return session.get(InboundMessage, inbound_id, with_for_update=lock or None)
 
 
 def due_inbound_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
@@ -106,8 +108,14 @@ def due_inbound_ids(session: Session, now: datetime, limit: int = 100) -> list[i
 def record_failure(
     session: Session, inbound_id: int, error: str, next_attempt_at: datetime | None
 ) -> InboundMessage:
-    """Count a failed attempt; ``next_attempt_at=None`` quarantines the message."""
-    row = session.get_one(InboundMessage, inbound_id)
+    """Count a failed attempt; ``next_attempt_at=None`` quarantines the message.
+
+    A message another worker finished meanwhile keeps its status: a late failure of a
+    losing worker must not send a processed message round again.
+    """
+    row = session.get_one(InboundMessage, inbound_id, with_for_update=True)
+    if row.status not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
+        return row
     row.attempts += 1
     row.last_error = error[:4000]
     row.next_attempt_at = next_attempt_at
