@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
+import shutil
+import ssl
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from email.policy import default
+from pathlib import Path
 
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import select
 
+from intake.app import App, build_app
+from intake.pipeline import Envelope, prepare_inbound
 from intake.settings import Settings
 from store.db import session_scope
 from store.models import OutboxMessage
-from tests.conftest import Sink, make_mail, start_daemon, stop_daemon, wait_for
+from tests.conftest import Sink, free_port, make_mail, start_daemon, stop_daemon, wait_for
+from tests.intake.dovecot import _self_signed
 
 
 def relay_settings(make_settings: Callable[..., Settings], sink: Sink, **extra: object) -> Settings:
@@ -114,3 +125,100 @@ def test_permanent_refusal_makes_the_reply_dead(
     finally:
         stop_daemon(running)
     assert row.attempts == 1 and "554" in (row.last_error or "")
+
+
+def _tls_sink(tmp_path: Path, **controller_args: object) -> tuple[Sink, Controller]:
+    cert = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, tmp_path / "key.pem")
+    sink = Sink("127.0.0.1", free_port())
+    controller = Controller(
+        sink,
+        hostname=sink.host,
+        port=sink.port,
+        **{k: (context if v == "CONTEXT" else v) for k, v in controller_args.items()},
+    )
+    controller.start()
+    return sink, controller
+
+
+def _authenticator(
+    server: object, session: object, envelope: object, mechanism: str, auth_data: object
+) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+        b"intake",
+        b"s3cret",
+    )
+    return AuthResult(success=ok)
+
+
+def _send_one(make_settings: Callable[..., Settings], **outbound: object) -> App:
+    app = build_app(make_settings(**{f"outbound.{k}": v for k, v in outbound.items()}))
+    now = datetime.now(UTC)
+    [stored] = app.pipeline.ingest([prepare_inbound(make_mail(), Envelope("smtp"), now)])
+    assert app.pipeline.process(stored.inbound_id).result == "ticket_created"
+    asyncio.run(app.outbox.flush_once())
+    return app
+
+
+def _outbox(app: App) -> OutboxMessage:
+    with session_scope(app.sessions) as session:
+        return session.execute(select(OutboxMessage)).scalar_one()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+def test_starttls_with_auth_delivers(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    sink, controller = _tls_sink(
+        tmp_path,
+        tls_context="CONTEXT",
+        require_starttls=True,
+        authenticator=_authenticator,
+        auth_required=True,
+    )
+    try:
+        app = _send_one(
+            make_settings,
+            relay_host=sink.host,
+            relay_port=sink.port,
+            security="starttls",
+            verify_certificates=False,
+            username="intake",
+            password="s3cret",
+        )
+    finally:
+        controller.stop()
+    assert _outbox(app).status == "sent" and len(sink.messages) == 1
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+def test_untrusted_certificate_is_refused_by_default(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    sink, controller = _tls_sink(tmp_path, tls_context="CONTEXT", require_starttls=True)
+    try:
+        app = _send_one(
+            make_settings, relay_host=sink.host, relay_port=sink.port, security="starttls"
+        )
+    finally:
+        controller.stop()
+    row = _outbox(app)
+    assert row.status == "queued" and row.attempts == 1  # retried later, never sent in clear
+    assert "certificate" in (row.last_error or "").lower() and sink.messages == []
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+def test_implicit_tls_delivers(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    sink, controller = _tls_sink(tmp_path, ssl_context="CONTEXT")
+    try:
+        app = _send_one(
+            make_settings,
+            relay_host=sink.host,
+            relay_port=sink.port,
+            security="tls",
+            verify_certificates=False,
+        )
+    finally:
+        controller.stop()
+    assert _outbox(app).status == "sent" and len(sink.messages) == 1
