@@ -51,6 +51,7 @@ _BLOCK_HEADER: Final = re.compile(r"(?:call\s+)?example\s*#?\s*\d{0,3}\s*:?", re
 _LINE_PREFIX: Final = re.compile(r"\s*(?:\|\s*)?(?:(?:\d{1,3}[.)]|[-*•·])\s+)?")
 _TRAILING_PUNCTUATION: Final = ".,;:!"
 _MAX_LABEL_LINE: Final = 2_000  # a "line" longer than this is prose or junk, not a field
+_MAX_CONTINUATION: Final = 20  # lines an empty label may take from below it
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +102,28 @@ def _read_field_lines(
     consumed: set[int] = set()
     for index, line in enumerate(lines):
         parsed = _parse_field_line(line, matcher)
-        if parsed and parsed.label in labels:
-            found.append((labels[parsed.label], parsed.value))
-            consumed.add(index)
+        if not parsed or parsed.label not in labels:
+            continue
+        value = parsed.value
+        consumed.add(index)
+        if not value:  # "Description:" with the text on the lines below it
+            value, below = _continuation(lines, index + 1, matcher)
+            consumed |= below
+        found.append((labels[parsed.label], value))
     return found, consumed
+
+
+def _continuation(lines: list[str], start: int, matcher: re.Pattern[str]) -> tuple[str, set[int]]:
+    """The paragraph right below an empty label: up to a blank line or the next label."""
+    taken: list[str] = []
+    indexes: set[int] = set()
+    for index in range(start, min(len(lines), start + _MAX_CONTINUATION)):
+        line = lines[index]
+        if not line.strip() or _parse_field_line(line, matcher) or _is_block_header(line):
+            break
+        taken.append(line.strip())
+        indexes.add(index)
+    return " ".join(taken), indexes
 
 
 def normalise_label(label: str) -> str:

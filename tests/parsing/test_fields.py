@@ -67,6 +67,14 @@ LINE_CASES = [
         "Company: Acme\nVersion: 2\nTel: 5",
         {"company_name": "Acme", "software_version": "2", "contact_phone": "5"},
     ),
+    (
+        "value-on-the-lines-below",
+        "Description:\nAll phones lost dial tone,\nnobody can call out.\n\nThanks",
+        {"description": "All phones lost dial tone, nobody can call out."},
+    ),
+    ("answer-below-question", "Can the issue be reproduced?\nYes", {"reproducible": "Yes"}),
+    ("continuation-stops-at-next-label", "Serial:\nVersion: 2", {"software_version": "2"}),
+    ("placeholder-below", "Serial:\nN/A\nSerial: REAL", {"serial_number": "REAL"}),
 ]
 
 
