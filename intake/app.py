@@ -63,13 +63,14 @@ def load_policies(settings: Settings, default: str | None = None) -> PolicyBook:
 def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
     policies = load_policies(settings, policy_name)
     policy = policies.default
+    identity = make_identity(settings)
     engine = make_engine(settings.database.url, echo=settings.database.echo)
     create_schema(engine)
     sessions = make_session_factory(engine)
     pipeline = Pipeline(
         sessions=sessions,
         policies=policies,
-        identity=make_identity(settings),
+        identity=identity,
         sender=make_sender(settings),
         templates=make_template_environment(),
         number_format=settings.intake.ticket_number_format,
@@ -81,7 +82,7 @@ def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
             secret=thread_secret(settings, sessions),
             domains=tuple(sorted({a.rpartition("@")[2].lower() for a in ours(settings)})),
             number_pattern=number_pattern(settings.intake.ticket_number_format),
-            identity=make_identity(settings),
+            identity=identity,
         ),
         reopen_window=timedelta(days=settings.intake.reopen_window_days),
         budget=BudgetSettings.from_intake(settings.intake),

@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from intake.customers import (
     CustomerMatch,
@@ -243,7 +244,7 @@ class ActiveSubscription:
     def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
         if not ctx.policy.subscription_required or ctx.customer is None:
             return ()
-        local_day = ctx.deadlines.received_at.astimezone(ctx.policy.calendar().tz).date()
+        local_day = ctx.deadlines.received_at.astimezone(ZoneInfo(ctx.policy.timezone)).date()
         if subscription_active(ctx.customer.customer, local_day):
             return ()
         text = ctx.policy.lapsed_subscription_notice or "The support subscription has lapsed."

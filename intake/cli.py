@@ -231,7 +231,7 @@ def deliver(
     try:
         settings = settings_from(common)
         app = build_app(settings)
-    except (click.ClickException, Exception) as exc:
+    except Exception as exc:  # config or store: the MTA must keep the mail
         click.echo(f"intake deliver: {getattr(exc, 'message', exc)}", err=True)
         sys.exit(EX_TEMPFAIL)
     sys.exit(deliver_from_stdin(app, mail_from, rcpt_to, process=not no_process))

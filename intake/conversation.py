@@ -88,7 +88,7 @@ def _by_token(
         if token is False:
             rejected.append(f"forged token in {message_id}")
             continue
-        if token is None or token is True:
+        if token is None:
             continue
         ticket = repo.ticket_by_number(session, token.number)
         if ticket is not None:

@@ -209,7 +209,7 @@ class Policy(BaseModel):
 
     def calendar(self, timezone: str | None = None) -> BusinessCalendar:
         """The business clock, in ``timezone`` when the policy follows the customer's zone."""
-        zone = timezone if (timezone and self.use_customer_timezone) else self.timezone
+        zone = self.zone(timezone)
         windows: dict[int, list[Window]] = {}
         for spec in self.hours:
             for day in spec.days:

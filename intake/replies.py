@@ -146,17 +146,11 @@ def render_ticket_notice(
     now: datetime,
 ) -> RenderedReply:
     """A notice about an existing ticket (e.g. auto-close), threaded onto its first message."""
-    message = EmailMessage()
-    message["From"] = Address(header_safe(sender.name), addr_spec=sender.address)
-    message["To"] = header_safe(ticket.requester)
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = f"<{message_id}>"
+    # RFC 3834 §5: "auto-generated", as the notice answers no particular message.
+    message = _our_headers(sender, ticket.requester, message_id, now, "auto-generated")
     message["In-Reply-To"] = f"<{header_safe(ticket.message_id)}>"
     message["References"] = f"<{header_safe(ticket.message_id)}>"
     message["Subject"] = reply_subject(ticket.subject, ticket.number)
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834 §5: not a reply to a message
-    message["X-Auto-Response-Suppress"] = "All"
-    message["X-Loop"] = sender.loop_marker
     data = {
         "number": ticket.number,
         "subject": ticket.subject,
@@ -181,20 +175,29 @@ def _envelope_headers(
     assessment: Assessment, sender: Sender, message_id: str, now: datetime, cc: tuple[str, ...]
 ) -> EmailMessage:
     original = assessment.message
-    message = EmailMessage()
-    message["From"] = Address(header_safe(sender.name), addr_spec=sender.address)
-    message["To"] = header_safe(assessment.reply_address or "")
+    to = assessment.reply_address or ""
+    message = _our_headers(sender, to, message_id, now, "auto-replied")  # RFC 3834 §5
     if cc:
         message["Cc"] = ", ".join(cc)
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = f"<{message_id}>"
     if not original.message_id_generated:
         # RFC 5322 §3.6.4: In-Reply-To names the parent, References carries the chain.
         parent = f"<{header_safe(original.message_id)}>"
         chain = [f"<{header_safe(ref)}>" for ref in original.references[-20:]]
         message["In-Reply-To"] = parent
         message["References"] = " ".join([*chain, parent])
-    message["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+    return message
+
+
+def _our_headers(
+    sender: Sender, to: str, message_id: str, now: datetime, auto_submitted: str
+) -> EmailMessage:
+    """The headers every automatic mail of ours carries, so no machine answers it."""
+    message = EmailMessage()
+    message["From"] = Address(header_safe(sender.name), addr_spec=sender.address)
+    message["To"] = header_safe(to)
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = f"<{message_id}>"
+    message["Auto-Submitted"] = auto_submitted
     message["X-Auto-Response-Suppress"] = "All"  # keeps Exchange from answering us
     message["X-Loop"] = sender.loop_marker
     return message

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 _SIG_LENGTH = 20  # hex characters: 80 bits, plenty against guessing, short in headers
 _TOKEN = re.compile(
@@ -35,7 +36,9 @@ def make_message_id(secret: bytes, number: str, kind: str, nonce: str, domain: s
     return f"{number}.{kind}.{nonce}.{sign(secret, number, kind, nonce)}@{domain}"
 
 
-def read_token(secret: bytes, message_id: str, domains: tuple[str, ...]) -> Token | bool | None:
+def read_token(
+    secret: bytes, message_id: str, domains: tuple[str, ...]
+) -> Token | Literal[False] | None:
     """The ticket a Message-ID of ours names; None when it is not ours; False when forged.
 
     "Forged" means it has our shape and one of our domains but the signature is wrong.
