@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, func, select  # noqa: E402
 
 from store.models import InboundMessage, Ticket  # noqa: E402
-from tests.intake.dovecot import make_dovecot  # noqa: E402
+from tests.intake.edges.dovecot import make_dovecot  # noqa: E402
 
 BODY = (
     "Company Name: Acme Corp\nContact Name: Jane Doe\nPhone: +1 303 555 0100\n"

@@ -20,19 +20,19 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake.assess import Identity, PolicyBook
-from intake.autoclose import AutoCloser
-from intake.budget import BudgetSettings
-from intake.conversation import ThreadContext, number_pattern
-from intake.imap import PollerGroup, make_pollers
-from intake.outbox import OutboxSender, Transport
-from intake.pipeline import Pipeline, RetryPolicy
-from intake.policy import Policy, available_policies, load_policy
-from intake.replies import Sender, make_template_environment
+from intake.edges.groupcommit import GroupCommitWriter
+from intake.edges.imap import PollerGroup, make_pollers
+from intake.edges.smtp import IntakeHandler, make_smtp_factory
+from intake.pipeline.assess import Identity, PolicyBook
+from intake.pipeline.conversation import ThreadContext, number_pattern
+from intake.pipeline.core import Pipeline, RetryPolicy
+from intake.pipeline.worker import ProcessingWorker
+from intake.policy.policy import Policy, available_policies, load_policy
+from intake.replies.autoclose import AutoCloser
+from intake.replies.budget import BudgetSettings
+from intake.replies.render import Sender, make_template_environment
+from intake.replies.sender import OutboxSender, Transport
 from intake.settings import Settings
-from intake.smtp import IntakeHandler, make_smtp_factory
-from intake.worker import ProcessingWorker
-from intake.writer import GroupCommitWriter
 from store import repository as repo
 from store.db import create_schema, make_engine, make_session_factory, session_scope
 

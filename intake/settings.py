@@ -32,8 +32,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from intake.edges.mailboxes import is_loopback, parse_mailbox_url
 from intake.errors import ConfigError
-from intake.mailbox_url import is_loopback, parse_mailbox_url
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.intake.dovecot import Dovecot, Introspection, dovecot_binary, make_dovecot
+from tests.intake.edges.dovecot import Dovecot, Introspection, dovecot_binary, make_dovecot
 
 
 def _require_dovecot() -> None:

@@ -1,0 +1,86 @@
+"""Group commit for COMMIT 1: one writer thread, one transaction per group of waiting mail.
+
+One fsync per accepted message caps intake at 1/fsync-latency; committing everything
+that is waiting in one transaction keeps throughput while every caller still gets its
+answer only after *its own* commit (ARCHITECTURE, performance facts). The event loop
+never runs database code: callers await a future the thread resolves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import structlog
+
+from intake.errors import StoreError
+from intake.pipeline.core import Pipeline
+from store.repository import NewInbound, Stored
+
+_STOP = object()
+
+
+@dataclass
+class GroupCommitWriter:
+    pipeline: Pipeline
+    max_batch: int = 64
+    _queue: queue.Queue[object] = field(default_factory=queue.Queue)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the thread."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    async def store(self, item: NewInbound) -> Stored:
+        future: Future[Stored] = Future()
+        self._queue.put((item, future))
+        return await asyncio.wrap_future(future)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stop_after = self._drain_into(batch)
+            self._commit(batch)  # type: ignore[arg-type]
+            if stop_after:
+                return
+
+    def _drain_into(self, batch: list[object]) -> bool:
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                return True
+            batch.append(item)
+        return False
+
+    def _commit(self, batch: list[tuple[NewInbound, Future[Stored]]]) -> None:
+        try:
+            results = self.pipeline.ingest([item for item, _ in batch])
+        except Exception:
+            if len(batch) > 1:  # one bad message must not fail its neighbours
+                for single in batch:
+                    self._commit([single])
+                return
+            item, future = batch[0]
+            structlog.get_logger("intake.writer").exception(
+                "ingest.failed", message_id=item.message_id
+            )
+            future.set_exception(StoreError("could not store the message"))
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)

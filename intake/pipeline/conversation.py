@@ -1,0 +1,159 @@
+"""Threading: which ticket, if any, an incoming message continues.
+
+Evidence, strongest first:
+1. one of *our* Message-IDs in In-Reply-To/References (RFC 5322 §3.6.4) whose HMAC
+   token verifies — it can only have come from a mail we sent;
+2. a Message-ID we already know for a ticket (the customer's own earlier mails, our
+   replies) in those headers;
+3. the ticket number in the subject (``[TKT-000123]``), honoured only when the sender
+   takes part in that ticket: its requester, someone copied on it, an authorized contact
+   of its customer, or staff. A stranger quoting a number gets a new ticket.
+Anything else starts a new ticket. Every rejected piece of evidence is reported, so
+the pipeline can log why (a forged token, a number that does not exist, …).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from intake.pipeline.assess import Identity
+from intake.pipeline.customers import CustomerRecord, is_authorized
+from intake.replies.tokens import read_token
+from parsing import ParsedMessage
+from store import repository as repo
+from store.models import InboundMessage, OutboxMessage, Ticket
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadMatch:
+    ticket_id: int
+    evidence: str  # token | references | subject
+
+
+@dataclass(frozen=True, slots=True)
+class Threading:
+    match: ThreadMatch | None
+    rejected: tuple[str, ...] = field(default=())  # why other evidence was not used
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadContext:
+    secret: bytes
+    domains: tuple[str, ...]  # our Message-ID domains
+    number_pattern: re.Pattern[str]
+    identity: Identity
+
+
+def number_pattern(number_format: str) -> re.Pattern[str]:
+    """``TKT-{:06d}`` → a pattern for ``[TKT-000123]`` in subjects."""
+    prefix, _, rest = number_format.partition("{")
+    suffix = rest.partition("}")[2]
+    return re.compile(rf"\[\s*({re.escape(prefix)}\d+{re.escape(suffix)})\s*\]", re.IGNORECASE)
+
+
+def find_thread(
+    session: Session,
+    message: ParsedMessage,
+    ctx: ThreadContext,
+    directory: Sequence[CustomerRecord],
+    returned_ids: Sequence[str] = (),
+) -> Threading:
+    """``returned_ids``: ids from the copy of our mail inside a bounce (RFC 3464 §2)."""
+    rejected: list[str] = []
+    ids = list(dict.fromkeys([*_referenced_ids(message), *returned_ids]))
+    for finder in (_by_token, _by_known_id):
+        match = finder(session, ids, ctx, rejected)
+        if match:
+            return Threading(match, tuple(rejected))
+    match = _by_subject(session, message, ctx, directory, rejected)
+    return Threading(match, tuple(rejected))
+
+
+def _referenced_ids(message: ParsedMessage) -> list[str]:
+    # Newest first: In-Reply-To names the parent; References ends with it (RFC 5322 §3.6.4).
+    ordered = [*message.in_reply_to, *reversed(message.references)]
+    return list(dict.fromkeys(ordered))
+
+
+def _by_token(
+    session: Session, ids: list[str], ctx: ThreadContext, rejected: list[str]
+) -> ThreadMatch | None:
+    for message_id in ids:
+        token = read_token(ctx.secret, message_id, ctx.domains)
+        if token is False:
+            rejected.append(f"forged token in {message_id}")
+            continue
+        if token is None:
+            continue
+        ticket = repo.ticket_by_number(session, token.number)
+        if ticket is not None:
+            return ThreadMatch(ticket.id, "token")
+        rejected.append(f"token for unknown ticket {token.number}")
+    return None
+
+
+def _by_known_id(
+    session: Session, ids: list[str], ctx: ThreadContext, rejected: list[str]
+) -> ThreadMatch | None:
+    if not ids:
+        return None
+    for model in (OutboxMessage, InboundMessage):
+        found = session.execute(
+            select(model.ticket_id)
+            .where(model.message_id.in_(ids))
+            .where(model.ticket_id.is_not(None))
+            .order_by(model.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if found is not None:
+            return ThreadMatch(found, "references")
+    rejected.append("References name no message we know")
+    return None
+
+
+def _by_subject(
+    session: Session,
+    message: ParsedMessage,
+    ctx: ThreadContext,
+    directory: Sequence[CustomerRecord],
+    rejected: list[str],
+) -> ThreadMatch | None:
+    found = ctx.number_pattern.search(message.subject)
+    if found is None:
+        return None
+    number = found.group(1).upper()
+    ticket = repo.ticket_by_number(session, number)
+    if ticket is None:
+        rejected.append(f"subject names {number}, which does not exist")
+        return None
+    if not is_participant(ticket, message.from_address, ctx.identity, directory):
+        rejected.append(f"subject names {number}, but {message.from_address} is not on it")
+        return None
+    return ThreadMatch(ticket.id, "subject")
+
+
+def is_participant(
+    ticket: Ticket,
+    address: str | None,
+    identity: Identity,
+    directory: Sequence[CustomerRecord],
+) -> bool:
+    if not address:
+        return False
+    address = address.lower()
+    if address in (p.lower() for p in ticket.participants) or identity.is_staff(address):
+        return True
+    customer = next((c for c in directory if c.name == ticket.customer), None)
+    return bool(customer and customer.authorized_contacts and is_authorized(customer, address))
+
+
+def participants_of(message: ParsedMessage, identity: Identity) -> list[str]:
+    """Requester and everyone copied, minus our own addresses."""
+    people = [message.from_address, *message.reply_to, *message.to, *message.cc]
+    ours = set(identity.addresses)
+    return list(dict.fromkeys(p.lower() for p in people if p and p.lower() not in ours))

@@ -1,0 +1,1 @@
+"""Support contracts as data and business time: pure, never touches the store."""

@@ -1,0 +1,272 @@
+"""Rendering our replies: the threaded confirmation as a complete RFC 5322 message.
+
+User text (subject parts, names, field values) only ever enters as template *data*:
+templates come from our package, never from a message (invariant 8), HTML output is
+autoescaped, and every header value is stripped of control characters before the email
+package folds and encodes it (RFC 5322 §2.2 forbids bare CR/LF in a header body).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from intake.pipeline.assess import Assessment
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
+_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|antw)\s*:\s*", re.IGNORECASE)
+EXAMPLE_SUBJECT = "Acme Corp – 123 Main St, Denver CO – No dial tone on all lines – P1"
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Our side of the conversation, from settings."""
+
+    address: str
+    name: str
+    noc_cc: tuple[str, ...]
+    loop_marker: str
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[1].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedReply:
+    message_id: str  # without angle brackets
+    recipients: tuple[str, ...]
+    raw: bytes
+
+
+def make_template_environment(directory: Path | None = None) -> jinja2.Environment:
+    root = directory or Path(str(resources.files("intake.templates")))
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root),
+        # HTML templates (*.html.j2) escape every value; text templates stay plain.
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def header_safe(value: str) -> str:
+    """One line of text fit for a header: control characters become single spaces."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def reply_subject(original: str, number: str) -> str:
+    base = _REPLY_PREFIX.sub("", header_safe(original)).replace(f"[{number}]", "").strip()
+    return f"Re: {base} [{number}]" if base else f"Your support request [{number}]"
+
+
+def render_confirmation(
+    env: jinja2.Environment,
+    assessment: Assessment,
+    *,
+    number: str,
+    message_id: str,
+    sender: Sender,
+    now: datetime,
+) -> RenderedReply:
+    """The first answer on a new ticket: number, deadlines, what is missing and costs."""
+    context = _confirmation_context(assessment, number, sender)
+    return _render_reply(
+        env, "confirmation", assessment, number, message_id, sender, now, context, cc=sender.noc_cc
+    )
+
+
+def render_acknowledgement(
+    env: jinja2.Environment,
+    assessment: Assessment,
+    *,
+    number: str,
+    message_id: str,
+    sender: Sender,
+    now: datetime,
+    supplied: list[str],
+    still_missing: list[str],
+) -> RenderedReply:
+    """The short answer to a follow-up: what it supplied and what is still missing."""
+    context = {
+        "name": assessment.message.from_name,
+        "number": number,
+        "supplied": supplied,
+        "missing": still_missing,
+        "support_name": sender.name,
+        "support_address": sender.address,
+    }
+    return _render_reply(
+        env, "acknowledgement", assessment, number, message_id, sender, now, context, cc=()
+    )
+
+
+def _render_reply(
+    env: jinja2.Environment,
+    template: str,
+    assessment: Assessment,
+    number: str,
+    message_id: str,
+    sender: Sender,
+    now: datetime,
+    context: Mapping[str, Any],
+    cc: tuple[str, ...],
+) -> RenderedReply:
+    assert assessment.reply_address is not None, "machine mail is never answered"
+    message = _envelope_headers(assessment, sender, message_id, now, cc)
+    message["Subject"] = reply_subject(assessment.message.subject, number)
+    message.set_content(env.get_template(f"{template}.txt.j2").render(context))
+    message.add_alternative(env.get_template(f"{template}.html.j2").render(context), subtype="html")
+    recipients = (assessment.reply_address, *cc)
+    return RenderedReply(message_id, recipients, message.as_bytes(policy=SMTP))
+
+
+def render_ticket_notice(
+    env: jinja2.Environment,
+    template: str,
+    *,
+    ticket: TicketRef,
+    context: Mapping[str, Any],
+    message_id: str,
+    sender: Sender,
+    now: datetime,
+) -> RenderedReply:
+    """A notice about an existing ticket (e.g. auto-close), threaded onto its first message."""
+    # RFC 3834 §5: "auto-generated", as the notice answers no particular message.
+    message = _our_headers(sender, ticket.requester, message_id, now, "auto-generated")
+    message["In-Reply-To"] = f"<{header_safe(ticket.message_id)}>"
+    message["References"] = f"<{header_safe(ticket.message_id)}>"
+    message["Subject"] = reply_subject(ticket.subject, ticket.number)
+    data = {
+        "number": ticket.number,
+        "subject": ticket.subject,
+        "support_name": sender.name,
+        "support_address": sender.address,
+        **context,
+    }
+    message.set_content(env.get_template(f"{template}.txt.j2").render(data))
+    message.add_alternative(env.get_template(f"{template}.html.j2").render(data), subtype="html")
+    return RenderedReply(message_id, (ticket.requester,), message.as_bytes(policy=SMTP))
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRef:
+    number: str
+    subject: str
+    requester: str
+    message_id: str
+
+
+def _envelope_headers(
+    assessment: Assessment, sender: Sender, message_id: str, now: datetime, cc: tuple[str, ...]
+) -> EmailMessage:
+    original = assessment.message
+    to = assessment.reply_address or ""
+    message = _our_headers(sender, to, message_id, now, "auto-replied")  # RFC 3834 §5
+    if cc:
+        message["Cc"] = ", ".join(cc)
+    if not original.message_id_generated:
+        # RFC 5322 §3.6.4: In-Reply-To names the parent, References carries the chain.
+        parent = f"<{header_safe(original.message_id)}>"
+        chain = [f"<{header_safe(ref)}>" for ref in original.references[-20:]]
+        message["In-Reply-To"] = parent
+        message["References"] = " ".join([*chain, parent])
+    return message
+
+
+def _our_headers(
+    sender: Sender, to: str, message_id: str, now: datetime, auto_submitted: str
+) -> EmailMessage:
+    """The headers every automatic mail of ours carries, so no machine answers it."""
+    message = EmailMessage()
+    message["From"] = Address(header_safe(sender.name), addr_spec=sender.address)
+    message["To"] = header_safe(to)
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = f"<{message_id}>"
+    message["Auto-Submitted"] = auto_submitted
+    message["X-Auto-Response-Suppress"] = "All"  # keeps Exchange from answering us
+    message["X-Loop"] = sender.loop_marker
+    return message
+
+
+DEADLINE_NAMES = {
+    "response": "Response",
+    "resolution": "Resolution",
+    "work_around": "Work-around",
+    "restoration": "Restoration of service",
+    "reason_for_outage": "Reason for outage (RFO)",
+}
+
+
+def format_instant(at: datetime, zone: str) -> str:
+    """``Mon 23 Nov 2026 14:00 PST (22:00 UTC)``: the customer's clock first, then UTC."""
+    local = at.astimezone(ZoneInfo(zone))
+    return f"{local:%a %d %b %Y %H:%M} {local.tzname()} ({at.astimezone(UTC):%H:%M} UTC)"
+
+
+def _deadline_lines(assessment: Assessment) -> list[dict[str, str]]:
+    deadlines = assessment.deadlines
+    targets = {"response": deadlines.response_target, **deadlines.other_targets}
+    lines = []
+    for name, due in deadlines.as_dict().items():
+        target = targets.get(name)
+        lines.append(
+            {
+                "name": DEADLINE_NAMES.get(name, name.replace("_", " ").capitalize()),
+                "due": format_instant(due, deadlines.timezone),
+                "target": target.describe() if target else "",
+            }
+        )
+    return lines
+
+
+def _confirmation_context(assessment: Assessment, number: str, sender: Sender) -> Mapping[str, Any]:
+    subject, policy = assessment.subject, assessment.policy
+    priority = policy.priority(assessment.priority)
+    deadlines = _deadline_lines(assessment)
+    return {
+        "name": assessment.message.from_name,
+        "number": number,
+        "customer": subject.customer,
+        "location": subject.location,
+        "issue": subject.issue,
+        "priority_name": priority.name if priority else f"Priority {assessment.priority}",
+        "priority_definition": priority.definition if priority else "",
+        "priority_defaulted": any(
+            f.code in ("priority_missing", "priority_unknown") for f in assessment.findings
+        ),
+        "response_due": deadlines[0]["due"] if assessment.response_due else None,
+        "deadlines": deadlines,
+        "received": format_instant(assessment.deadlines.received_at, assessment.deadlines.timezone),
+        "in_business_hours": assessment.deadlines.in_business_hours,
+        "notices": list(assessment.notices),
+        "billable_hourly": assessment.billable_hourly,
+        "subject_problem": subject.problem,
+        "example_subject": EXAMPLE_SUBJECT,
+        "missing": [policy.field_label(name) for name in assessment.missing_fields],
+        "charges": [
+            {
+                "amount": f"{c.amount:.2f}",
+                "currency": c.currency,
+                "reason": c.reason,
+                "pending": c.status == "pending",
+            }
+            for c in assessment.charges
+        ],
+        "support_name": sender.name,
+        "support_address": sender.address,
+    }

@@ -1,0 +1,183 @@
+"""The CLI as users run it: subprocesses for deliver/check, the JSON shapes, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from intake.settings import Settings
+from tests.conftest import free_port, make_mail
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def intake(
+    *args: str,
+    stdin: bytes | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "intake", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+def config_file(settings: Settings, tmp_path: Path) -> Path:
+    path = tmp_path / "test.toml"
+    path.write_text(
+        f'[database]\nurl = "{settings.database.url}"\n'
+        f'[outbound]\ndirectory = "{settings.outbound.directory}"\n'
+        f'[logging]\nformat = "json"\n'
+    )
+    return path
+
+
+def test_deliver_stores_processes_and_replies(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    cfg = config_file(make_settings(), tmp_path)
+    result = intake(
+        "deliver", "--config", str(cfg), "--sender", "jane@acme.example", stdin=make_mail()
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+
+    listed = intake("tickets", "list", "--json", "--config", str(cfg))
+    [ticket] = json.loads(listed.stdout)
+    assert ticket["number"] == "TKT-000001" and ticket["priority"] == 1
+    assert set(ticket) >= {
+        "number",
+        "customer",
+        "location",
+        "issue",
+        "priority",
+        "status",
+        "missing_fields",
+        "created_at",
+    }
+    shown = json.loads(
+        intake("tickets", "show", "TKT-000001", "--json", "--config", str(cfg)).stdout
+    )
+    assert shown["customer"] == "Acme Corp" and shown["charges"] == []
+
+
+def test_deliver_exits_75_when_the_store_is_unreachable(tmp_path: Path) -> None:
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
+    result = intake("deliver", "--database", dead, stdin=make_mail(), cwd=tmp_path)
+    assert result.returncode == 75
+    assert b"intake deliver:" in result.stderr
+
+
+def test_deliver_refuses_oversize_with_65(tmp_path: Path) -> None:
+    result = intake(
+        "deliver",
+        stdin=make_mail(body="x" * 5000),
+        cwd=tmp_path,
+        env={"INTAKE_SMTP__MAX_MESSAGE_SIZE": "1000"},
+    )
+    assert result.returncode == 65
+
+
+def test_check_json_shape(tmp_path: Path) -> None:
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(make_mail(body="Serial: 1\nPhone: N/A\n"))
+    result = intake("check", "--json", str(mail), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["file"] == str(mail)
+    assert record["message"]["subject"].startswith("Acme Corp – 123 Main St")
+    assert record["classification"] == "human"
+    assert record["subject"] == {
+        "customer": "Acme Corp",
+        "location": "123 Main St, Denver CO",
+        "issue": "No dial tone on all lines",
+        "priority": 1,
+    }
+    assert record["subject_problem"] is None and record["priority"] == 1
+    assert record["fields"]["serial_number"] == "1"
+    assert "contact_phone" in record["missing_fields"]
+    [charge] = record["charges"]
+    assert {k: charge[k] for k in ("kind", "amount", "currency", "status")} == {
+        "kind": "missing_information",
+        "amount": "100.00",
+        "currency": "USD",
+        "status": "applied",
+    }
+    assert "$100 additional charge" in charge["reason"]
+    assert record["response_due"] is not None  # the standard policy's P1 4-hour target
+    assert not (tmp_path / "intake.db").exists()  # a dry run stores nothing
+
+
+def test_check_reports_unreadable_inputs_and_goes_on(tmp_path: Path) -> None:
+    good = tmp_path / "good.eml"
+    good.write_bytes(make_mail(subject="no separators at all"))
+    result = intake("check", "--json", str(tmp_path / "absent.eml"), str(tmp_path), str(good))
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 1
+    assert "No such file" in records[0]["error"]
+    assert "is a directory" in records[1]["error"]
+    assert records[2]["subject"] is None and records[2]["subject_problem"]
+    assert b"Traceback" not in result.stderr
+
+
+def test_check_reads_stdin(tmp_path: Path) -> None:
+    result = intake("check", "--json", "-", stdin=make_mail(), cwd=tmp_path)
+    assert json.loads(result.stdout)["file"] == "-"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["check", "--received-at", "yesterday", "x"], "--received-at"),
+        (["serve", "--listen", "nowhere"], "--listen"),
+        (["check", "--policy", "nope", "x"], "no policy named 'nope'"),
+        (["tickets", "show", "TKT-999999"], "no ticket TKT-999999"),
+    ],
+    ids=["bad-instant", "bad-listen", "unknown-policy", "unknown-ticket"],
+)
+def test_cli_errors_are_one_clear_line(tmp_path: Path, args: list[str], expected: str) -> None:
+    result = intake(*args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert expected in result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+
+
+def test_bad_config_key_fails_at_startup_naming_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[smtp]\nprot = 25\n")
+    result = intake("serve", "--config", str(cfg), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "smtp.prot: unknown key" in result.stderr.decode()
+
+
+def test_help_lists_every_command() -> None:
+    out = intake("--help").stdout.decode()
+    for command in (
+        "serve",
+        "deliver",
+        "check",
+        "tickets",
+        "quarantine",
+        "outbox",
+        "health",
+        "config",
+        "policies",
+    ):
+        assert command in out
+
+
+def test_health_fails_when_nothing_listens(tmp_path: Path) -> None:
+    result = intake("health", "--listen", f"127.0.0.1:{free_port()}", cwd=tmp_path)
+    assert result.returncode == 1 and "does not answer" in result.stderr.decode()

@@ -1,0 +1,197 @@
+"""The IMAP edge's pure parts: mailbox URLs and settings, backoff, envelope sender, tokens."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from intake.edges.imap import backoff_delay, resolve_mailbox, return_path, unusable_reason
+from intake.edges.mailboxes import parse_mailbox_url
+from intake.edges.oauth import TokenError, TokenSource, parse_token
+from intake.errors import ConfigError
+from intake.settings import MailboxSettings, load_settings
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("url", "security", "host", "port", "user", "password", "folder"),
+    [
+        ("imap://u:p@127.0.0.1:1143/INBOX", "plain", "127.0.0.1", 1143, "u", "p", "INBOX"),
+        ("imaps://u@imap.example.net", "tls", "imap.example.net", 993, "u", None, "INBOX"),
+        (
+            "imap+starttls://u:p@mx.example/Support",
+            "starttls",
+            "mx.example",
+            143,
+            "u",
+            "p",
+            "Support",
+        ),
+        (
+            "imaps://a%40b.example:p%2Fq@h:1/Sub/Folder",
+            "tls",
+            "h",
+            1,
+            "a@b.example",
+            "p/q",
+            "Sub/Folder",
+        ),
+    ],
+    ids=["plain-loopback", "imaps-defaults", "starttls-folder", "percent-decoded"],
+)
+def test_mailbox_url_forms(url, security, host, port, user, password, folder) -> None:
+    parsed = parse_mailbox_url(url)
+    assert (parsed.security, parsed.host, parsed.port) == (security, host, port)
+    assert (parsed.username, parsed.password, parsed.folder) == (user, password, folder)
+    assert "p" not in parsed.name.split("@", 1)[0] or password is None
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("pop3://u@h/INBOX", "scheme"),
+        ("imaps:///INBOX", "no host"),
+        ("imaps://h/INBOX", "no user"),
+        ("imaps://u@h:99999/INBOX", "port"),
+    ],
+    ids=["scheme", "host", "user", "port"],
+)
+def test_bad_mailbox_urls_are_refused(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_mailbox_url(url)
+
+
+def test_password_moves_out_of_the_url_and_is_masked() -> None:
+    box = MailboxSettings.model_validate({"url": "imaps://bot:s3cret@imap.example.net/INBOX"})
+    assert "s3cret" not in box.url and "s3cret" not in box.model_dump_json()
+    assert box.password is not None and box.password.get_secret_value() == "s3cret"
+    assert box.name == "bot@imap.example.net:993/INBOX"
+
+
+def test_query_parameters_set_mailbox_options() -> None:
+    box = MailboxSettings.model_validate(
+        {"url": "imaps://bot@h/INBOX?password_env=PW&processed_folder=Done"}
+    )
+    assert (box.password_env, box.processed_folder) == ("PW", "Done")
+
+
+def test_plaintext_to_a_remote_host_is_refused_unless_allowed() -> None:
+    with pytest.raises(ConfigError, match="allow_plaintext"):
+        load_settings(None, {"imap.mailboxes": [{"url": "imap://u:p@imap.example.net/INBOX"}]})
+    allowed = {"url": "imap://u:p@imap.example.net/INBOX", "allow_plaintext": True}
+    assert load_settings(None, {"imap.mailboxes": [allowed]}).imap.mailboxes[0].allow_plaintext
+
+
+def test_unknown_mailbox_key_and_idle_timeout_over_29_minutes_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"imap.mailboxes.0.pasword: unknown key"):
+        load_settings(None, {"imap.mailboxes": [{"url": "imaps://u@h/I", "pasword": "x"}]})
+    with pytest.raises(ConfigError, match="imap.idle_timeout"):
+        load_settings(None, {"imap.idle_timeout": 29 * 60})
+
+
+def test_the_same_mailbox_twice_is_refused() -> None:
+    with pytest.raises(ConfigError, match="listed twice"):
+        load_settings(
+            None, {"imap.mailboxes": [{"url": "imaps://u@h/I"}, {"url": "imaps://u:x@h/I"}]}
+        )
+
+
+def test_password_from_env_and_from_file(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    by_file = resolve_mailbox(MailboxSettings(url="imaps://u@h/I", password_file=secret))
+    assert by_file.password == "from-file"
+    by_env = resolve_mailbox(MailboxSettings(url="imaps://u@h/I", password_env="PW"), {"PW": "env"})
+    assert by_env.password == "env"
+    with pytest.raises(ValueError, match="PW is not set"):
+        resolve_mailbox(MailboxSettings(url="imaps://u@h/I", password_env="PW"), {})
+
+
+@pytest.mark.parametrize(
+    ("failures", "expected"),
+    [(1, 2.0), (2, 4.0), (3, 8.0), (10, 300.0)],
+    ids=["first", "doubles", "again", "capped"],
+)
+def test_backoff_doubles_up_to_the_cap(failures: int, expected: float) -> None:
+    assert backoff_delay(failures, 2.0, 300.0, 1.0) == expected
+    assert backoff_delay(failures, 2.0, 300.0, 1.2) == pytest.approx(expected * 1.2)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"Return-Path: <jane@acme.example>\r\nFrom: x\r\n\r\nbody", "jane@acme.example"),
+        (b"Return-Path: <>\r\nFrom: x\r\n\r\nbody", ""),
+        (b"From: x\r\n\r\nReturn-Path: <in@body.example>\r\n", None),
+    ],
+    ids=["sender", "null-sender", "only-in-body"],
+)
+def test_return_path_is_the_envelope_sender(raw: bytes, expected: str | None) -> None:
+    assert return_path(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "usable"),
+    [
+        (b"From: a@b\r\n\r\nhi", True),
+        (None, False),
+        (b"", False),
+        (b"From: a\x00b\r\n\r\n", False),
+        (b"just some text\r\n", False),
+    ],
+    ids=["message", "no-body", "empty", "nul", "no-header"],
+)
+def test_unusable_messages_are_recognised(raw: bytes | None, usable: bool) -> None:
+    assert (unusable_reason(raw) is None) is usable
+
+
+def test_token_json_with_expiry_and_refresh_token_expiry() -> None:
+    token = parse_token(
+        json.dumps(
+            {
+                "access_token": "abc",
+                "expires_in": 3600,
+                "refresh_token_expires_at": "2026-12-01T00:00:00Z",
+            }
+        ),
+        NOW,
+    )
+    assert token.value == "abc"
+    assert token.expires_at == NOW + timedelta(hours=1)
+    assert token.refresh_token_expires_at == datetime(2026, 12, 1, tzinfo=UTC)
+    assert parse_token("bare-token\n", NOW).value == "bare-token"
+    with pytest.raises(TokenError):
+        parse_token('{"token": 1}', NOW)
+
+
+def test_token_file_is_read_again_before_expiry(tmp_path: Path) -> None:
+    path = tmp_path / "token.json"
+    path.write_text(json.dumps({"access_token": "one", "expires_in": 600}))
+    source = TokenSource(file=path, refresh_margin=timedelta(minutes=5))
+    assert source.token(NOW).value == "one"
+    path.write_text(json.dumps({"access_token": "two", "expires_in": 600}))
+    assert source.token(NOW + timedelta(minutes=4)).value == "one"  # still fresh
+    assert source.needs_refresh(NOW + timedelta(minutes=5, seconds=1))
+    assert source.token(NOW + timedelta(minutes=6)).value == "two"
+
+
+def test_token_command_and_its_failure() -> None:
+    ok = TokenSource(command=f"{sys.executable} -c \"print('cmd-token')\"")
+    assert ok.token(NOW).value == "cmd-token"
+    failing = TokenSource(command=f"{sys.executable} -c \"import sys; sys.exit('no grant')\"")
+    with pytest.raises(TokenError, match="exited 1: no grant"):
+        failing.token(NOW)
+
+
+def test_refresh_token_expiry_warns_well_before() -> None:
+    source = TokenSource(
+        file=Path("/nonexistent"), refresh_token_expires_at=NOW + timedelta(days=30)
+    )
+    assert source.refresh_token_warning(NOW) is None
+    assert "expires at" in (source.refresh_token_warning(NOW + timedelta(days=20)) or "")
+    assert "expired" in (source.refresh_token_warning(NOW + timedelta(days=31)) or "")

@@ -1,0 +1,81 @@
+"""Policy files: the shipped ones load, and a bad one names the file, the key and why."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from intake.errors import ConfigError
+from intake.policy.policy import available_policies, load_policy
+
+
+def test_standard_policy_carries_the_contract_numbers() -> None:
+    policy = load_policy("standard")
+    assert policy.default_priority == 3
+    assert [p.level for p in policy.priorities] == [1, 2, 3, 4]
+    charge = policy.missing_information_charge
+    assert charge is not None
+    assert (charge.amount, charge.currency) == (Decimal("100.00"), "USD")
+    required = [f.name for f in policy.fields if f.required]
+    assert required == [
+        "company_name",
+        "contact_name",
+        "contact_email",
+        "contact_phone",
+        "serial_number",
+        "software_version",
+        "description",
+        "reproducible",
+        "call_examples",
+    ]
+    optional = [f.name for f in policy.fields if not f.required]
+    assert optional == ["internal_ticket_number", "notes", "call_logs"]
+
+
+def test_minimum_synonyms_are_policy_data() -> None:
+    specs = {
+        spec.name: {s.lower() for s in spec.synonyms}
+        for spec in load_policy("standard").field_specs()
+    }
+    assert {"email", "e-mail"} <= specs["contact_email"]
+    assert {"phone", "telephone", "tel", "callback number"} <= specs["contact_phone"]
+    assert {"serial", "serial no", "serial #", "s/n"} <= specs["serial_number"]
+    assert {"version", "sw version", "firmware version"} <= specs["software_version"]
+    assert {"reproducible", "can the issue be reproduced?"} <= specs["reproducible"]
+
+
+def test_policies_are_listed() -> None:
+    assert "standard" in available_policies()
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        (
+            ("default_priority = 3", "default_priority = 7"),
+            "default_priority 7 is not in priorities",
+        ),
+        (('timezone = "America/Los_Angeles"', 'timezone = "Mars/Olympus"'), "unknown time zone"),
+        (('amount = "100.00"', 'amount = "100.005"'), "missing_information_charge.amount"),
+        (('currency = "USD"', 'currency = "dollars"'), "missing_information_charge.currency"),
+        (('name = "standard"', 'name = "standard"\nsurprise = 1'), "surprise: unknown key"),
+    ],
+    ids=["default-not-a-level", "bad-zone", "sub-cent-amount", "bad-currency", "unknown-key"],
+)
+def test_bad_policy_file_names_file_and_key(
+    tmp_path: Path, patch: tuple[str, str], expected: str
+) -> None:
+    shipped = Path(__file__).resolve().parents[3] / "config" / "policies" / "standard.toml"
+    text = shipped.read_text()
+    assert patch[0] in text
+    (tmp_path / "broken.toml").write_text(text.replace(patch[0], patch[1], 1))
+    with pytest.raises(ConfigError) as error:
+        load_policy("broken", tmp_path)
+    assert "broken.toml" in str(error.value) and expected in str(error.value)
+
+
+def test_unknown_policy_name_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no policy named 'nope'"):
+        load_policy("nope")
