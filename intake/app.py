@@ -24,7 +24,7 @@ from intake.edges.groupcommit import GroupCommitWriter
 from intake.edges.imap import PollerGroup, make_pollers
 from intake.edges.smtp import IntakeHandler, make_smtp_factory
 from intake.pipeline.assess import Identity, PolicyBook
-from intake.pipeline.conversation import ThreadContext, number_pattern
+from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
 from intake.pipeline.worker import ProcessingWorker
 from intake.policy.policy import Policy, available_policies, load_policy
@@ -33,6 +33,7 @@ from intake.replies.budget import BudgetSettings
 from intake.replies.render import Sender, make_template_environment
 from intake.replies.sender import OutboxSender, Transport
 from intake.settings import Settings
+from parsing import ticket_tag
 from store import repository as repo
 from store.db import create_schema, make_engine, make_session_factory, session_scope
 
@@ -81,7 +82,6 @@ def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
         thread=ThreadContext(
             secret=thread_secret(settings, sessions),
             domains=tuple(sorted({a.rpartition("@")[2].lower() for a in ours(settings)})),
-            number_pattern=number_pattern(settings.intake.ticket_number_format),
             identity=identity,
         ),
         reopen_window=timedelta(days=settings.intake.reopen_window_days),
@@ -111,6 +111,7 @@ def make_identity(settings: Settings) -> Identity:
         loop_marker=loop_marker(settings),
         staff_addresses=tuple(a.lower() for a in settings.intake.staff_addresses),
         staff_domains=tuple(d.lower() for d in settings.intake.staff_domains),
+        ticket_tag=ticket_tag(settings.intake.ticket_number_format),
     )
 
 

@@ -2,7 +2,8 @@
 
 The package owns everything that can be decided from a message alone: decoding it
 (``parse_message``; ``read_message_id`` reads the id from the header block alone),
-reading the subject grammar (``parse_subject``), finding the report fields
+reading the subject grammar (``parse_subject``, with our ``ticket_tag`` for the configured
+number format and ``strip_reply_prefixes``), finding the report fields
 (``extract_fields``), telling people from machines (``classify``), reading bounces
 (``read_delivery_report``) and the keys that make re-delivery harmless
 (``idempotency_key``, ``content_hash``). It performs no I/O, reads no clock and imports
@@ -14,7 +15,13 @@ from parsing.dsn import BouncedRecipient, DeliveryReport, read_delivery_report
 from parsing.fields import DEFAULT_PLACEHOLDERS, extract_fields
 from parsing.idempotency import content_hash, idempotency_key
 from parsing.message import parse_message, read_message_id
-from parsing.subject import parse_subject
+from parsing.subject import (
+    DEFAULT_TICKET_TAG,
+    TicketTag,
+    parse_subject,
+    strip_reply_prefixes,
+    ticket_tag,
+)
 from parsing.types import (
     Attachment,
     CallExample,
@@ -28,6 +35,7 @@ from parsing.types import (
 
 __all__ = [
     "DEFAULT_PLACEHOLDERS",
+    "DEFAULT_TICKET_TAG",
     "Attachment",
     "BouncedRecipient",
     "CallExample",
@@ -37,6 +45,7 @@ __all__ = [
     "FieldSpec",
     "ParsedMessage",
     "SubjectParse",
+    "TicketTag",
     "Verdict",
     "classify",
     "content_hash",
@@ -46,4 +55,6 @@ __all__ = [
     "parse_subject",
     "read_delivery_report",
     "read_message_id",
+    "strip_reply_prefixes",
+    "ticket_tag",
 ]

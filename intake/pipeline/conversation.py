@@ -14,7 +14,6 @@ the pipeline can log why (a forged token, a number that does not exist, …).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -45,15 +44,7 @@ class Threading:
 class ThreadContext:
     secret: bytes
     domains: tuple[str, ...]  # our Message-ID domains
-    number_pattern: re.Pattern[str]
-    identity: Identity
-
-
-def number_pattern(number_format: str) -> re.Pattern[str]:
-    """``TKT-{:06d}`` → a pattern for ``[TKT-000123]`` in subjects."""
-    prefix, _, rest = number_format.partition("{")
-    suffix = rest.partition("}")[2]
-    return re.compile(rf"\[\s*({re.escape(prefix)}\d+{re.escape(suffix)})\s*\]", re.IGNORECASE)
+    identity: Identity  # its ticket_tag reads the number in a subject
 
 
 def find_thread(
@@ -123,10 +114,9 @@ def _by_subject(
     directory: Sequence[CustomerRecord],
     rejected: list[str],
 ) -> ThreadMatch | None:
-    found = ctx.number_pattern.search(message.subject)
-    if found is None:
+    number = ctx.identity.ticket_tag.number_in(message.subject)
+    if number is None:
         return None
-    number = found.group(1).upper()
     ticket = repo.ticket_by_number(session, number)
     if ticket is None:
         rejected.append(f"subject names {number}, which does not exist")
