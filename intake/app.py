@@ -33,7 +33,7 @@ from intake.replies.budget import BudgetSettings
 from intake.replies.render import Sender, make_template_environment
 from intake.replies.sender import OutboxSender, Transport
 from intake.settings import Settings
-from parsing import ticket_tag
+from parsing import address_domain, address_key, canonical_domain, ticket_tag
 from store import repository as repo
 from store.db import create_schema, make_engine, make_session_factory, session_scope
 
@@ -81,7 +81,7 @@ def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
         clock=utc_now,
         thread=ThreadContext(
             secret=thread_secret(settings, sessions),
-            domains=tuple(sorted({a.rpartition("@")[2].lower() for a in ours(settings)})),
+            domains=tuple(sorted({address_domain(a) or "" for a in ours(settings)})),
             identity=identity,
         ),
         reopen_window=timedelta(days=settings.intake.reopen_window_days),
@@ -107,10 +107,10 @@ def thread_secret(settings: Settings, sessions: sessionmaker[Session]) -> bytes:
 
 def make_identity(settings: Settings) -> Identity:
     return Identity(
-        addresses=tuple(a.lower() for a in ours(settings)),
+        addresses=tuple(address_key(a) for a in ours(settings)),
         loop_marker=loop_marker(settings),
-        staff_addresses=tuple(a.lower() for a in settings.intake.staff_addresses),
-        staff_domains=tuple(d.lower() for d in settings.intake.staff_domains),
+        staff_addresses=tuple(address_key(a) for a in settings.intake.staff_addresses),
+        staff_domains=tuple(canonical_domain(d) for d in settings.intake.staff_domains),
         ticket_tag=ticket_tag(settings.intake.ticket_number_format),
     )
 
@@ -125,7 +125,7 @@ def make_sender(settings: Settings) -> Sender:
 
 
 def loop_marker(settings: Settings) -> str:
-    return settings.intake.primary_address.lower()
+    return address_key(settings.intake.primary_address)
 
 
 async def serve(app: App, stop: asyncio.Event | None = None) -> None:

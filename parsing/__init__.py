@@ -6,13 +6,22 @@ reading the subject grammar (``parse_subject``, with our ``ticket_tag`` for the 
 number format and ``strip_reply_prefixes``), finding the report fields
 (``extract_fields``), telling people from machines (``classify``), reading bounces
 (``read_delivery_report``) and the keys that make re-delivery harmless
-(``idempotency_key``, ``content_hash``). It performs no I/O, reads no clock and imports
-neither ``intake`` nor ``store``.
+(``idempotency_key``, ``content_hash``), and the one spelling of an address we keep
+(``normalise_address``) and compare (``canonical_address``, ``address_domain``). It
+performs no I/O, reads no clock and imports neither ``intake`` nor ``store``.
 """
 
+from parsing.addresses import (
+    address_domain,
+    address_key,
+    canonical_address,
+    canonical_domain,
+    normalise_address,
+)
 from parsing.classify import classify
 from parsing.dsn import BouncedRecipient, DeliveryReport, read_delivery_report
 from parsing.fields import DEFAULT_PLACEHOLDERS, extract_fields
+from parsing.headers import header_line_regex, is_header_line
 from parsing.idempotency import content_hash, idempotency_key
 from parsing.message import parse_message, read_message_id
 from parsing.subject import (
@@ -47,10 +56,17 @@ __all__ = [
     "SubjectParse",
     "TicketTag",
     "Verdict",
+    "address_domain",
+    "address_key",
+    "canonical_address",
+    "canonical_domain",
     "classify",
     "content_hash",
     "extract_fields",
+    "header_line_regex",
     "idempotency_key",
+    "is_header_line",
+    "normalise_address",
     "parse_message",
     "parse_subject",
     "read_delivery_report",

@@ -52,14 +52,17 @@ from intake.edges.oauth import TokenSource
 from intake.errors import ConfigError, IntakeError
 from intake.pipeline.core import Envelope, Pipeline, prepare_inbound
 from intake.settings import ImapSettings, MailboxSettings
+from parsing import header_line_regex, is_header_line
 from store import repository as repo
 from store.db import session_scope
 
 Clock = Callable[[], datetime]
 DELETED = rb"\Deleted"
 _JITTER = 0.2  # ±20 % around each reconnect delay
-_HEADER_LINE = re.compile(rb"^[!-9;-~]+[ \t]*:")  # RFC 5322 §2.2 field name, then colon
-_RETURN_PATH = re.compile(rb"^Return-Path:[ \t]*<([^>\r\n]*)>", re.IGNORECASE | re.MULTILINE)
+_RETURN_PATH = re.compile(
+    rb"^" + header_line_regex("Return-Path").encode() + rb"[ \t]*<([^>\r\n]*)>",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 class MailboxError(IntakeError):
@@ -125,7 +128,7 @@ def unusable_reason(raw: bytes | None) -> str | None:
         return "the server returned no message body"
     if b"\x00" in raw:
         return "the message contains NUL bytes (not RFC 5322 text)"
-    if not _HEADER_LINE.match(raw):
+    if not is_header_line(raw):
         return "the message has no RFC 5322 header section"
     return None
 

@@ -32,6 +32,8 @@ from parsing import (
     SubjectParse,
     TicketTag,
     Verdict,
+    address_domain,
+    canonical_address,
     classify,
     extract_fields,
     parse_message,
@@ -74,11 +76,11 @@ class Identity:
     ticket_tag: TicketTag = DEFAULT_TICKET_TAG
 
     def is_staff(self, address: str) -> bool:
-        address = address.lower()
-        if address in self.addresses:
+        """``addresses`` and ``staff_*`` hold canonical spellings (``make_identity``)."""
+        canonical = canonical_address(address)
+        if canonical is None or canonical in self.addresses:
             return False  # the support address itself is where customers should write
-        domain = address.rpartition("@")[2]
-        return address in self.staff_addresses or domain in self.staff_domains
+        return canonical in self.staff_addresses or address_domain(canonical) in self.staff_domains
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from intake.pipeline.assess import Identity
 from intake.pipeline.customers import CustomerRecord, is_authorized
 from intake.replies.tokens import read_token
-from parsing import ParsedMessage
+from parsing import ParsedMessage, address_key, canonical_address
 from store import repository as repo
 from store.models import InboundMessage, OutboxMessage, Ticket
 
@@ -133,17 +133,18 @@ def is_participant(
     identity: Identity,
     directory: Sequence[CustomerRecord],
 ) -> bool:
-    if not address:
+    canonical = canonical_address(address)
+    if canonical is None:
         return False
-    address = address.lower()
-    if address in (p.lower() for p in ticket.participants) or identity.is_staff(address):
+    if canonical in (address_key(p) for p in ticket.participants) or identity.is_staff(canonical):
         return True
     customer = next((c for c in directory if c.name == ticket.customer), None)
-    return bool(customer and customer.authorized_contacts and is_authorized(customer, address))
+    return bool(customer and customer.authorized_contacts and is_authorized(customer, canonical))
 
 
 def participants_of(message: ParsedMessage, identity: Identity) -> list[str]:
     """Requester and everyone copied, minus our own addresses."""
     people = [message.from_address, *message.reply_to, *message.to, *message.cc]
     ours = set(identity.addresses)
-    return list(dict.fromkeys(p.lower() for p in people if p and p.lower() not in ours))
+    canonical = (canonical_address(p) for p in people)
+    return list(dict.fromkeys(p for p in canonical if p and p not in ours))

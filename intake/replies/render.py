@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from intake.pipeline.assess import Assessment
-from parsing import strip_reply_prefixes
+from parsing import address_domain, strip_reply_prefixes
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 EXAMPLE_SUBJECT = "Acme Corp – 123 Main St, Denver CO – No dial tone on all lines – P1"
@@ -41,7 +41,7 @@ class Sender:
 
     @property
     def domain(self) -> str:
-        return self.address.rsplit("@", 1)[1].lower()
+        return address_domain(self.address) or ""
 
 
 @dataclass(frozen=True, slots=True)
