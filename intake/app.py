@@ -24,7 +24,7 @@ from intake.edges.groupcommit import GroupCommitWriter
 from intake.edges.imap import PollerGroup, make_pollers
 from intake.edges.smtp import IntakeHandler, make_smtp_factory
 from intake.pipeline.assess import Identity, PolicyBook
-from intake.pipeline.conversation import ThreadContext, number_pattern
+from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
 from intake.pipeline.worker import ProcessingWorker
 from intake.policy.policy import Policy, available_policies, load_policy
@@ -33,6 +33,7 @@ from intake.replies.budget import BudgetSettings
 from intake.replies.render import Sender, make_template_environment
 from intake.replies.sender import OutboxSender, Transport
 from intake.settings import Settings
+from parsing import address_domain, address_key, canonical_domain, ticket_tag
 from store import repository as repo
 from store.db import create_schema, make_engine, make_session_factory, session_scope
 
@@ -80,8 +81,7 @@ def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
         clock=utc_now,
         thread=ThreadContext(
             secret=thread_secret(settings, sessions),
-            domains=tuple(sorted({a.rpartition("@")[2].lower() for a in ours(settings)})),
-            number_pattern=number_pattern(settings.intake.ticket_number_format),
+            domains=tuple(sorted({address_domain(a) or "" for a in ours(settings)})),
             identity=identity,
         ),
         reopen_window=timedelta(days=settings.intake.reopen_window_days),
@@ -107,10 +107,11 @@ def thread_secret(settings: Settings, sessions: sessionmaker[Session]) -> bytes:
 
 def make_identity(settings: Settings) -> Identity:
     return Identity(
-        addresses=tuple(a.lower() for a in ours(settings)),
+        addresses=tuple(address_key(a) for a in ours(settings)),
         loop_marker=loop_marker(settings),
-        staff_addresses=tuple(a.lower() for a in settings.intake.staff_addresses),
-        staff_domains=tuple(d.lower() for d in settings.intake.staff_domains),
+        staff_addresses=tuple(address_key(a) for a in settings.intake.staff_addresses),
+        staff_domains=tuple(canonical_domain(d) for d in settings.intake.staff_domains),
+        ticket_tag=ticket_tag(settings.intake.ticket_number_format),
     )
 
 
@@ -124,7 +125,7 @@ def make_sender(settings: Settings) -> Sender:
 
 
 def loop_marker(settings: Settings) -> str:
-    return settings.intake.primary_address.lower()
+    return address_key(settings.intake.primary_address)
 
 
 async def serve(app: App, stop: asyncio.Event | None = None) -> None:

@@ -34,6 +34,7 @@ from pydantic_settings import (
 
 from intake.edges.mailboxes import is_loopback, parse_mailbox_url
 from intake.errors import ConfigError
+from parsing import address_domain
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -138,7 +139,7 @@ class IntakeSettings(BaseModel):
 
     @property
     def domain(self) -> str:
-        return self.primary_address.rsplit("@", 1)[1].lower()
+        return address_domain(self.primary_address) or ""
 
 
 class MailboxSettings(BaseModel):

@@ -2,19 +2,35 @@
 
 The package owns everything that can be decided from a message alone: decoding it
 (``parse_message``; ``read_message_id`` reads the id from the header block alone),
-reading the subject grammar (``parse_subject``), finding the report fields
+reading the subject grammar (``parse_subject``, with our ``ticket_tag`` for the configured
+number format and ``strip_reply_prefixes``), finding the report fields
 (``extract_fields``), telling people from machines (``classify``), reading bounces
 (``read_delivery_report``) and the keys that make re-delivery harmless
-(``idempotency_key``, ``content_hash``). It performs no I/O, reads no clock and imports
-neither ``intake`` nor ``store``.
+(``idempotency_key``, ``content_hash``), and the one spelling of an address we keep
+(``normalise_address``) and compare (``canonical_address``, ``address_domain``). It
+performs no I/O, reads no clock and imports neither ``intake`` nor ``store``.
 """
 
+from parsing.addresses import (
+    address_domain,
+    address_key,
+    canonical_address,
+    canonical_domain,
+    normalise_address,
+)
 from parsing.classify import classify
 from parsing.dsn import BouncedRecipient, DeliveryReport, read_delivery_report
 from parsing.fields import DEFAULT_PLACEHOLDERS, extract_fields
+from parsing.headers import header_line_regex, is_header_line
 from parsing.idempotency import content_hash, idempotency_key
 from parsing.message import parse_message, read_message_id
-from parsing.subject import parse_subject
+from parsing.subject import (
+    DEFAULT_TICKET_TAG,
+    TicketTag,
+    parse_subject,
+    strip_reply_prefixes,
+    ticket_tag,
+)
 from parsing.types import (
     Attachment,
     CallExample,
@@ -28,6 +44,7 @@ from parsing.types import (
 
 __all__ = [
     "DEFAULT_PLACEHOLDERS",
+    "DEFAULT_TICKET_TAG",
     "Attachment",
     "BouncedRecipient",
     "CallExample",
@@ -37,13 +54,23 @@ __all__ = [
     "FieldSpec",
     "ParsedMessage",
     "SubjectParse",
+    "TicketTag",
     "Verdict",
+    "address_domain",
+    "address_key",
+    "canonical_address",
+    "canonical_domain",
     "classify",
     "content_hash",
     "extract_fields",
+    "header_line_regex",
     "idempotency_key",
+    "is_header_line",
+    "normalise_address",
     "parse_message",
     "parse_subject",
     "read_delivery_report",
     "read_message_id",
+    "strip_reply_prefixes",
+    "ticket_tag",
 ]

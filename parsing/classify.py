@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import Final
 
+from parsing.addresses import canonical_address
 from parsing.types import Classification, ParsedMessage, Verdict
 
 _DAEMON_LOCAL_PARTS: Final = frozenset(
@@ -41,7 +42,7 @@ _LIST_PRECEDENCE: Final = frozenset({"list", "bulk", "junk"})
 @dataclass(frozen=True, slots=True)
 class _Context:
     envelope_sender: str | None  # None: unknown; "": the null reverse-path <>
-    own_addresses: frozenset[str]  # casefolded
+    own_addresses: frozenset[str]  # canonical_address spellings
     loop_marker: str | None
 
 
@@ -57,7 +58,7 @@ def classify(
     """The first rule with evidence decides; no evidence at all means a human wrote it."""
     context = _Context(
         envelope_sender=envelope_sender,
-        own_addresses=frozenset(a.strip().casefold() for a in own_addresses if a.strip()),
+        own_addresses=frozenset(filter(None, map(canonical_address, own_addresses))),
         loop_marker=loop_marker.strip().casefold() if loop_marker else None,
     )
     for kind, rules in _RULES:
@@ -88,7 +89,7 @@ def _loop_header(msg: ParsedMessage, context: _Context) -> str | None:
 
 
 def _own_sender(msg: ParsedMessage, context: _Context) -> str | None:
-    if msg.from_address and msg.from_address.casefold() in context.own_addresses:
+    if msg.from_address and canonical_address(msg.from_address) in context.own_addresses:
         return f"From: {msg.from_address} is our own address"
     return None
 

@@ -21,7 +21,9 @@ from email.policy import compat32
 from io import BytesIO
 from typing import Final
 
-from parsing.message import bound_parts, message_ids, normalise_address, normalise_message_id
+from parsing.addresses import address_key, normalise_address
+from parsing.headers import is_header_line
+from parsing.message import bound_parts, message_ids, normalise_message_id
 from parsing.text import clean_header_text, decode_bytes, decode_words, normalise_newlines
 
 
@@ -135,7 +137,7 @@ def _flatten(msg: Message) -> str:
 def _unique(recipients: list[BouncedRecipient]) -> tuple[BouncedRecipient, ...]:
     found: dict[str, BouncedRecipient] = {}
     for recipient in recipients:
-        found.setdefault(recipient.address.casefold(), recipient)
+        found.setdefault(address_key(recipient.address), recipient)
     return tuple(found.values())
 
 
@@ -185,7 +187,7 @@ def _recipient_address(value: object) -> str | None:
         return None
     text = _text(value)
     _, _, address = text.rpartition(";")
-    return normalise_address(address.strip().strip("<>").strip())
+    return normalise_address(address)
 
 
 def _status_code(value: str) -> str | None:
@@ -265,7 +267,6 @@ _EXIM_HEADER: Final = re.compile(
 _EXIM_BLOCK: Final = re.compile(
     rf"(?m)^[ \t]{{1,4}}<?({_ADDRESS})>?:?[ \t]*\n((?:[ \t]{{3,}}.*\n?)*)"
 )
-_HEADER_LINE: Final = re.compile(r"[!-9;-~]+:")  # RFC 5322 §2.2 field name and colon
 _DELAYED: Final = re.compile(r"(?i)(not yet been delivered|warning only|has been delayed)")
 
 
@@ -322,7 +323,7 @@ def _inline_returned_headers(text: str) -> Message | None:
         return None
     lines = text[marker.end() :].lstrip("\n").split("\n")
     # Some notices add a translated marker line or two before the copy (newmail.ru).
-    start = next((i for i, line in enumerate(lines[:4]) if _HEADER_LINE.match(line)), None)
+    start = next((i for i, line in enumerate(lines[:4]) if is_header_line(line)), None)
     if start is None:
         return None
     return HeaderParser(policy=compat32).parsestr("\n".join(lines[start:]))

@@ -20,6 +20,8 @@ from email.policy import EmailPolicy, compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
+from parsing.addresses import normalise_address
+from parsing.headers import header_line_regex
 from parsing.idempotency import content_hash
 from parsing.text import (
     clean_header_text,
@@ -42,7 +44,7 @@ MAX_DEPTH: Final = 20
 MAX_PARTS: Final = 500
 # Parts beyond MAX_PARTS are cut off before the parser sees them: each part costs the
 # email package a few Content-Type parses, so the raw part count bounds parse time.
-_PART_HEADER: Final = re.compile(rb"(?im)^content-type[ \t]*:")
+_PART_HEADER: Final = re.compile(rb"(?im)^" + header_line_regex("content-type").encode())
 PART_LIMIT_DEFECT: Final = "PartLimitExceeded"
 PARSE_FAILURE_DEFECT: Final = "ParseFailure"
 
@@ -445,14 +447,6 @@ def _policy_mailboxes(msg: Message, name: str) -> list[tuple[str, str]]:
 def _split(pair: tuple[str, str]) -> tuple[str, str]:
     name, address = pair
     return name, normalise_address(address) or ""
-
-
-def normalise_address(address: str) -> str | None:
-    """``Local@Example.COM`` -> ``Local@example.com``; None unless it has both halves."""
-    local, at, domain = clean_header_text(address).rpartition("@")
-    if not at or not local or not domain or " " in local + domain:
-        return None
-    return f"{local}@{domain.lower()}"
 
 
 def normalise_message_id(value: str) -> str | None:

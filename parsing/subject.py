@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 from parsing.types import SubjectParse
@@ -31,7 +32,36 @@ _REPLY_PREFIX: Final = re.compile(
 # Tags mail systems put in front: [EXTERNAL], [SPAM], [rt-users], (EXT). A bracket with a
 # colon inside is content ("[Fwd: Netscape …]"), not a tag.
 _LEADING_TAG: Final = re.compile(r"\[[^\[\]:]{1,40}\]|\([A-Z0-9]{2,12}\)")
-_TICKET_TAG: Final = re.compile(r" ?\[[A-Z]{2,10}-\d+\]")
+
+
+@dataclass(frozen=True, slots=True)
+class TicketTag:
+    """How our ticket numbers appear in subjects (``[TKT-000123]``), for one number format."""
+
+    prefix: str  # the format's text before the number: "TKT-"
+    suffix: str  # and after it
+    exact: re.Pattern[str]  # as our replies write it: what ``clean_subject`` removes
+    any_case: re.Pattern[str]  # as a customer may retype it: what threading reads
+
+    def number_in(self, subject: str) -> str | None:
+        """The ticket number ``subject`` names, spelt the way we issue it, or None."""
+        found = self.any_case.search(subject)
+        return f"{self.prefix}{found['digits']}{self.suffix}" if found else None
+
+
+def ticket_tag(number_format: str) -> TicketTag:
+    """``TKT-{:06d}`` (``intake.ticket_number_format``) -> the tag ``[TKT-000123]``.
+
+    The one space before a tag goes with it, so removing it leaves no double space.
+    """
+    prefix, _, rest = number_format.partition("{")
+    suffix = rest.partition("}")[2]
+    body = rf" ?\[\s*{re.escape(prefix)}(?P<digits>\d+){re.escape(suffix)}\s*\]"
+    return TicketTag(prefix, suffix, re.compile(body), re.compile(body, re.IGNORECASE))
+
+
+DEFAULT_TICKET_TAG: Final = ticket_tag("TKT-{:06d}")
+
 # The core of a separator: an en/em dash (spaced or not), or a hyphen / "--" with white
 # space on both sides. Python's \s covers NBSP (U+00A0), figure space (U+2007), U+202F
 # and tabs. The white space around it is added by scanning, not by the regex, so a long
@@ -60,9 +90,17 @@ _MAX_PRIORITY_TEXT: Final = 40  # "Priority Level: Emergency" is 25; longer is a
 _PUNCTUATION: Final = string.punctuation + "¡¿…"
 
 
-def parse_subject(subject: str, priority_aliases: Mapping[str, int] | None = None) -> SubjectParse:
-    """Read ``subject`` against the grammar; ``priority_aliases`` add or override words."""
-    cleaned = clean_subject(subject)
+def parse_subject(
+    subject: str,
+    priority_aliases: Mapping[str, int] | None = None,
+    ticket_tag: TicketTag = DEFAULT_TICKET_TAG,
+) -> SubjectParse:
+    """Read ``subject`` against the grammar; ``priority_aliases`` add or override words.
+
+    ``ticket_tag`` is our own tag (from the configured number format), removed first so
+    that a reply's "… – P1 [TKT-000012]" still ends in its priority.
+    """
+    cleaned = clean_subject(subject, ticket_tag)
     parts, separators = split_parts(cleaned)
     priority = read_priority(parts[-1], priority_aliases) if len(parts) >= 2 else None
     # Without a separator there is no telling which words name the customer.
@@ -101,15 +139,35 @@ def split_parts(text: str) -> tuple[list[str], list[str]]:
     return parts, separators
 
 
-def clean_subject(subject: str) -> str:
-    """The subject without reply/forward prefixes, leading tags and ticket tags."""
-    text = _TICKET_TAG.sub("", subject).strip()
+def clean_subject(subject: str, ticket_tag: TicketTag = DEFAULT_TICKET_TAG) -> str:
+    """The subject without reply/forward prefixes, leading tags and our ticket tags."""
+    text = ticket_tag.exact.sub("", subject).strip()
+    return text[_skip_leading(text, (_REPLY_PREFIX, _LEADING_TAG)) :]
+
+
+def strip_reply_prefixes(subject: str) -> str:
+    """``subject`` without its leading reply/forward markers ("Re: AW: RE[2]:", "Fwd:")."""
+    text = subject.strip()
+    return text[_skip_leading(text, (_REPLY_PREFIX,)) :]
+
+
+def _skip_leading(text: str, markers: tuple[re.Pattern[str], ...]) -> int:
+    """Where ``text`` starts once every leading marker and the space after it is skipped."""
     position = 0
-    while match := _REPLY_PREFIX.match(text, position) or _LEADING_TAG.match(text, position):
+    while match := _match_any(markers, text, position):
         position = match.end()
         while position < len(text) and text[position].isspace():
             position += 1
-    return text[position:]
+    return position
+
+
+def _match_any(
+    markers: tuple[re.Pattern[str], ...], text: str, position: int
+) -> re.Match[str] | None:
+    for marker in markers:
+        if found := marker.match(text, position):
+            return found
+    return None
 
 
 def read_priority(part: str, aliases: Mapping[str, int] | None = None) -> int | None:

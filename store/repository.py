@@ -18,6 +18,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from parsing import address_key
 from store.models import (
     AppSecret,
     ChargeRow,
@@ -494,7 +495,7 @@ def get_or_create_secret(session: Session, name: str, value: str, now: datetime)
 
 def recipient_key(address: str) -> str:
     """The one spelling recipient state and the reply budget are kept under."""
-    return address.strip().strip("<>").strip().lower()
+    return address_key(address)
 
 
 def record_bounce(

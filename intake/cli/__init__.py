@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -35,8 +36,6 @@ from intake.logs import configure_logging
 from intake.pipeline.customers import CustomerRecord
 from intake.settings import Settings, load_settings, parse_deliver_target
 
-EX_TEMPFAIL = 75  # sysexits.h: the MTA keeps the message and retries
-EX_DATAERR = 65
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -233,7 +232,7 @@ def deliver(
         app = build_app(settings)
     except Exception as exc:  # config or store: the MTA must keep the mail
         click.echo(f"intake deliver: {getattr(exc, 'message', exc)}", err=True)
-        sys.exit(EX_TEMPFAIL)
+        sys.exit(os.EX_TEMPFAIL)  # sysexits.h: the MTA keeps the message and retries
     sys.exit(deliver_from_stdin(app, mail_from, rcpt_to, process=not no_process))
 
 

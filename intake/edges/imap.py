@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import re
 import socket
 import ssl
@@ -47,18 +46,23 @@ from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import LoginError
 from sqlalchemy import text
 
+from intake.backoff import backoff_delay
 from intake.edges.mailboxes import Security, parse_mailbox_url, read_password
 from intake.edges.oauth import TokenSource
 from intake.errors import ConfigError, IntakeError
 from intake.pipeline.core import Envelope, Pipeline, prepare_inbound
 from intake.settings import ImapSettings, MailboxSettings
+from parsing import header_line_regex, is_header_line
 from store import repository as repo
 from store.db import session_scope
 
 Clock = Callable[[], datetime]
 DELETED = rb"\Deleted"
-_HEADER_LINE = re.compile(rb"^[!-9;-~]+[ \t]*:")  # RFC 5322 §2.2 field name, then colon
-_RETURN_PATH = re.compile(rb"^Return-Path:[ \t]*<([^>\r\n]*)>", re.IGNORECASE | re.MULTILINE)
+_JITTER = 0.2  # ±20 % around each reconnect delay
+_RETURN_PATH = re.compile(
+    rb"^" + header_line_regex("Return-Path").encode() + rb"[ \t]*<([^>\r\n]*)>",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 class MailboxError(IntakeError):
@@ -111,11 +115,6 @@ def resolve_mailbox(settings: MailboxSettings, environ: Mapping[str, str] | None
     )
 
 
-def backoff_delay(failures: int, initial: float, maximum: float, jitter: float) -> float:
-    """Exponential backoff: ``initial * 2**(failures-1)`` capped, times ``jitter`` (~0.8-1.2)."""
-    return min(maximum, initial * 2.0 ** max(0, failures - 1)) * jitter
-
-
 def return_path(raw: bytes) -> str | None:
     """The envelope sender the delivering MTA recorded (RFC 5321 §4.4), if any."""
     header = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
@@ -129,7 +128,7 @@ def unusable_reason(raw: bytes | None) -> str | None:
         return "the server returned no message body"
     if b"\x00" in raw:
         return "the message contains NUL bytes (not RFC 5322 text)"
-    if not _HEADER_LINE.match(raw):
+    if not is_header_line(raw):
         return "the message has no RFC 5322 header section"
     return None
 
@@ -487,7 +486,7 @@ class MailboxPoller:
     def _after_failure(self, exc: Exception, stop: threading.Event) -> None:
         self._failures += 1
         s = self.settings
-        delay = backoff_delay(self._failures, s.backoff_initial, s.backoff_max, _jitter())
+        delay = backoff_delay(self._failures, s.backoff_initial, s.backoff_max, _JITTER)
         since = self.record_failure(exc)
         self.log.error(
             "imap.failing",
@@ -551,10 +550,6 @@ def _is_news(response: Any) -> bool:
 
 def _is_bye(response: Any) -> bool:
     return isinstance(response, tuple) and bool(response) and response[0] == b"BYE"
-
-
-def _jitter() -> float:
-    return random.uniform(0.8, 1.2)
 
 
 def _iso(value: datetime | None) -> str | None:

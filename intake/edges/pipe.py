@@ -11,14 +11,13 @@ retries it.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import structlog
 
 from intake.app import App, utc_now
 from intake.pipeline.core import Envelope, prepare_inbound
-
-EX_OK, EX_DATAERR, EX_TEMPFAIL = 0, 65, 75
 
 
 def deliver_from_stdin(
@@ -30,7 +29,7 @@ def deliver_from_stdin(
     if len(raw) > limit:
         log.error("pipe.too_large", limit=limit)
         print(f"intake deliver: message larger than {limit} bytes", file=sys.stderr)
-        return EX_DATAERR
+        return os.EX_DATAERR
     return deliver_bytes(app, raw, Envelope("pipe", "stdin", mail_from, rcpt_to), process=process)
 
 
@@ -42,7 +41,7 @@ def deliver_bytes(app: App, raw: bytes, envelope: Envelope, *, process: bool = T
     except Exception as exc:
         log.error("pipe.store_failed", error=str(exc))
         print(f"intake deliver: could not store the message: {exc}", file=sys.stderr)
-        return EX_TEMPFAIL
+        return os.EX_TEMPFAIL
     # Stored: from here on nothing may turn the exit status into a failure, or the MTA
     # would deliver the message a second time.
     try:
@@ -59,4 +58,4 @@ def deliver_bytes(app: App, raw: bytes, envelope: Envelope, *, process: bool = T
             asyncio.run(app.outbox.flush_once())
     except Exception as exc:  # processing/reply stay due for the daemon or `outbox flush`
         log.warning("pipe.after_store_failed", inbound_id=stored.inbound_id, error=str(exc))
-    return EX_OK
+    return os.EX_OK

@@ -20,6 +20,7 @@ from intake.edges.groupcommit import GroupCommitWriter
 from intake.pipeline.core import Clock, prepare_inbound
 from intake.pipeline.core import Envelope as IntakeEnvelope
 from intake.settings import SmtpSettings
+from parsing import address_key
 
 
 class IntakeHandler:
@@ -33,7 +34,7 @@ class IntakeHandler:
         on_stored: Callable[[int], None],
         clock: Clock,
     ) -> None:
-        self.support = frozenset(a.casefold() for a in support_addresses)
+        self.support = frozenset(address_key(a) for a in support_addresses)
         self.max_recipients = max_recipients
         self.writer = writer
         self.on_stored = on_stored
@@ -43,12 +44,12 @@ class IntakeHandler:
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if address.casefold() not in self.support:
+        if address_key(address) not in self.support:
             self.log.info("smtp.rcpt_refused", peer=_peer(session), rcpt=address)
             return f"550 5.1.1 <{address}>: recipient address rejected: not a support address"
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients"  # RFC 5321 §4.5.3.1.10
-        if address.casefold() not in (a.casefold() for a in envelope.rcpt_tos):
+        if address_key(address) not in (address_key(a) for a in envelope.rcpt_tos):
             envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 

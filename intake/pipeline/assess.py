@@ -26,10 +26,14 @@ from intake.pipeline.customers import (
 from intake.policy.policy import Policy, ReportField
 from intake.policy.sla import Deadlines, compute_deadlines
 from parsing import (
+    DEFAULT_TICKET_TAG,
     FieldExtraction,
     ParsedMessage,
     SubjectParse,
+    TicketTag,
     Verdict,
+    address_domain,
+    canonical_address,
     classify,
     extract_fields,
     parse_message,
@@ -62,19 +66,21 @@ class PlannedCharge:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who we are (loops, RFC 3834 §2, X-Loop) and who our staff are (CC reminders)."""
+    """Who we are (loops, RFC 3834 §2, X-Loop), who our staff are (CC reminders), and the
+    tag our ticket numbers carry in subjects (``intake.ticket_number_format``)."""
 
     addresses: tuple[str, ...]
     loop_marker: str
     staff_addresses: tuple[str, ...] = ()
     staff_domains: tuple[str, ...] = ()
+    ticket_tag: TicketTag = DEFAULT_TICKET_TAG
 
     def is_staff(self, address: str) -> bool:
-        address = address.lower()
-        if address in self.addresses:
+        """``addresses`` and ``staff_*`` hold canonical spellings (``make_identity``)."""
+        canonical = canonical_address(address)
+        if canonical is None or canonical in self.addresses:
             return False  # the support address itself is where customers should write
-        domain = address.rpartition("@")[2]
-        return address in self.staff_addresses or domain in self.staff_domains
+        return canonical in self.staff_addresses or address_domain(canonical) in self.staff_domains
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +331,9 @@ def assess(
 ) -> Assessment:
     """Everything the daemon decides about one message, given when we received it."""
     verdict = classify(message, envelope_sender, identity.addresses, identity.loop_marker)
-    customer, policy, subject, extraction = _read_for_customer(message, policies, directory)
+    customer, policy, subject, extraction = _read_for_customer(
+        message, policies, directory, identity.ticket_tag
+    )
     priority = _effective_priority(subject, policy)
     timezone = customer.customer.timezone if customer else None
     deadlines = compute_deadlines(policy, priority, received_at, timezone)
@@ -350,21 +358,26 @@ def assess(
 
 
 def _read_for_customer(
-    message: ParsedMessage, policies: PolicyBook, directory: Sequence[CustomerRecord]
+    message: ParsedMessage,
+    policies: PolicyBook,
+    directory: Sequence[CustomerRecord],
+    tag: TicketTag,
 ) -> tuple[CustomerMatch | None, Policy, SubjectParse, FieldExtraction]:
     """Read subject and fields, find the customer, and re-read under their own policy."""
     policy = policies.default
-    subject, extraction = _read(message, policy)
+    subject, extraction = _read(message, policy, tag)
     support_id = extraction.values.get("support_id")
     customer = match_customer(directory, subject.customer, message.from_address, support_id)
     chosen = policies.for_customer(customer)
     if chosen is not policy:
-        subject, extraction = _read(message, chosen)
+        subject, extraction = _read(message, chosen, tag)
     return customer, chosen, subject, extraction
 
 
-def _read(message: ParsedMessage, policy: Policy) -> tuple[SubjectParse, FieldExtraction]:
-    subject = parse_subject(message.subject, policy.priority_aliases())
+def _read(
+    message: ParsedMessage, policy: Policy, tag: TicketTag
+) -> tuple[SubjectParse, FieldExtraction]:
+    subject = parse_subject(message.subject, policy.priority_aliases(), tag)
     extraction = extract_fields(
         message.new_text, message.body_html, policy.field_specs(), policy.placeholders
     )

@@ -14,7 +14,6 @@ the pipeline can log why (a forged token, a number that does not exist, …).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,7 +23,7 @@ from sqlalchemy.orm import Session
 from intake.pipeline.assess import Identity
 from intake.pipeline.customers import CustomerRecord, is_authorized
 from intake.replies.tokens import read_token
-from parsing import ParsedMessage
+from parsing import ParsedMessage, address_key, canonical_address
 from store import repository as repo
 from store.models import InboundMessage, OutboxMessage, Ticket
 
@@ -45,15 +44,7 @@ class Threading:
 class ThreadContext:
     secret: bytes
     domains: tuple[str, ...]  # our Message-ID domains
-    number_pattern: re.Pattern[str]
-    identity: Identity
-
-
-def number_pattern(number_format: str) -> re.Pattern[str]:
-    """``TKT-{:06d}`` → a pattern for ``[TKT-000123]`` in subjects."""
-    prefix, _, rest = number_format.partition("{")
-    suffix = rest.partition("}")[2]
-    return re.compile(rf"\[\s*({re.escape(prefix)}\d+{re.escape(suffix)})\s*\]", re.IGNORECASE)
+    identity: Identity  # its ticket_tag reads the number in a subject
 
 
 def find_thread(
@@ -123,10 +114,9 @@ def _by_subject(
     directory: Sequence[CustomerRecord],
     rejected: list[str],
 ) -> ThreadMatch | None:
-    found = ctx.number_pattern.search(message.subject)
-    if found is None:
+    number = ctx.identity.ticket_tag.number_in(message.subject)
+    if number is None:
         return None
-    number = found.group(1).upper()
     ticket = repo.ticket_by_number(session, number)
     if ticket is None:
         rejected.append(f"subject names {number}, which does not exist")
@@ -143,17 +133,18 @@ def is_participant(
     identity: Identity,
     directory: Sequence[CustomerRecord],
 ) -> bool:
-    if not address:
+    canonical = canonical_address(address)
+    if canonical is None:
         return False
-    address = address.lower()
-    if address in (p.lower() for p in ticket.participants) or identity.is_staff(address):
+    if canonical in (address_key(p) for p in ticket.participants) or identity.is_staff(canonical):
         return True
     customer = next((c for c in directory if c.name == ticket.customer), None)
-    return bool(customer and customer.authorized_contacts and is_authorized(customer, address))
+    return bool(customer and customer.authorized_contacts and is_authorized(customer, canonical))
 
 
 def participants_of(message: ParsedMessage, identity: Identity) -> list[str]:
     """Requester and everyone copied, minus our own addresses."""
     people = [message.from_address, *message.reply_to, *message.to, *message.cc]
     ours = set(identity.addresses)
-    return list(dict.fromkeys(p.lower() for p in people if p and p.lower() not in ours))
+    canonical = (canonical_address(p) for p in people)
+    return list(dict.fromkeys(p for p in canonical if p and p not in ours))

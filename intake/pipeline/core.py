@@ -9,7 +9,6 @@ running it again for the same message changes nothing.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from intake.backoff import backoff_delay
 from intake.errors import StoreError
 from intake.pipeline.assess import Assessment, Decision, Identity, PolicyBook, assess_bytes
 from intake.pipeline.conversation import ThreadContext, Threading, find_thread, participants_of
@@ -73,13 +73,14 @@ class RetryPolicy:
     max_attempts: int
     initial: float
     maximum: float
+    jitter: float = 0.1  # ±10 %
 
     def next_attempt(self, attempts: int, now: datetime) -> datetime | None:
         """When to try again after ``attempts`` failures; None means quarantine."""
         if attempts >= self.max_attempts:
             return None
-        delay = min(self.maximum, self.initial * 2 ** (attempts - 1))
-        return now + timedelta(seconds=delay * random.uniform(0.9, 1.1))
+        delay = backoff_delay(attempts, self.initial, self.maximum, self.jitter)
+        return now + timedelta(seconds=delay)
 
 
 def prepare_inbound(raw: bytes, envelope: Envelope, now: datetime) -> repo.NewInbound:

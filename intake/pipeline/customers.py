@@ -19,7 +19,6 @@ import unicodedata
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.orm import Session
 
 from intake.errors import ConfigError
+from parsing import address_domain, address_key, canonical_address, canonical_domain
 from store import repository as repo
 from store.models import Customer
 
@@ -163,26 +163,11 @@ def _best(pool: list[CustomerRecord], score: Scorer) -> list[CustomerRecord]:
 def _domain_score(customer: CustomerRecord, host: str) -> int:
     """Length of the most specific listed domain the host is in (0: none)."""
     lengths = [
-        len(d) for d in (d.lower() for d in customer.domains) if host == d or host.endswith(f".{d}")
+        len(d)
+        for d in (canonical_domain(d) for d in customer.domains)
+        if host == d or host.endswith(f".{d}")
     ]
     return max(lengths, default=0)
-
-
-def address_domain(address: str | None) -> str | None:
-    """The lower-case domain of ``jane@acme.example`` or ``Jane <jane@acme.example>``."""
-    bare = bare_address(address)
-    return bare.rpartition("@")[2] if bare else None
-
-
-def bare_address(address: str | None) -> str | None:
-    """The lower-case ``local@domain`` of an address, with or without a display name."""
-    if not address:
-        return None
-    local, at, host = parseaddr(address)[1].rpartition("@")
-    host = host.strip().rstrip(".").lower()
-    if not (local and at and host):
-        return None
-    return f"{local.lower()}@{host}"
 
 
 # ---------------------------------------------------------------------- contract checks
@@ -192,8 +177,8 @@ def is_authorized(customer: CustomerRecord, address: str | None) -> bool:
     """True when the customer restricts nobody (no contacts listed) or lists the sender."""
     if not customer.authorized_contacts:
         return True
-    bare = bare_address(address)
-    return bare is not None and bare in {c.lower() for c in customer.authorized_contacts}
+    bare = canonical_address(address)
+    return bare is not None and bare in {address_key(c) for c in customer.authorized_contacts}
 
 
 def subscription_active(customer: CustomerRecord, on: date) -> bool:
@@ -348,7 +333,7 @@ def _texts(field: str, value: Any) -> tuple[str, ...]:
 
 
 def _domain(value: str) -> str:
-    domain = value.lower().removeprefix("@").rstrip(".")
+    domain = canonical_domain(value.removeprefix("@"))
     if not _DOMAIN.fullmatch(domain):
         raise _FieldError("domains", f"{value!r} is not a domain like acme.example")
     return domain
@@ -359,7 +344,7 @@ def _contacts(value: Any) -> tuple[str, ...]:
     for address in addresses:
         if not _EMAIL.fullmatch(address.lower()):
             raise _FieldError("authorized_contacts", f"{address!r} is not an e-mail address")
-    return tuple(dict.fromkeys(a.lower() for a in addresses))
+    return tuple(dict.fromkeys(address_key(a) for a in addresses))
 
 
 def _zone(name: str | None) -> str | None:

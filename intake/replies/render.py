@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from intake.pipeline.assess import Assessment
+from parsing import address_domain, strip_reply_prefixes
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
-_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|antw)\s*:\s*", re.IGNORECASE)
 EXAMPLE_SUBJECT = "Acme Corp – 123 Main St, Denver CO – No dial tone on all lines – P1"
 
 
@@ -41,7 +41,7 @@ class Sender:
 
     @property
     def domain(self) -> str:
-        return self.address.rsplit("@", 1)[1].lower()
+        return address_domain(self.address) or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,9 @@ def header_safe(value: str) -> str:
 
 
 def reply_subject(original: str, number: str) -> str:
-    base = _REPLY_PREFIX.sub("", header_safe(original)).replace(f"[{number}]", "").strip()
+    """``Re: <subject> [number]``: one ``Re:`` (RFC 5322 §3.6.5) and our tag once, at the end."""
+    # The tag goes first: "RE: [TKT-000001] Re: x" must lose both prefixes.
+    base = strip_reply_prefixes(header_safe(original).replace(f"[{number}]", ""))
     return f"Re: {base} [{number}]" if base else f"Your support request [{number}]"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,12 +21,14 @@ import aiosmtplib
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from intake.backoff import backoff_delay
 from intake.errors import RelayError
 from intake.settings import OutboundSettings
 from store import repository as repo
 from store.db import session_scope
 
 LEASE = timedelta(minutes=5)
+_JITTER = 0.1  # ±10 % around each retry delay
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +162,9 @@ class OutboxSender:
     def _next_attempt(self, attempts: int, permanent: bool) -> datetime | None:
         if permanent or attempts >= self.settings.max_attempts:
             return None
-        delay = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (attempts - 1))
-        return self.clock() + timedelta(seconds=delay * random.uniform(0.9, 1.1))
+        s = self.settings
+        delay = backoff_delay(attempts, s.backoff_initial, s.backoff_max, _JITTER)
+        return self.clock() + timedelta(seconds=delay)
 
     def _failed(self, outbox_id: int, error: str, next_at: datetime | None) -> None:
         with session_scope(self.sessions) as session:

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from parsing import address_domain
+
 _SIG_LENGTH = 20  # hex characters: 80 bits, plenty against guessing, short in headers
 _TOKEN = re.compile(
     r"^(?P<number>[^.@\s]+)\.(?P<kind>[a-z_-]+)\.(?P<nonce>[^.@\s]+)\.(?P<sig>[0-9a-f]+)@"
@@ -44,7 +46,8 @@ def read_token(
     "Forged" means it has our shape and one of our domains but the signature is wrong.
     """
     match = _TOKEN.match(message_id)
-    if match is None or message_id.rpartition("@")[2].lower() not in domains:
+    # The id-right of a msg-id (RFC 5322 §3.6.4) is read like an address's domain.
+    if match is None or address_domain(message_id) not in domains:
         return None
     number, kind, nonce = match["number"], match["kind"], match["nonce"]
     if not hmac.compare_digest(sign(secret, number, kind, nonce), match["sig"]):

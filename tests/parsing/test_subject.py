@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parsing import parse_subject
-from parsing.subject import clean_subject, read_priority
+from parsing.subject import (
+    DEFAULT_TICKET_TAG,
+    clean_subject,
+    read_priority,
+    strip_reply_prefixes,
+    ticket_tag,
+)
 
 NBSP, FIGURE, NARROW = "\u00a0", "\u2007", "\u202f"
 
@@ -323,3 +329,90 @@ def test_long_subjects_are_linear(subject: str) -> None:
     started = time.perf_counter()
     parse_subject(subject)
     assert time.perf_counter() - started < 0.5
+
+
+# (id, number format, subject, priority, issue)
+TAG_CASES = [
+    ("default", "TKT-{:06d}", "Re: Acme – Denver – Echo – P1 [TKT-000012]", 1, "Echo"),
+    ("inc-seven-digits", "INC{:07d}", "Re: Acme – Denver – Echo – P1 [INC0000012]", 1, "Echo"),
+    ("one-letter-prefix", "T-{:06d}", "AW: Acme – Denver – Echo – P2 [T-000012]", 2, "Echo"),
+    ("lower-case-prefix", "case-{:05d}", "Acme – Denver – Echo – P3 [case-00012]", 3, "Echo"),
+    ("suffix", "{:04d}/NOC", "Acme – Denver – Echo [0012/NOC] – P1", 1, "Echo"),
+    ("spaces-inside", "INC{:07d}", "Acme – Denver – Echo – P1 [ INC0000012 ]", 1, "Echo"),
+]
+
+
+@pytest.mark.parametrize(
+    ("number_format", "subject", "priority", "issue"),
+    [c[1:] for c in TAG_CASES],
+    ids=[c[0] for c in TAG_CASES],
+)
+def test_the_configured_ticket_tag_is_removed_before_reading(
+    number_format: str, subject: str, priority: int, issue: str
+) -> None:
+    parsed = parse_subject(subject, ticket_tag=ticket_tag(number_format))
+    assert (parsed.customer, parsed.location, parsed.issue) == ("Acme", "Denver", issue)
+    assert parsed.priority == priority
+    assert parsed.problem is None
+
+
+@pytest.mark.parametrize(
+    ("number_format", "subject", "kept"),
+    [
+        ("INC{:07d}", "x [TKT-000012]", "x [TKT-000012]"),
+        ("TKT-{:06d}", "x [INC0000012]", "x [INC0000012]"),
+        ("case-{:05d}", "x [CASE-00012]", "x [CASE-00012]"),
+    ],
+    ids=["other-format-is-content", "default-ignores-inc", "other-letter-case-is-content"],
+)
+def test_only_our_own_tag_is_removed(number_format: str, subject: str, kept: str) -> None:
+    assert clean_subject(subject, ticket_tag(number_format)) == kept
+
+
+def test_the_default_tag_is_the_default_number_format() -> None:
+    assert DEFAULT_TICKET_TAG == ticket_tag("TKT-{:06d}")
+    assert parse_subject("Acme – Denver – Echo – P1 [TKT-000012]").priority == 1
+
+
+@pytest.mark.parametrize(
+    ("number_format", "subject", "number"),
+    [
+        ("TKT-{:06d}", "Re: [TKT-000123] add me", "TKT-000123"),
+        ("TKT-{:06d}", "Re: [tkt-000123] typed by hand", "TKT-000123"),
+        ("case-{:05d}", "Re: x [CASE-00012]", "case-00012"),
+        ("INC{:07d}", "Re: x [ INC0000012 ]", "INC0000012"),
+        ("INC{:07d}", "Re: x [TKT-000012]", None),
+        ("TKT-{:06d}", "Re: no tag", None),
+    ],
+    ids=["default", "any-letter-case", "spelt-as-we-write-it", "spaces", "other-format", "none"],
+)
+def test_the_tag_names_the_ticket_in_our_spelling(
+    number_format: str, subject: str, number: str | None
+) -> None:
+    assert ticket_tag(number_format).number_in(subject) == number
+
+
+def test_many_of_our_tags_are_linear() -> None:
+    started = time.perf_counter()
+    assert parse_subject(" [TKT-000001]" * 20_000 + "x").cleaned == "x"
+    assert time.perf_counter() - started < 0.5
+
+
+PREFIX_CASES = [
+    ("counter", "RE[2]: x", "x"),
+    ("parenthesised-counter", "Re(3): x", "x"),
+    ("repeated", "Re: Re: x", "x"),
+    ("german", "AW: x", "x"),
+    ("forward", "Fwd: x", "x"),
+    ("mixed", "Fwd: AW: RE : x", "x"),
+    ("tag-after-prefix-stays", "RE: [TKT-000001] x", "[TKT-000001] x"),
+    ("word-starting-with-re", "Replacement handset", "Replacement handset"),
+    ("none", "x", "x"),
+]
+
+
+@pytest.mark.parametrize(
+    ("subject", "stripped"), [c[1:] for c in PREFIX_CASES], ids=[c[0] for c in PREFIX_CASES]
+)
+def test_strip_reply_prefixes(subject: str, stripped: str) -> None:
+    assert strip_reply_prefixes(subject) == stripped

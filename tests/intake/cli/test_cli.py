@@ -132,6 +132,22 @@ def test_check_reports_unreadable_inputs_and_goes_on(tmp_path: Path) -> None:
     assert b"Traceback" not in result.stderr
 
 
+def test_check_reads_the_configured_ticket_tag(tmp_path: Path) -> None:
+    subject = "Re: Acme Corp – Denver – Echo on line 2 – P2 [INC0000012]"
+    result = intake(
+        "check",
+        "--json",
+        "-",
+        stdin=make_mail(subject=subject),
+        cwd=tmp_path,
+        env={"INTAKE_INTAKE__TICKET_NUMBER_FORMAT": "INC{:07d}"},
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    record = json.loads(result.stdout)
+    assert record["subject"]["issue"] == "Echo on line 2"
+    assert record["subject"]["priority"] == 2 and record["subject_problem"] is None
+
+
 def test_check_reads_stdin(tmp_path: Path) -> None:
     result = intake("check", "--json", "-", stdin=make_mail(), cwd=tmp_path)
     assert json.loads(result.stdout)["file"] == "-"

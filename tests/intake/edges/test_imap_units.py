@@ -1,4 +1,4 @@
-"""The IMAP edge's pure parts: mailbox URLs and settings, backoff, envelope sender, tokens."""
+"""The IMAP edge's pure parts: mailbox URLs and settings, envelope sender, tokens."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.edges.imap import backoff_delay, resolve_mailbox, return_path, unusable_reason
+from intake.edges.imap import resolve_mailbox, return_path, unusable_reason
 from intake.edges.mailboxes import parse_mailbox_url
 from intake.edges.oauth import TokenError, TokenSource, parse_token
 from intake.errors import ConfigError
@@ -110,16 +110,6 @@ def test_password_from_env_and_from_file(tmp_path: Path) -> None:
     assert by_env.password == "env"
     with pytest.raises(ValueError, match="PW is not set"):
         resolve_mailbox(MailboxSettings(url="imaps://u@h/I", password_env="PW"), {})
-
-
-@pytest.mark.parametrize(
-    ("failures", "expected"),
-    [(1, 2.0), (2, 4.0), (3, 8.0), (10, 300.0)],
-    ids=["first", "doubles", "again", "capped"],
-)
-def test_backoff_doubles_up_to_the_cap(failures: int, expected: float) -> None:
-    assert backoff_delay(failures, 2.0, 300.0, 1.0) == expected
-    assert backoff_delay(failures, 2.0, 300.0, 1.2) == pytest.approx(expected * 1.2)
 
 
 @pytest.mark.parametrize(

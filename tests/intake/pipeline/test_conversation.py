@@ -448,3 +448,55 @@ def test_replies_per_hour_budget(make_settings: Callable[..., Settings], db_url:
             .first()
         )
         assert third is not None and "jane@acme.example" in third.changes["suppressed"]
+
+
+NUMBER_FORMATS = [
+    ("TKT-{:06d}", "TKT-000001"),
+    ("INC{:07d}", "INC0000001"),
+    ("T-{:06d}", "T-000001"),
+    ("case-{:05d}", "case-00001"),
+]
+
+
+@pytest.mark.parametrize(
+    ("number_format", "number"),
+    NUMBER_FORMATS,
+    ids=["default-tkt", "inc-no-hyphen", "one-letter-prefix", "lower-case-prefix"],
+)
+def test_the_configured_ticket_tag_threads_and_leaves_the_priority_readable(
+    make_settings: Callable[..., Settings], db_url: str, number_format: str, number: str
+) -> None:
+    app = build_app(make_settings(db_url, **{"intake.ticket_number_format": number_format}))
+    start = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)
+    subject = "Acme Corp – Denver – Echo on line 2 – P2"
+    assert deliver_at(app, make_mail(subject=subject, body="Phones echo.\n"), start) == (
+        "ticket_created"
+    )
+    [confirmation] = outbox_rows(app)
+    confirmation_subject = str(
+        email.message_from_bytes(confirmation.raw, policy=default)["Subject"]
+    )
+    assert confirmation_subject == f"Re: {subject} [{number}]"
+
+    # Only the subject says which ticket: no In-Reply-To, no References.
+    reply_subject = "RE: " + confirmation_subject.removeprefix("Re: ")
+    follow = make_mail(subject=reply_subject, body="Serial Number: X-1\n")
+    assert deliver_at(app, follow, start + timedelta(minutes=5)) == "follow_up"
+    with session_scope(app.sessions) as session:
+        ticket = session.execute(select(Ticket)).scalar_one()
+        assert (ticket.number, ticket.fields["serial_number"]) == (number, "X-1")
+        ticket.status, ticket.closed_at = "closed", start
+
+    # Long after it closed, the same reply opens a linked ticket read from that subject.
+    late = make_mail(subject=reply_subject, body="It is back.\n")
+    assert deliver_at(app, late, start + timedelta(days=60)) == "ticket_created"
+    with session_scope(app.sessions) as session:
+        first, second = session.execute(select(Ticket).order_by(Ticket.id)).scalars()
+        assert second.parent_ticket_id == first.id
+        assert (second.customer, second.location, second.issue) == (
+            "Acme Corp",
+            "Denver",
+            "Echo on line 2",
+        )
+        assert second.priority == 2
+        assert "subject" not in {f["code"] for f in second.findings}
