@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -153,12 +152,8 @@ def ticket_view(
 
 def thread_view(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
     """Every message of a ticket, in and out, oldest first, with what each changed."""
-    inbound = session.execute(
-        select(InboundMessage).where(InboundMessage.ticket_id == ticket.id)
-    ).scalars()
-    outbound = session.execute(
-        select(OutboxMessage).where(OutboxMessage.ticket_id == ticket.id)
-    ).scalars()
+    inbound = repo.inbound_for_ticket(session, ticket.id)
+    outbound = repo.outbox_for_ticket(session, ticket.id)
     entries = [
         {
             "at": _iso(m.received_at),

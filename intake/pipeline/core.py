@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 import jinja2
 import structlog
@@ -48,6 +48,9 @@ from store.models import (
 
 Clock = Callable[[], datetime]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The accept path's values, named here so the edges never import the store themselves.
+NewInbound: TypeAlias = repo.NewInbound
+Stored: TypeAlias = repo.Stored
 
 
 @dataclass(frozen=True, slots=True)
