@@ -24,12 +24,12 @@ from intake.edges.groupcommit import GroupCommitWriter
 from intake.edges.imap import MailboxPoller, MailboxStore, PollerGroup, make_pollers
 from intake.edges.pipe import PipeEdge
 from intake.edges.smtp import IntakeHandler, make_smtp_factory
-from intake.pipeline.assess import Identity, PolicyBook
+from intake.pipeline.assess import Identity
 from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
 from intake.pipeline.mailstate import StoredMailboxState
 from intake.pipeline.worker import ProcessingWorker
-from intake.policy.policy import Policy, available_policies, load_policy
+from intake.policy.policy import Policy, PolicyBook, available_policies, load_policy
 from intake.replies.autoclose import AutoCloser
 from intake.replies.budget import BudgetSettings
 from intake.replies.render import Sender, make_template_environment

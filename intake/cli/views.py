@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from intake.pipeline.assess import Assessment, Identity, PolicyBook, assess_bytes
+from intake.pipeline.assess import Assessment, Identity, assess_bytes
 from intake.pipeline.customers import CustomerRecord, load_directory
+from intake.policy.policy import PolicyBook
 from intake.settings import Settings
 from store import repository as repo
 from store.db import make_engine, make_session_factory, session_scope

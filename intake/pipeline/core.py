@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from intake.backoff import backoff_delay
 from intake.errors import StoreError
-from intake.pipeline.assess import Assessment, Decision, Identity, PolicyBook, assess_bytes
+from intake.pipeline.assess import Assessment, Decision, Identity, assess_bytes
 from intake.pipeline.conversation import ThreadContext, Threading, find_thread, participants_of
 from intake.pipeline.customers import load_directory
 from intake.pipeline.followup import apply_follow_up, apply_staff_reply, reopen_window_passed
+from intake.policy.policy import PolicyBook
 from intake.replies.budget import BudgetSettings, check_budget
 from intake.replies.render import RenderedReply, Sender, render_acknowledgement, render_confirmation
 from intake.replies.tokens import make_message_id

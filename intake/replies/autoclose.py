@@ -16,8 +16,7 @@ import jinja2
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake.pipeline.assess import PolicyBook
-from intake.policy.policy import Policy, Target
+from intake.policy.policy import Policy, PolicyBook, Target
 from intake.policy.sla import due_at
 from intake.replies.render import Sender, TicketRef, render_ticket_notice
 from store import repository as repo
