@@ -32,6 +32,7 @@ from intake.pipeline.worker import ProcessingWorker
 from intake.policy.policy import Policy, PolicyBook, available_policies, load_policy
 from intake.replies.autoclose import AutoCloser
 from intake.replies.budget import BudgetSettings
+from intake.replies.outbox import Outbox
 from intake.replies.render import Sender, make_template_environment
 from intake.replies.sender import OutboxSender, Transport
 from intake.settings import MailboxSettings, Settings
@@ -70,27 +71,32 @@ def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
     engine = make_engine(settings.database.url, echo=settings.database.echo)
     create_schema(engine)
     sessions = make_session_factory(engine)
+    sender, secret = make_sender(settings), thread_secret(settings, sessions)
+    budget = BudgetSettings.from_intake(settings.intake)
+    replies = Outbox(sender, secret, budget)
+    templates = make_template_environment()
     pipeline = Pipeline(
         sessions=sessions,
         policies=policies,
         identity=identity,
-        sender=make_sender(settings),
-        templates=make_template_environment(),
+        sender=sender,
+        templates=templates,
         number_format=settings.intake.ticket_number_format,
         retry=RetryPolicy(
             settings.intake.max_attempts, settings.intake.retry_initial, settings.intake.retry_max
         ),
         clock=utc_now,
         thread=ThreadContext(
-            secret=thread_secret(settings, sessions),
+            secret=secret,
             domains=tuple(sorted({address_domain(a) or "" for a in ours(settings)})),
             identity=identity,
         ),
         reopen_window=timedelta(days=settings.intake.reopen_window_days),
-        budget=BudgetSettings.from_intake(settings.intake),
+        budget=budget,
+        outbox=replies,
     )
     outbox = OutboxSender(sessions, Transport(settings.outbound), settings.outbound, utc_now)
-    autocloser = AutoCloser(sessions, policies, pipeline.sender, pipeline.templates)
+    autocloser = AutoCloser(sessions, policies, replies, templates)
     return App(settings, engine, sessions, policy, pipeline, outbox, autocloser)
 
 
