@@ -117,7 +117,10 @@ class Pipeline:
             with session_scope(self.sessions) as session:
                 return [repo.store_inbound(session, item) for item in items]
         except Exception as exc:
-            raise StoreError(f"could not store inbound message: {exc}") from exc
+            # The driver's reason only: SQLAlchemy's text adds the SQL and its parameters,
+            # i.e. the message itself, which must not reach logs or an MTA's bounce.
+            reason = getattr(exc, "orig", None) or exc
+            raise StoreError(f"could not store inbound message: {reason}") from exc
 
     def process(self, inbound_id: int) -> Outcome:
         """COMMIT 2 for one stored message; failures are counted, never raised."""
