@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import secrets
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,18 +21,21 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.edges.groupcommit import GroupCommitWriter
-from intake.edges.imap import PollerGroup, make_pollers
+from intake.edges.imap import MailboxPoller, MailboxStore, PollerGroup, make_pollers
+from intake.edges.pipe import PipeEdge
 from intake.edges.smtp import IntakeHandler, make_smtp_factory
-from intake.pipeline.assess import Identity, PolicyBook
+from intake.pipeline.assess import Identity
 from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
+from intake.pipeline.mailstate import StoredMailboxState
 from intake.pipeline.worker import ProcessingWorker
-from intake.policy.policy import Policy, available_policies, load_policy
+from intake.policy.policy import Policy, PolicyBook, available_policies, load_policy
 from intake.replies.autoclose import AutoCloser
 from intake.replies.budget import BudgetSettings
+from intake.replies.outbox import Outbox
 from intake.replies.render import Sender, make_template_environment
 from intake.replies.sender import OutboxSender, Transport
-from intake.settings import Settings
+from intake.settings import MailboxSettings, Settings
 from parsing import address_domain, address_key, canonical_domain, ticket_tag
 from store import repository as repo
 from store.db import create_schema, make_engine, make_session_factory, session_scope
@@ -68,28 +71,49 @@ def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
     engine = make_engine(settings.database.url, echo=settings.database.echo)
     create_schema(engine)
     sessions = make_session_factory(engine)
+    sender, secret = make_sender(settings), thread_secret(settings, sessions)
+    budget = BudgetSettings.from_intake(settings.intake)
+    replies = Outbox(sender, secret, budget)
+    templates = make_template_environment()
     pipeline = Pipeline(
         sessions=sessions,
         policies=policies,
         identity=identity,
-        sender=make_sender(settings),
-        templates=make_template_environment(),
+        sender=sender,
+        templates=templates,
         number_format=settings.intake.ticket_number_format,
         retry=RetryPolicy(
             settings.intake.max_attempts, settings.intake.retry_initial, settings.intake.retry_max
         ),
         clock=utc_now,
         thread=ThreadContext(
-            secret=thread_secret(settings, sessions),
+            secret=secret,
             domains=tuple(sorted({address_domain(a) or "" for a in ours(settings)})),
             identity=identity,
         ),
         reopen_window=timedelta(days=settings.intake.reopen_window_days),
-        budget=BudgetSettings.from_intake(settings.intake),
+        budget=budget,
+        outbox=replies,
     )
     outbox = OutboxSender(sessions, Transport(settings.outbound), settings.outbound, utc_now)
-    autocloser = AutoCloser(sessions, policies, pipeline.sender, pipeline.templates)
+    autocloser = AutoCloser(sessions, policies, replies, templates)
     return App(settings, engine, sessions, policy, pipeline, outbox, autocloser)
+
+
+def imap_pollers(
+    app: App,
+    on_stored: Callable[[int], None],
+    mailboxes: Iterable[MailboxSettings] | None = None,
+) -> list[MailboxPoller]:
+    """The IMAP edge's pollers, wired to the pipeline and to the store's mailbox state."""
+    state: MailboxStore = StoredMailboxState(app.sessions)  # mypy checks the port here
+    settings = app.settings.imap
+    return make_pollers(settings, app.pipeline, state, on_stored, utc_now, mailboxes)
+
+
+def pipe_edge(app: App) -> PipeEdge:
+    """``intake deliver``: one message from an MTA into the pipeline, then the outbox."""
+    return PipeEdge(app.pipeline, app.outbox, utc_now, app.settings.smtp.max_message_size)
 
 
 def ours(settings: Settings) -> tuple[str, ...]:
@@ -190,7 +214,7 @@ def _start_pollers(app: App, submit: Callable[[int], None]) -> PollerGroup:
     def hand_over(inbound_id: int) -> None:
         loop.call_soon_threadsafe(submit, inbound_id)
 
-    group = PollerGroup(make_pollers(app.settings.imap, app.pipeline, hand_over, utc_now))
+    group = PollerGroup(imap_pollers(app, hand_over))
     group.start()
     return group
 

@@ -3,18 +3,21 @@
 Sources, strongest first: CLI flags (passed in as overrides), ``INTAKE_…`` environment
 variables (``__`` nests: ``INTAKE_SMTP__PORT=2526``), then one TOML file (``--config``,
 else ``$INTAKE_CONFIG``, else the shipped ``config/intake.toml``). Unknown keys and bad
-values are refused at start-up with one line per problem naming the dotted key.
+values are refused at start-up with one line per problem naming the dotted key. The IMAP
+mailbox URL grammar is config syntax and lives here too; it imports no layer of intake.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -32,11 +35,77 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from intake.edges.mailboxes import is_loopback, parse_mailbox_url
 from intake.errors import ConfigError
 from parsing import address_domain
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+
+# -- mailbox URLs: config syntax, so they live here (credentials live in edges/mailboxes) --
+#
+# ``imap://USER:PASSWORD@HOST:PORT/FOLDER`` (plaintext, loopback only unless allowed),
+# ``imap+starttls://…`` (STARTTLS required, RFC 3501 §6.2.1; never a plaintext fallback)
+# and ``imaps://…`` (implicit TLS, RFC 8314). Query parameters name further per-mailbox
+# settings, e.g. ``imaps://bot@imap.example.net/INBOX?password_env=IMAP_PW``. The user and
+# password are percent-decoded, so ``%40`` stands for ``@`` in a user name.
+
+Security = Literal["plain", "starttls", "tls"]
+SCHEMES: dict[str, Security] = {"imap": "plain", "imap+starttls": "starttls", "imaps": "tls"}
+DEFAULT_PORTS: dict[Security, int] = {"plain": 143, "starttls": 143, "tls": 993}
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxUrl:
+    security: Security
+    host: str
+    port: int
+    username: str
+    password: str | None
+    folder: str
+    options: dict[str, str]  # the query string: further MailboxSettings keys
+
+    @property
+    def name(self) -> str:
+        """The mailbox's stable name (logs, status, lease): never contains the password."""
+        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
+
+    def without_password(self) -> str:
+        scheme = next(s for s, sec in SCHEMES.items() if sec == self.security)
+        user, folder = quote(self.username, safe=""), quote(self.folder, safe="/")
+        return f"{scheme}://{user}@{self.host}:{self.port}/{folder}"
+
+
+def parse_mailbox_url(url: str) -> MailboxUrl:
+    """Split a mailbox URL; raises ValueError naming what is wrong (never the password)."""
+    parts = urlsplit(url)
+    security = SCHEMES.get(parts.scheme.lower())
+    if security is None:
+        raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, not {parts.scheme!r}")
+    if not parts.hostname:
+        raise ValueError("no host in mailbox URL")
+    if not parts.username:
+        raise ValueError("no user in mailbox URL (imap://USER@HOST/FOLDER)")
+    try:
+        port = parts.port or DEFAULT_PORTS[security]
+    except ValueError:
+        raise ValueError("port must be a number from 1 to 65535") from None
+    return MailboxUrl(
+        security=security,
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username),
+        password=unquote(parts.password) if parts.password is not None else None,
+        folder=unquote(parts.path.lstrip("/")) or "INBOX",
+        options=dict(parse_qsl(parts.query, keep_blank_values=True)),
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class DatabaseSettings(BaseModel):
@@ -143,7 +212,7 @@ class IntakeSettings(BaseModel):
 
 
 class MailboxSettings(BaseModel):
-    """One IMAP mailbox (see intake/mailbox_url.py for the URL forms)."""
+    """One IMAP mailbox (see ``parse_mailbox_url`` above for the URL forms)."""
 
     model_config = _STRICT
     # A password given in the URL is moved to ``password`` (masked in `config show`).

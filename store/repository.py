@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -86,6 +86,11 @@ def store_inbound(session: Session, item: NewInbound) -> Stored:
         select(InboundMessage.id).where(InboundMessage.idempotency_key == item.idempotency_key)
     ).scalar_one()
     return Stored(existing, duplicate=True)
+
+
+def ping(session: Session) -> None:
+    """One round trip; raises when the database does not answer."""
+    session.execute(text("SELECT 1"))
 
 
 def get_inbound(session: Session, inbound_id: int, *, lock: bool = False) -> InboundMessage | None:
@@ -191,6 +196,39 @@ def add_charge(
         .returning(ChargeRow.id)
     )
     return session.execute(statement).scalar_one_or_none() is not None
+
+
+def ticket_id_by_message_ids(session: Session, message_ids: Sequence[str]) -> int | None:
+    """The ticket of the newest message with one of these Message-IDs: ours, then theirs.
+
+    Our replies are searched first: a Message-ID we generated is better evidence than one
+    a customer's client chose (RFC 5322 §3.6.4 only asks it to be unique).
+    """
+    if not message_ids:
+        return None
+    for model in (OutboxMessage, InboundMessage):
+        found = session.execute(
+            select(model.ticket_id)
+            .where(model.message_id.in_(message_ids))
+            .where(model.ticket_id.is_not(None))
+            .order_by(model.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if found is not None:
+            return found
+    return None
+
+
+def inbound_for_ticket(session: Session, ticket_id: int) -> list[InboundMessage]:
+    """Every stored message on a ticket, in insertion order."""
+    statement = select(InboundMessage).where(InboundMessage.ticket_id == ticket_id)
+    return list(session.execute(statement).scalars())
+
+
+def outbox_for_ticket(session: Session, ticket_id: int) -> list[OutboxMessage]:
+    """Every reply we queued on a ticket, whatever its status, in insertion order."""
+    statement = select(OutboxMessage).where(OutboxMessage.ticket_id == ticket_id)
+    return list(session.execute(statement).scalars())
 
 
 def ticket_by_number(session: Session, number: str) -> Ticket | None:

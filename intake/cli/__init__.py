@@ -159,7 +159,8 @@ def poll_command(once: bool, no_process: bool, imap_urls: tuple[str, ...], **com
 
     Exit 0 when every mailbox was polled, 1 when any failed (the others still ran).
     """
-    from intake.edges.imap import make_pollers, poll_all_once
+    from intake.app import imap_pollers
+    from intake.edges.imap import poll_all_once
 
     if not once:
         raise click.UsageError("poll needs --once; `intake serve` polls continuously")
@@ -168,7 +169,7 @@ def poll_command(once: bool, no_process: bool, imap_urls: tuple[str, ...], **com
         raise click.ClickException("no mailboxes: give --imap URL or configure imap.mailboxes")
     app = open_app(settings)
     try:
-        pollers = make_pollers(settings.imap, app.pipeline, lambda _id: None, utc_now)
+        pollers = imap_pollers(app, lambda _id: None)
     except IntakeError as exc:
         raise click.ClickException(str(exc)) from None
     reports = poll_all_once(pollers, settings.imap.lease_duration + 1)
@@ -225,7 +226,7 @@ def deliver(
     mail_from: str | None, rcpt_to: tuple[str, ...], no_process: bool, **common: Any
 ) -> None:
     """Store one message from stdin (MTA pipe). Exit 0 once stored, 75 if it could not be."""
-    from intake.edges.pipe import deliver_from_stdin
+    from intake.app import pipe_edge
 
     try:
         settings = settings_from(common)
@@ -233,7 +234,7 @@ def deliver(
     except Exception as exc:  # config or store: the MTA must keep the mail
         click.echo(f"intake deliver: {getattr(exc, 'message', exc)}", err=True)
         sys.exit(os.EX_TEMPFAIL)  # sysexits.h: the MTA keeps the message and retries
-    sys.exit(deliver_from_stdin(app, mail_from, rcpt_to, process=not no_process))
+    sys.exit(pipe_edge(app).deliver_from_stdin(mail_from, rcpt_to, process=not no_process))
 
 
 @main.command()

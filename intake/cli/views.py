@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from intake.pipeline.assess import Assessment, Identity, PolicyBook, assess_bytes
+from intake.pipeline.assess import Assessment, Identity, assess_bytes
 from intake.pipeline.customers import CustomerRecord, load_directory
+from intake.policy.policy import PolicyBook
 from intake.settings import Settings
 from store import repository as repo
 from store.db import make_engine, make_session_factory, session_scope
@@ -153,12 +153,8 @@ def ticket_view(
 
 def thread_view(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
     """Every message of a ticket, in and out, oldest first, with what each changed."""
-    inbound = session.execute(
-        select(InboundMessage).where(InboundMessage.ticket_id == ticket.id)
-    ).scalars()
-    outbound = session.execute(
-        select(OutboxMessage).where(OutboxMessage.ticket_id == ticket.id)
-    ).scalars()
+    inbound = repo.inbound_for_ticket(session, ticket.id)
+    outbound = repo.outbox_for_ticket(session, ticket.id)
     entries = [
         {
             "at": _iso(m.received_at),

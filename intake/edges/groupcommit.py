@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from intake.errors import StoreError
-from intake.pipeline.core import Pipeline
-from store.repository import NewInbound, Stored
+from intake.pipeline.core import NewInbound, Pipeline, Stored
 
 _STOP = object()
 
@@ -71,16 +70,29 @@ class GroupCommitWriter:
     def _commit(self, batch: list[tuple[NewInbound, Future[Stored]]]) -> None:
         try:
             results = self.pipeline.ingest([item for item, _ in batch])
-        except Exception:
+        except Exception as exc:
             if len(batch) > 1:  # one bad message must not fail its neighbours
                 for single in batch:
                     self._commit([single])
                 return
             item, future = batch[0]
-            structlog.get_logger("intake.writer").exception(
-                "ingest.failed", message_id=item.message_id
+            # Only the exception's type: its text and traceback carry the SQL parameters,
+            # i.e. the message itself, and rendering them stalled the writer for seconds.
+            cause = exc.__cause__ or exc
+            structlog.get_logger("intake.writer").error(
+                "ingest.failed", message_id=item.message_id, error=type(cause).__name__
             )
-            future.set_exception(StoreError("could not store the message"))
+            _answer(future, StoreError("could not store the message"))
             return
         for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+            _answer(future, result)
+
+
+def _answer(future: Future[Stored], outcome: Stored | Exception) -> None:
+    """Answer a caller, unless it gave up (its SMTP session ended): the writer lives on."""
+    if not future.set_running_or_notify_cancel():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

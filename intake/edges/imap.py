@@ -36,25 +36,21 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import LoginError
-from sqlalchemy import text
 
 from intake.backoff import backoff_delay
-from intake.edges.mailboxes import Security, parse_mailbox_url, read_password
-from intake.edges.oauth import TokenSource
+from intake.edges.mailboxes import Mailbox, resolve_mailbox
 from intake.errors import ConfigError, IntakeError
-from intake.pipeline.core import Envelope, Pipeline, prepare_inbound
+from intake.pipeline.core import Envelope, NewInbound, Pipeline, Stored, prepare_inbound
 from intake.settings import ImapSettings, MailboxSettings
 from parsing import header_line_regex, is_header_line
-from store import repository as repo
-from store.db import session_scope
 
 Clock = Callable[[], datetime]
 DELETED = rb"\Deleted"
@@ -69,50 +65,35 @@ class MailboxError(IntakeError):
     """A mailbox could not be polled (connect, TLS, login, a refused command)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Mailbox:
-    """One mailbox, resolved: where it is, how to log in, where mail goes afterwards."""
+class MailboxStore(Protocol):
+    """The port to what the store keeps per mailbox; ``app`` passes in the implementation.
 
-    name: str
-    host: str
-    port: int
-    security: Security
-    username: str
-    folder: str
-    processed_folder: str
-    quarantine_folder: str
-    verify_certificates: bool
-    ca_file: str | None
-    password: str | None = field(default=None, repr=False)
-    tokens: TokenSource | None = None
+    Each call is its own transaction, so the edge never holds a session across IMAP I/O.
+    """
 
+    def record_ok(self, mailbox: str, now: datetime, uidvalidity: int) -> int | None:
+        """Note a good SELECT; returns the UIDVALIDITY seen before (None the first time)."""
+        ...
 
-def resolve_mailbox(settings: MailboxSettings, environ: Mapping[str, str] | None = None) -> Mailbox:
-    """Settings to a usable mailbox: reads the password from env/file (raises ValueError)."""
-    url = parse_mailbox_url(settings.url)
-    password = settings.password.get_secret_value() if settings.password else None
-    password = password or read_password(settings.password_env, settings.password_file, environ)
-    tokens = None
-    if settings.oauth2_token_command or settings.oauth2_token_file:
-        tokens = TokenSource(
-            command=settings.oauth2_token_command,
-            file=settings.oauth2_token_file,
-            refresh_token_expires_at=settings.oauth2_refresh_token_expires_at,
-        )
-    return Mailbox(
-        name=url.name,
-        host=url.host,
-        port=url.port,
-        security=url.security,
-        username=url.username,
-        folder=url.folder,
-        processed_folder=settings.processed_folder,
-        quarantine_folder=settings.quarantine_folder,
-        verify_certificates=settings.verify_certificates,
-        ca_file=str(settings.ca_file) if settings.ca_file else None,
-        password=password,
-        tokens=tokens,
-    )
+    def record_failure(self, mailbox: str, error: str, now: datetime) -> datetime | None:
+        """Note a failure; returns since when the mailbox has been failing."""
+        ...
+
+    def known_refs(self, refs: Collection[str]) -> set[str]:
+        """Which ``mailbox/UIDVALIDITY/UID`` refs are already stored (COMMIT 1 done)."""
+        ...
+
+    def answers(self) -> bool:
+        """Whether the store answers at all (tells a bad message from a down store)."""
+        ...
+
+    def acquire_lease(self, mailbox: str, owner: str, now: datetime, until: datetime) -> bool:
+        """Take or renew the lease on a mailbox until ``until``; False: another holds it."""
+        ...
+
+    def release_lease(self, mailbox: str, owner: str) -> None:
+        """Give the lease up (it also expires by itself)."""
+        ...
 
 
 def return_path(raw: bytes) -> str | None:
@@ -232,6 +213,7 @@ class MailboxPoller:
     mailbox: Mailbox
     settings: ImapSettings
     pipeline: Pipeline
+    state: MailboxStore
     on_stored: Callable[[int], None]
     clock: Clock
     owner: str
@@ -262,8 +244,7 @@ class MailboxPoller:
     def _select(self, client: IMAPClient) -> None:
         info = client.select_folder(self.mailbox.folder)
         uidvalidity = int(info[b"UIDVALIDITY"])
-        with session_scope(self.pipeline.sessions) as session:
-            previous = repo.record_mailbox_ok(session, self.mailbox.name, self.clock(), uidvalidity)
+        previous = self.state.record_ok(self.mailbox.name, self.clock(), uidvalidity)
         if previous is not None and previous != uidvalidity:
             # RFC 3501 §2.3.1.1: old UIDs mean nothing now; rescan, idempotency dedupes.
             self.log.warning("imap.uidvalidity_changed", previous=previous, current=uidvalidity)
@@ -274,8 +255,7 @@ class MailboxPoller:
         return f"{self.mailbox.name}/{self._uidvalidity}/{uid}"
 
     def _batch(self, client: IMAPClient, uids: list[int]) -> PollResult:
-        with session_scope(self.pipeline.sessions) as session:
-            known = repo.stored_origin_refs(session, "imap", [self._ref(u) for u in uids])
+        known = self.state.known_refs([self._ref(u) for u in uids])
         done = [u for u in uids if self._ref(u) in known]
         todo = [u for u in uids if u not in done]
         sizes = client.fetch(todo, ["RFC822.SIZE"]) if todo else {}
@@ -315,7 +295,7 @@ class MailboxPoller:
         return stored, bad
 
     def _ingest(
-        self, items: list[tuple[int, repo.NewInbound]], bad: dict[int, str], result: PollResult
+        self, items: list[tuple[int, NewInbound]], bad: dict[int, str], result: PollResult
     ) -> list[int]:
         if not items:
             return []
@@ -332,7 +312,7 @@ class MailboxPoller:
         return stored
 
     def _ingest_one_by_one(
-        self, items: list[tuple[int, repo.NewInbound]], bad: dict[int, str], result: PollResult
+        self, items: list[tuple[int, NewInbound]], bad: dict[int, str], result: PollResult
     ) -> list[int]:
         """A batch failed while the store answers: find the message(s) that cause it."""
         stored = []
@@ -348,9 +328,7 @@ class MailboxPoller:
             stored.append(uid)
         return stored
 
-    def _note_stored(
-        self, uid: int, item: repo.NewInbound, outcome: repo.Stored, result: PollResult
-    ) -> None:
+    def _note_stored(self, uid: int, item: NewInbound, outcome: Stored, result: PollResult) -> None:
         self.log.info(
             "message.stored",
             inbound_id=outcome.inbound_id,
@@ -376,12 +354,7 @@ class MailboxPoller:
             result.deferred += 1
 
     def _store_answers(self) -> bool:
-        try:
-            with session_scope(self.pipeline.sessions) as session:
-                session.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return True
+        return self.state.answers()
 
     def _quarantine(self, client: IMAPClient, bad: Mapping[int, str]) -> None:
         if not bad:
@@ -421,21 +394,18 @@ class MailboxPoller:
     def hold_lease(self) -> bool:
         now = self.clock()
         until = now + timedelta(seconds=self.settings.lease_duration)
-        with session_scope(self.pipeline.sessions) as session:
-            return repo.acquire_mailbox_lease(session, self.mailbox.name, self.owner, now, until)
+        return self.state.acquire_lease(self.mailbox.name, self.owner, now, until)
 
     def release_lease(self) -> None:
         try:
-            with session_scope(self.pipeline.sessions) as session:
-                repo.release_mailbox_lease(session, self.mailbox.name, self.owner)
+            self.state.release_lease(self.mailbox.name, self.owner)
         except Exception as exc:  # it expires by itself
             self.log.warning("imap.lease_release_failed", error=str(exc))
 
     def record_failure(self, exc: BaseException) -> datetime | None:
         error = f"{type(exc).__name__}: {exc}"
         try:
-            with session_scope(self.pipeline.sessions) as session:
-                return repo.record_mailbox_failure(session, self.mailbox.name, error, self.clock())
+            return self.state.record_failure(self.mailbox.name, error, self.clock())
         except Exception:  # the store is down too; the log line still says it
             return None
 
@@ -600,6 +570,7 @@ class PollerGroup:
 def make_pollers(
     settings: ImapSettings,
     pipeline: Pipeline,
+    state: MailboxStore,
     on_stored: Callable[[int], None],
     clock: Clock,
     mailboxes: Iterable[MailboxSettings] | None = None,
@@ -612,7 +583,7 @@ def make_pollers(
             mailbox = resolve_mailbox(configured)
         except ValueError as exc:
             raise ConfigError(f"imap mailbox {configured.name}: {exc}") from None
-        pollers.append(MailboxPoller(mailbox, settings, pipeline, on_stored, clock, owner))
+        pollers.append(MailboxPoller(mailbox, settings, pipeline, state, on_stored, clock, owner))
     return pollers
 
 

@@ -1,80 +1,69 @@
-"""Mailbox URLs and mailbox credentials: the IMAP edge's address book, no I/O but secrets.
+"""Mailbox credentials and resolution: configured settings to a mailbox we can log in to.
 
-``imap://USER:PASSWORD@HOST:PORT/FOLDER`` (plaintext, loopback only unless allowed),
-``imap+starttls://…`` (STARTTLS required, RFC 3501 §6.2.1; never a plaintext fallback)
-and ``imaps://…`` (implicit TLS, RFC 8314). Query parameters name further per-mailbox
-settings, e.g. ``imaps://bot@imap.example.net/INBOX?password_env=IMAP_PW``. The user and
-password are percent-decoded, so ``%40`` stands for ``@`` in a user name.
+The URL grammar (``imaps://USER@HOST/FOLDER``) is config syntax and lives in
+``intake.settings``; this module adds what only the IMAP edge needs: reading the password
+from the environment or a secrets file, and the XOAUTH2 token source. It reads secrets,
+never the network.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-Security = Literal["plain", "starttls", "tls"]
-SCHEMES: dict[str, Security] = {"imap": "plain", "imap+starttls": "starttls", "imaps": "tls"}
-DEFAULT_PORTS: dict[Security, int] = {"plain": 143, "starttls": 143, "tls": 993}
+from intake.edges.oauth import TokenSource
+from intake.settings import MailboxSettings, Security, parse_mailbox_url
 
 
 @dataclass(frozen=True, slots=True)
-class MailboxUrl:
-    security: Security
+class Mailbox:
+    """One mailbox, resolved: where it is, how to log in, where mail goes afterwards."""
+
+    name: str
     host: str
     port: int
+    security: Security
     username: str
-    password: str | None
     folder: str
-    options: dict[str, str]  # the query string: further MailboxSettings keys
-
-    @property
-    def name(self) -> str:
-        """The mailbox's stable name (logs, status, lease): never contains the password."""
-        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
-
-    def without_password(self) -> str:
-        scheme = next(s for s, sec in SCHEMES.items() if sec == self.security)
-        user, folder = quote(self.username, safe=""), quote(self.folder, safe="/")
-        return f"{scheme}://{user}@{self.host}:{self.port}/{folder}"
+    processed_folder: str
+    quarantine_folder: str
+    verify_certificates: bool
+    ca_file: str | None
+    password: str | None = field(default=None, repr=False)
+    tokens: TokenSource | None = None
 
 
-def parse_mailbox_url(url: str) -> MailboxUrl:
-    """Split a mailbox URL; raises ValueError naming what is wrong (never the password)."""
-    parts = urlsplit(url)
-    security = SCHEMES.get(parts.scheme.lower())
-    if security is None:
-        raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, not {parts.scheme!r}")
-    if not parts.hostname:
-        raise ValueError("no host in mailbox URL")
-    if not parts.username:
-        raise ValueError("no user in mailbox URL (imap://USER@HOST/FOLDER)")
-    try:
-        port = parts.port or DEFAULT_PORTS[security]
-    except ValueError:
-        raise ValueError("port must be a number from 1 to 65535") from None
-    return MailboxUrl(
-        security=security,
-        host=parts.hostname,
-        port=port,
-        username=unquote(parts.username),
-        password=unquote(parts.password) if parts.password is not None else None,
-        folder=unquote(parts.path.lstrip("/")) or "INBOX",
-        options=dict(parse_qsl(parts.query, keep_blank_values=True)),
+def resolve_mailbox(settings: MailboxSettings, environ: Mapping[str, str] | None = None) -> Mailbox:
+    """Settings to a usable mailbox: reads the password from env/file (raises ValueError)."""
+    url = parse_mailbox_url(settings.url)
+    password = settings.password.get_secret_value() if settings.password else None
+    password = password or read_password(settings.password_env, settings.password_file, environ)
+    return Mailbox(
+        name=url.name,
+        host=url.host,
+        port=url.port,
+        security=url.security,
+        username=url.username,
+        folder=url.folder,
+        processed_folder=settings.processed_folder,
+        quarantine_folder=settings.quarantine_folder,
+        verify_certificates=settings.verify_certificates,
+        ca_file=str(settings.ca_file) if settings.ca_file else None,
+        password=password,
+        tokens=_token_source(settings),
     )
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def _token_source(settings: MailboxSettings) -> TokenSource | None:
+    if not (settings.oauth2_token_command or settings.oauth2_token_file):
+        return None
+    return TokenSource(
+        command=settings.oauth2_token_command,
+        file=settings.oauth2_token_file,
+        refresh_token_expires_at=settings.oauth2_refresh_token_expires_at,
+    )
 
 
 def read_password(

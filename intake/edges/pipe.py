@@ -13,49 +13,62 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from dataclasses import dataclass
 
 import structlog
 
-from intake.app import App, utc_now
-from intake.pipeline.core import Envelope, prepare_inbound
+from intake.pipeline.core import Clock, Envelope, Pipeline, prepare_inbound
+from intake.replies.sender import OutboxSender
 
 
-def deliver_from_stdin(
-    app: App, mail_from: str | None, rcpt_to: tuple[str, ...], *, process: bool = True
-) -> int:
-    log = structlog.get_logger("intake.pipe")
-    limit = app.settings.smtp.max_message_size
-    raw = sys.stdin.buffer.read(limit + 1)
-    if len(raw) > limit:
-        log.error("pipe.too_large", limit=limit)
-        print(f"intake deliver: message larger than {limit} bytes", file=sys.stderr)
-        return os.EX_DATAERR
-    return deliver_bytes(app, raw, Envelope("pipe", "stdin", mail_from, rcpt_to), process=process)
+@dataclass(frozen=True, slots=True)
+class PipeEdge:
+    """One delivery from an MTA: what it needs is the pipeline, the outbox and the clock."""
 
+    pipeline: Pipeline
+    outbox: OutboxSender
+    clock: Clock
+    max_message_size: int
 
-def deliver_bytes(app: App, raw: bytes, envelope: Envelope, *, process: bool = True) -> int:
-    log = structlog.get_logger("intake.pipe")
-    try:
-        item = prepare_inbound(raw, envelope, utc_now())
-        stored = app.pipeline.ingest([item])[0]
-    except Exception as exc:
-        log.error("pipe.store_failed", error=str(exc))
-        print(f"intake deliver: could not store the message: {exc}", file=sys.stderr)
-        return os.EX_TEMPFAIL
-    # Stored: from here on nothing may turn the exit status into a failure, or the MTA
-    # would deliver the message a second time.
-    try:
-        log.info(
-            "message.stored",
-            inbound_id=stored.inbound_id,
-            message_id=item.message_id,
-            origin="pipe",
-            size=len(raw),
-            duplicate=stored.duplicate,
-        )
-        if process and not stored.duplicate:
-            app.pipeline.process(stored.inbound_id)
-            asyncio.run(app.outbox.flush_once())
-    except Exception as exc:  # processing/reply stay due for the daemon or `outbox flush`
-        log.warning("pipe.after_store_failed", inbound_id=stored.inbound_id, error=str(exc))
-    return os.EX_OK
+    def deliver_from_stdin(
+        self,
+        mail_from: str | None,
+        rcpt_to: tuple[str, ...],
+        *,
+        process: bool = True,
+    ) -> int:
+        limit = self.max_message_size
+        raw = sys.stdin.buffer.read(limit + 1)
+        if len(raw) > limit:
+            structlog.get_logger("intake.pipe").error("pipe.too_large", limit=limit)
+            print(f"intake deliver: message larger than {limit} bytes", file=sys.stderr)
+            return os.EX_DATAERR
+        envelope = Envelope("pipe", "stdin", mail_from, rcpt_to)
+        return self.deliver_bytes(raw, envelope, process=process)
+
+    def deliver_bytes(self, raw: bytes, envelope: Envelope, *, process: bool = True) -> int:
+        log = structlog.get_logger("intake.pipe")
+        try:
+            item = prepare_inbound(raw, envelope, self.clock())
+            stored = self.pipeline.ingest([item])[0]
+        except Exception as exc:
+            log.error("pipe.store_failed", error=str(exc))
+            print(f"intake deliver: could not store the message: {exc}", file=sys.stderr)
+            return os.EX_TEMPFAIL
+        # Stored: from here on nothing may turn the exit status into a failure, or the MTA
+        # would deliver the message a second time.
+        try:
+            log.info(
+                "message.stored",
+                inbound_id=stored.inbound_id,
+                message_id=item.message_id,
+                origin="pipe",
+                size=len(raw),
+                duplicate=stored.duplicate,
+            )
+            if process and not stored.duplicate:
+                self.pipeline.process(stored.inbound_id)
+                asyncio.run(self.outbox.flush_once())
+        except Exception as exc:  # processing/reply stay due for the daemon or `outbox flush`
+            log.warning("pipe.after_store_failed", inbound_id=stored.inbound_id, error=str(exc))
+        return os.EX_OK

@@ -9,7 +9,7 @@ run and the daemon calls it inside COMMIT 2, so both say the same thing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -23,7 +23,7 @@ from intake.pipeline.customers import (
     match_customer,
     subscription_active,
 )
-from intake.policy.policy import Policy, ReportField
+from intake.policy.policy import Policy, PolicyBook, ReportField
 from intake.policy.sla import Deadlines, compute_deadlines
 from parsing import (
     DEFAULT_TICKET_TAG,
@@ -81,21 +81,6 @@ class Identity:
         if canonical is None or canonical in self.addresses:
             return False  # the support address itself is where customers should write
         return canonical in self.staff_addresses or address_domain(canonical) in self.staff_domains
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyBook:
-    """Every loaded policy and the default one; a customer's entry may name another."""
-
-    default: Policy
-    others: Mapping[str, Policy] = field(default_factory=dict)
-
-    def by_name(self, name: str | None) -> Policy:
-        """The named policy (e.g. the one a ticket was opened under), else the default."""
-        return self.others.get(name, self.default) if name else self.default
-
-    def for_customer(self, customer: CustomerMatch | None) -> Policy:
-        return self.by_name(customer.customer.policy if customer else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +353,7 @@ def _read_for_customer(
     subject, extraction = _read(message, policy, tag)
     support_id = extraction.values.get("support_id")
     customer = match_customer(directory, subject.customer, message.from_address, support_id)
-    chosen = policies.for_customer(customer)
+    chosen = policies.by_name(customer.customer.policy if customer else None)
     if chosen is not policy:
         subject, extraction = _read(message, chosen, tag)
     return customer, chosen, subject, extraction

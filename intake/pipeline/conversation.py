@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.pipeline.assess import Identity
@@ -25,7 +24,7 @@ from intake.pipeline.customers import CustomerRecord, is_authorized
 from intake.replies.tokens import read_token
 from parsing import ParsedMessage, address_key, canonical_address
 from store import repository as repo
-from store.models import InboundMessage, OutboxMessage, Ticket
+from store.models import Ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +92,9 @@ def _by_known_id(
 ) -> ThreadMatch | None:
     if not ids:
         return None
-    for model in (OutboxMessage, InboundMessage):
-        found = session.execute(
-            select(model.ticket_id)
-            .where(model.message_id.in_(ids))
-            .where(model.ticket_id.is_not(None))
-            .order_by(model.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        if found is not None:
-            return ThreadMatch(found, "references")
+    found = repo.ticket_id_by_message_ids(session, ids)
+    if found is not None:
+        return ThreadMatch(found, "references")
     rejected.append("References name no message we know")
     return None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 import jinja2
 import structlog
@@ -21,13 +21,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from intake.backoff import backoff_delay
 from intake.errors import StoreError
-from intake.pipeline.assess import Assessment, Decision, Identity, PolicyBook, assess_bytes
+from intake.pipeline.assess import Assessment, Decision, Identity, assess_bytes
 from intake.pipeline.conversation import ThreadContext, Threading, find_thread, participants_of
 from intake.pipeline.customers import load_directory
 from intake.pipeline.followup import apply_follow_up, apply_staff_reply, reopen_window_passed
-from intake.replies.budget import BudgetSettings, check_budget
+from intake.policy.policy import PolicyBook
+from intake.replies.budget import BudgetSettings
+from intake.replies.outbox import Outbox, ReplyKind
 from intake.replies.render import RenderedReply, Sender, render_acknowledgement, render_confirmation
-from intake.replies.tokens import make_message_id
 from parsing import (
     Classification,
     DeliveryReport,
@@ -37,17 +38,13 @@ from parsing import (
 )
 from store import repository as repo
 from store.db import session_scope
-from store.models import (
-    InboundMessage,
-    InboundStatus,
-    OutboxMessage,
-    OutboxStatus,
-    Ticket,
-    TicketStatus,
-)
+from store.models import InboundMessage, InboundStatus, Ticket, TicketStatus
 
 Clock = Callable[[], datetime]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The accept path's values, named here so the edges never import the store themselves.
+NewInbound: TypeAlias = repo.NewInbound
+Stored: TypeAlias = repo.Stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +109,7 @@ class Pipeline:
     thread: ThreadContext
     reopen_window: timedelta
     budget: BudgetSettings
+    outbox: Outbox  # the one enqueue path (budget, suppression, signed Message-IDs)
 
     def ingest(self, items: Sequence[repo.NewInbound]) -> list[repo.Stored]:
         """COMMIT 1 for a group of messages (one fsync for all of them)."""
@@ -119,7 +117,10 @@ class Pipeline:
             with session_scope(self.sessions) as session:
                 return [repo.store_inbound(session, item) for item in items]
         except Exception as exc:
-            raise StoreError(f"could not store inbound message: {exc}") from exc
+            # The driver's reason only: SQLAlchemy's text adds the SQL and its parameters,
+            # i.e. the message itself, which must not reach logs or an MTA's bounce.
+            reason = getattr(exc, "orig", None) or exc
+            raise StoreError(f"could not store inbound message: {reason}") from exc
 
     def process(self, inbound_id: int) -> Outcome:
         """COMMIT 2 for one stored message; failures are counted, never raised."""
@@ -249,19 +250,17 @@ class Pipeline:
             self.templates,
             assessment,
             number=number,
-            message_id=self._message_id(number, "ack", row.idempotency_key),
+            message_id=self._message_id(number, ReplyKind.ACKNOWLEDGEMENT, row.idempotency_key),
             sender=self.sender,
             now=now,
             supplied=[policy.field_label(f) for f in changes.get("supplied", [])],
             still_missing=[policy.field_label(f) for f in ticket.missing_fields],
         )
-        self._queue(session, reply, "acknowledgement", ticket.id, row, now)
+        self._queue(session, reply, ReplyKind.ACKNOWLEDGEMENT, ticket.id, row, now)
 
-    def _message_id(self, number: str, kind: str, inbound_key: str) -> str:
+    def _message_id(self, number: str, kind: ReplyKind, inbound_key: str) -> str:
         # Stable per inbound message: a retry after a crash sends the very same Message-ID.
-        return make_message_id(
-            self.thread.secret, number, kind, inbound_key[:20], self.sender.domain
-        )
+        return self.outbox.reply_id(number, kind, inbound_key)
 
     def _open_ticket(
         self,
@@ -337,48 +336,23 @@ class Pipeline:
             self.templates,
             assessment,
             number=number,
-            message_id=self._message_id(number, "confirmation", row.idempotency_key),
+            message_id=self._message_id(number, ReplyKind.CONFIRMATION, row.idempotency_key),
             sender=self.sender,
             now=now,
         )
-        self._queue(session, reply, "confirmation", ticket_id, row, now)
+        self._queue(session, reply, ReplyKind.CONFIRMATION, ticket_id, row, now)
 
     def _queue(
         self,
         session: Session,
         reply: RenderedReply,
-        kind: str,
+        kind: ReplyKind,
         ticket_id: int,
         inbound: InboundMessage,
         now: datetime,
     ) -> None:
-        """Queue an automatic reply within the per-recipient budget (RFC 3834 §2)."""
-        budget = check_budget(
-            session, reply.recipients, now, self.budget, inbound_message_id=inbound.id
-        )
-        if budget.suppressed:
-            # Visible on the ticket's thread and in the log; the row records the decision.
-            inbound.changes = {**inbound.changes, "suppressed": dict(budget.suppressed)}
-            structlog.get_logger("intake.outbox").warning(
-                "outbox.suppressed", kind=kind, ticket_id=ticket_id, reasons=budget.suppressed
-            )
-        repo.enqueue_reply(
-            session,
-            OutboxMessage(
-                message_id=reply.message_id,
-                kind=kind,
-                ticket_id=ticket_id,
-                inbound_message_id=inbound.id,
-                sender=self.sender.address,
-                recipients=list(budget.allowed or reply.recipients),
-                raw=reply.raw,
-                status=OutboxStatus.QUEUED if budget.allowed else OutboxStatus.SUPPRESSED,
-                attempts=0,
-                next_attempt_at=now,
-                last_error="; ".join(f"{a}: {r}" for a, r in budget.suppressed.items()) or None,
-                created_at=now,
-            ),
-        )
+        """Queue an automatic reply through the one enqueue path (budget, RFC 3834 §2)."""
+        self.outbox.enqueue(session, reply, kind, ticket_id=ticket_id, now=now, inbound=inbound)
 
     def _record_failure(self, inbound_id: int, error: str) -> Outcome:
         now = self.clock()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from decimal import Decimal
 from importlib import resources
@@ -241,6 +242,18 @@ class Policy(BaseModel):
 
     def field_label(self, name: str) -> str:
         return next((f.label for f in self.fields if f.name == name), name.replace("_", " "))
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyBook:
+    """Every loaded policy and the default one; a customer's entry may name another."""
+
+    default: Policy
+    others: Mapping[str, Policy] = field(default_factory=dict)
+
+    def by_name(self, name: str | None) -> Policy:
+        """The named policy (e.g. the one a ticket was opened under), else the default."""
+        return self.others.get(name, self.default) if name else self.default
 
 
 def load_policy(name: str, policy_dir: Path | None = None) -> Policy:

@@ -4,7 +4,9 @@ The managed-PBX contract: "tickets not responded to by Client within 48 business
 may be automatically closed". A ticket waits on the customer from the moment we asked for
 missing information; when the policy's ``auto_close.after`` has run out on its business
 clock, the ticket is closed and the customer gets a notice on the ticket's thread, in one
-transaction, so a crash never closes without telling or tells twice.
+transaction, so a crash never closes without telling or tells twice. The notice goes through
+the one enqueue path (``replies/outbox.py``) like every reply: signed Message-ID, reply
+budget, bounce suppression.
 """
 
 from __future__ import annotations
@@ -16,32 +18,37 @@ import jinja2
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake.pipeline.assess import PolicyBook
-from intake.policy.policy import Policy, Target
+from intake.policy.policy import Policy, PolicyBook, Target
 from intake.policy.sla import due_at
-from intake.replies.render import Sender, TicketRef, render_ticket_notice
+from intake.replies.outbox import Outbox, ReplyKind
+from intake.replies.render import TicketRef, render_ticket_notice
 from store import repository as repo
 from store.db import session_scope
-from store.models import OutboxMessage, OutboxStatus, Ticket, TicketStatus
+from store.models import Ticket, TicketStatus
 
 
 @dataclass
 class AutoCloser:
     sessions: sessionmaker[Session]
     policies: PolicyBook
-    sender: Sender
+    outbox: Outbox
     templates: jinja2.Environment
 
     def run_once(self, now: datetime) -> list[str]:
         """Close every ticket whose waiting time ran out by ``now``; their numbers."""
-        closed: list[str] = []
         with session_scope(self.sessions) as session:
-            for ticket in repo.tickets_waiting_since(session, now - self._shortest_wait()):
-                if self._expired(ticket, now):
-                    self._close(session, ticket, now)
-                    closed.append(ticket.number or "")
+            closed = self.close_due(session, now)
         for number in closed:
             structlog.get_logger("intake.autoclose").info("ticket.auto_closed", ticket=number)
+        return closed
+
+    def close_due(self, session: Session, now: datetime) -> list[str]:
+        """Close and notify inside the caller's transaction (``run_once`` commits it)."""
+        closed: list[str] = []
+        for ticket in repo.tickets_waiting_since(session, now - self._shortest_wait()):
+            if self._expired(ticket, now):
+                self._close(session, ticket, now)
+                closed.append(ticket.number or "")
         return closed
 
     def _policy(self, ticket: Ticket) -> Policy:
@@ -66,18 +73,20 @@ class AutoCloser:
 
     def _close(self, session: Session, ticket: Ticket, now: datetime) -> None:
         policy = self._policy(ticket)
-        assert policy.auto_close is not None
+        assert policy.auto_close is not None and ticket.waiting_since is not None
         ticket.status, ticket.closed_at, ticket.updated_at = TicketStatus.CLOSED, now, now
         if not ticket.requester_email or not ticket.number:
             return
-        message_id = f"{ticket.number}.auto-close.{now:%Y%m%d%H%M%S}@{self.sender.domain}"
+        # Stable per ticket and wait, not per run: a retry after a crash sends the same id.
+        kind = ReplyKind.AUTO_CLOSE
+        message_id = self.outbox.notice_id(ticket.number, kind, ticket.waiting_since)
         ref = TicketRef(ticket.number, ticket.subject, ticket.requester_email, ticket.message_id)
         notice = render_ticket_notice(
             self.templates,
             "auto_close",
             ticket=ref,
             message_id=message_id,
-            sender=self.sender,
+            sender=self.outbox.sender,
             now=now,
             context={
                 "name": ticket.requester_name,
@@ -85,23 +94,7 @@ class AutoCloser:
                 "reason": policy.auto_close.reason,
             },
         )
-        # enqueue_reply also counts the notice against the recipient's reply budget.
-        repo.enqueue_reply(
-            session,
-            OutboxMessage(
-                message_id=notice.message_id,
-                kind="auto_close",
-                ticket_id=ticket.id,
-                inbound_message_id=None,
-                sender=self.sender.address,
-                recipients=list(notice.recipients),
-                raw=notice.raw,
-                status=OutboxStatus.QUEUED,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            ),
-        )
+        self.outbox.enqueue(session, notice, kind, ticket_id=ticket.id, now=now)
 
 
 def _wall_lower_bound(target: Target, policy: Policy) -> timedelta:

@@ -9,25 +9,80 @@ package folds and encodes it (RFC 5322 §2.2 forbids bare CR/LF in a header body
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import jinja2
 
-from intake.pipeline.assess import Assessment
-from parsing import address_domain, strip_reply_prefixes
+from intake.policy.policy import Policy
+from intake.policy.sla import Deadlines
+from parsing import ParsedMessage, SubjectParse, address_domain, strip_reply_prefixes
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 EXAMPLE_SUBJECT = "Acme Corp – 123 Main St, Denver CO – No dial tone on all lines – P1"
+
+
+class Coded(Protocol):
+    """A finding, as far as a reply reads it."""
+
+    @property
+    def code(self) -> str: ...
+
+
+class ChargeLine(Protocol):
+    """A planned charge, as far as a reply reads it."""
+
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
+class Assessed(Protocol):
+    """Exactly what rendering reads of an assessment (read-only, so frozen values fit).
+
+    The pipeline's ``Assessment`` satisfies it structurally; mypy checks that where the
+    pipeline renders, so replies never import the pipeline (it sits above us).
+    """
+
+    @property
+    def message(self) -> ParsedMessage: ...
+    @property
+    def reply_address(self) -> str | None: ...
+    @property
+    def subject(self) -> SubjectParse: ...
+    @property
+    def policy(self) -> Policy: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def deadlines(self) -> Deadlines: ...
+    @property
+    def findings(self) -> Sequence[Coded]: ...
+    @property
+    def charges(self) -> Sequence[ChargeLine]: ...
+    @property
+    def missing_fields(self) -> tuple[str, ...]: ...
+    @property
+    def response_due(self) -> datetime | None: ...
+    @property
+    def billable_hourly(self) -> bool: ...
+    @property
+    def notices(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +133,7 @@ def reply_subject(original: str, number: str) -> str:
 
 def render_confirmation(
     env: jinja2.Environment,
-    assessment: Assessment,
+    assessment: Assessed,
     *,
     number: str,
     message_id: str,
@@ -94,7 +149,7 @@ def render_confirmation(
 
 def render_acknowledgement(
     env: jinja2.Environment,
-    assessment: Assessment,
+    assessment: Assessed,
     *,
     number: str,
     message_id: str,
@@ -120,7 +175,7 @@ def render_acknowledgement(
 def _render_reply(
     env: jinja2.Environment,
     template: str,
-    assessment: Assessment,
+    assessment: Assessed,
     number: str,
     message_id: str,
     sender: Sender,
@@ -174,7 +229,7 @@ class TicketRef:
 
 
 def _envelope_headers(
-    assessment: Assessment, sender: Sender, message_id: str, now: datetime, cc: tuple[str, ...]
+    assessment: Assessed, sender: Sender, message_id: str, now: datetime, cc: tuple[str, ...]
 ) -> EmailMessage:
     original = assessment.message
     to = assessment.reply_address or ""
@@ -220,7 +275,7 @@ def format_instant(at: datetime, zone: str) -> str:
     return f"{local:%a %d %b %Y %H:%M} {local.tzname()} ({at.astimezone(UTC):%H:%M} UTC)"
 
 
-def _deadline_lines(assessment: Assessment) -> list[dict[str, str]]:
+def _deadline_lines(assessment: Assessed) -> list[dict[str, str]]:
     deadlines = assessment.deadlines
     targets = {"response": deadlines.response_target, **deadlines.other_targets}
     lines = []
@@ -236,7 +291,7 @@ def _deadline_lines(assessment: Assessment) -> list[dict[str, str]]:
     return lines
 
 
-def _confirmation_context(assessment: Assessment, number: str, sender: Sender) -> Mapping[str, Any]:
+def _confirmation_context(assessment: Assessed, number: str, sender: Sender) -> Mapping[str, Any]:
     subject, policy = assessment.subject, assessment.policy
     priority = policy.priority(assessment.priority)
     deadlines = _deadline_lines(assessment)

@@ -24,8 +24,8 @@ import pytest
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
-from intake.app import App, build_app, utc_now
-from intake.edges.imap import MailboxPoller, PollResult, make_pollers
+from intake.app import App, build_app, imap_pollers, utc_now
+from intake.edges.imap import MailboxPoller, PollResult
 from intake.settings import Settings
 from store import repository as repo
 from store.db import session_scope
@@ -64,7 +64,7 @@ def app_for() -> Iterator[Callable[[Settings], App]]:
 
 
 def pollers(app: App) -> list[MailboxPoller]:
-    return make_pollers(app.settings.imap, app.pipeline, app.pipeline.process, utc_now)
+    return imap_pollers(app, app.pipeline.process)
 
 
 def poll(app: App) -> PollResult:
@@ -521,10 +521,10 @@ def test_only_the_lease_holder_polls_a_mailbox(
 ) -> None:
     from intake.edges.imap import MailboxError
 
-    # Two instances sharing one store (each make_pollers call is a new lease owner).
+    # Two instances sharing one store (each imap_pollers call is a new lease owner).
     app = app_for(imap_settings(dovecot.url(), db=db_url, **{"imap.lease_duration": 1}))
-    holder = make_pollers(app.settings.imap, app.pipeline, lambda _: None, utc_now)[0]
-    other = make_pollers(app.settings.imap, app.pipeline, lambda _: None, utc_now)[0]
+    holder = imap_pollers(app, lambda _: None)[0]
+    other = imap_pollers(app, lambda _: None)[0]
     assert holder.hold_lease() and holder.hold_lease()  # taken, then renewed
     with pytest.raises(MailboxError, match="lease"):
         other.poll_once(wait_for_lease=0)
