@@ -172,7 +172,7 @@ class IntakeSettings(BaseModel):
     sweep_interval: float = Field(default=5.0, gt=0)
     autoclose_interval: float = Field(default=300.0, gt=0)  # seconds between auto-close scans
     stall_after: float = Field(default=300.0, gt=0)  # health fails past this backlog age
-    # The outbound budget (intake.budget; RFC 3834 §2): automatic replies per recipient
+    # The outbound budget (intake.replies.budget; RFC 3834 §2): automatic replies per recipient
     # in a rolling hour / day, and how long a permanent bounce silences an address.
     replies_per_hour: int = Field(default=10, ge=1)
     replies_per_day: int = Field(default=40, ge=1)
