@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy.orm import Session
 
 from intake.cli import main
-from store.db import make_engine, make_session_factory, session_scope
+from store.db import create_schema, make_engine, make_session_factory, session_scope
 from tests.conftest import make_mail
 
 
@@ -42,6 +42,7 @@ class Cli:
     @contextmanager
     def session(self) -> Iterator[Session]:
         engine = make_engine(self.database_url)
+        create_schema(engine)  # as every command does on start
         try:
             with session_scope(make_session_factory(engine)) as session:
                 yield session

@@ -35,6 +35,16 @@ def test_deliver_no_process_only_stores(cli: Cli) -> None:
         assert len(repo.due_inbound_ids(session, datetime.now(UTC))) == 1
 
 
+def test_deliver_refuses_an_oversize_message_with_65(cli: Cli) -> None:
+    runner = CliRunner(env={"INTAKE_SMTP__MAX_MESSAGE_SIZE": "1000"})
+    args = ["deliver", "--config", str(cli.config)]
+    result = runner.invoke(main, args, input=make_mail(body="x" * 5000))
+    assert result.exit_code == 65
+    assert "intake deliver: message larger than 1000 bytes" in result.stderr
+    with cli.session() as session:
+        assert repo.due_inbound_ids(session, datetime.now(UTC)) == []
+
+
 def test_deliver_with_a_bad_config_exits_tempfail(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[smtp]\nprot = 25\n")
@@ -70,6 +80,35 @@ def test_check_received_at_needs_an_offset(cli: Cli, tmp_path: Path) -> None:
     result = cli("check", "-", "--received-at", "2026-11-23T16:00:00", stdin=make_mail())
     assert result.exit_code == 2
     assert "needs a UTC offset or Z" in result.stderr
+
+
+def test_check_matches_the_stored_customer_directory(cli: Cli, tmp_path: Path) -> None:
+    directory = tmp_path / "customers.csv"
+    directory.write_text("name,domains\nAcme Corp,acme.example\n")
+    assert cli("customers", "import", str(directory)).exit_code == 0
+    record = json.loads(cli("check", "--json", "-", stdin=make_mail()).stdout)
+    assert record["customer"] == "Acme Corp"
+    assert "unknown_customer" not in {f["code"] for f in record["findings"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--policy", "platinum", "-"], 1, "no policy named 'platinum'"),
+        (["--received-at", "soon", "-"], 2, "'soon' is not ISO 8601"),
+    ],
+    ids=["unknown-policy", "bad-instant"],
+)
+def test_check_bad_options(cli: Cli, args: list[str], code: int, message: str) -> None:
+    result = cli("check", *args, stdin=make_mail())
+    assert result.exit_code == code and message in result.stderr
+
+
+def test_check_names_a_directory_and_goes_on(cli: Cli, tmp_path: Path) -> None:
+    result = cli("check", "--json", str(tmp_path), "-", stdin=make_mail())
+    assert result.exit_code == 1
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert "is a directory" in first["error"] and second["decision"] == "new_ticket"
 
 
 def test_check_json_reads_stdin(cli: Cli) -> None:
