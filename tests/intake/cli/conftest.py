@@ -8,6 +8,7 @@ configuration comes back after every test.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,7 +33,10 @@ class Cli:
     outbox: Path
 
     def __call__(self, *args: str, stdin: bytes | None = None) -> Result:
-        return CliRunner().invoke(main, [*args, "--config", str(self.config)], input=stdin)
+        # INTAKE_* variables of the outer shell would win over the config file: drop them.
+        env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("INTAKE_")}
+        runner = CliRunner(env=env)
+        return runner.invoke(main, [*args, "--config", str(self.config)], input=stdin)
 
     def deliver(self, raw: bytes | None = None, *extra: str) -> Result:
         result = self("deliver", "--sender", "jane@acme.example", *extra, stdin=raw or make_mail())

@@ -203,6 +203,15 @@ def test_poll_usage_errors(cli: Cli, args: list[str], code: int, message: str) -
     assert result.exit_code == code and message in result.stderr
 
 
+def test_poll_names_a_mailbox_whose_password_cannot_be_read(cli: Cli) -> None:
+    url = f"imap://bob@127.0.0.1:{free_port()}/INBOX?password_env=INTAKE_TEST_UNSET_PASSWORD"
+    runner = CliRunner(env={"INTAKE_TEST_UNSET_PASSWORD": None})
+    result = runner.invoke(main, ["poll", "--once", "--imap", url, "--config", str(cli.config)])
+    assert result.exit_code == 1
+    assert "INTAKE_TEST_UNSET_PASSWORD is not set" in result.stderr
+    assert result.stderr.startswith("Error: imap mailbox bob@127.0.0.1:")
+
+
 def test_poll_imap_option_replaces_the_configured_mailboxes(cli: Cli) -> None:
     url = f"imap://bob:pw@127.0.0.1:{free_port()}/INBOX"
     result = cli("poll", "--once", "--no-process", "--imap", url)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from intake.cli import main
 from store import repository as repo
@@ -43,6 +44,21 @@ def test_deliver_refuses_an_oversize_message_with_65(cli: Cli) -> None:
     assert "intake deliver: message larger than 1000 bytes" in result.stderr
     with cli.session() as session:
         assert repo.due_inbound_ids(session, datetime.now(UTC)) == []
+
+
+def test_deliver_exits_tempfail_when_the_store_refuses_the_message(cli: Cli) -> None:
+    """Invariant 1: exit 75 (EX_TEMPFAIL), so the MTA keeps the mail and tries again."""
+    with cli.session() as session:  # the store is up, but every insert fails
+        session.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON inbound_message"
+                " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        )
+    result = cli("deliver", stdin=make_mail())
+    assert result.exit_code == 75
+    assert "intake deliver: could not store the message: " in result.stderr
+    assert cli.sent_files() == []
 
 
 def test_deliver_with_a_bad_config_exits_tempfail(tmp_path: Path) -> None:
