@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import repository as repo
@@ -33,6 +34,16 @@ def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
 def dialect_of(sessions: sessionmaker[Session]) -> str:
     with session_scope(sessions) as session:
         return session.get_bind().dialect.name
+
+
+def lock_waiters(sessions: sessionmaker[Session]) -> int:
+    """PostgreSQL sessions of this database waiting for a row lock right now."""
+    with session_scope(sessions) as session:
+        statement = text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return int(session.execute(statement).scalar_one())
 
 
 def new_inbound(

@@ -6,14 +6,13 @@ import threading
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import repository as repo
 from store.db import session_scope
 from tests.conftest import wait_for
-from tests.store.conftest import NOW
+from tests.store.conftest import NOW, lock_waiters
 
 # --- get_or_create_secret: one HMAC key for every instance ------------------------------------
 
@@ -37,15 +36,6 @@ def test_secrets_are_kept_by_name(sessions: sessionmaker[Session]) -> None:
         repo.get_or_create_secret(session, "thread_hmac", "one", NOW)
         assert repo.get_or_create_secret(session, "other", "two", NOW) == "two"
         assert repo.get_or_create_secret(session, "thread_hmac", "three", NOW) == "one"
-
-
-def lock_waiters(sessions: sessionmaker[Session]) -> int:
-    with session_scope(sessions) as session:
-        statement = text(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        return int(session.execute(statement).scalar_one())
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 
 import pytest
@@ -11,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from store import repository as repo
 from store.db import session_scope
 from store.models import InboundMessage, InboundStatus
-from tests.store.conftest import NOW, new_inbound, stored_inbound
+from tests.conftest import wait_for
+from tests.store.conftest import NOW, lock_waiters, new_inbound, stored_inbound
 
 LATER = NOW + timedelta(minutes=5)
 
@@ -109,6 +111,30 @@ def test_get_inbound_finds_the_row(sessions: sessionmaker[Session], lock: bool) 
 def test_get_inbound_of_an_unknown_id_is_none(sessions: sessionmaker[Session], lock: bool) -> None:
     with session_scope(sessions) as session:
         assert repo.get_inbound(session, 4711, lock=lock) is None
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_locked_message_waits_for_the_other_worker(sessions: sessionmaker[Session]) -> None:
+    """Two instances' workers never hold one message at once (SELECT … FOR UPDATE)."""
+    with session_scope(sessions) as session:
+        inbound_id = stored_inbound(session).id
+    seen: list[str] = []
+
+    def second_worker() -> None:
+        with session_scope(sessions) as session:
+            row = repo.get_inbound(session, inbound_id, lock=True)
+            seen.append(row.status if row else "missing")
+
+    other = threading.Thread(target=second_worker)
+    with session_scope(sessions) as first:
+        row = repo.get_inbound(first, inbound_id, lock=True)
+        assert row is not None
+        other.start()
+        wait_for(lambda: lock_waiters(sessions) > 0)
+        assert seen == []  # still waiting while the first worker holds the row
+        row.status = InboundStatus.PROCESSED
+    other.join(30)
+    assert seen == [InboundStatus.PROCESSED]  # and then it sees the first worker's result
 
 
 # --- record_failure: failed with backoff, then quarantined -------------------------------------
