@@ -151,11 +151,6 @@ def test_a_failed_store_is_logged_with_its_message_id(app: App, log_lines: io.St
     assert logged["message_id"] == broken.message_id and logged["level"] == "error"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the logged traceback holds SQLAlchemy's [parameters: ...]; fix: make_engine("
-    "hide_parameters=True) or log the error type only",
-)
 def test_the_failure_log_carries_no_sql_parameters(app: App, log_lines: io.StringIO) -> None:
     """Style: logs carry ids and outcomes, never field values or SQL parameters."""
     private = dataclasses.replace(item(), envelope_from="private.person@acme.example")
