@@ -1,0 +1,112 @@
+"""store.db: the one session_scope that commits or rolls back, engines, the schema, UTC times."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from store import repository as repo
+from store.db import create_schema, make_engine, session_scope
+from store.models import Base
+from tests.store.conftest import NOW, new_inbound
+
+
+def test_session_scope_commits_what_the_block_did(sessions: sessionmaker[Session]) -> None:
+    with session_scope(sessions) as session:
+        repo.get_or_create_secret(session, "k", "v", NOW)
+    with session_scope(sessions) as session:
+        assert repo.get_or_create_secret(session, "k", "other", NOW) == "v"
+
+
+@pytest.mark.parametrize(
+    "error", [ValueError("expected"), KeyboardInterrupt()], ids=["exception", "interrupt"]
+)
+def test_session_scope_rolls_back_and_reraises(
+    sessions: sessionmaker[Session], error: BaseException
+) -> None:
+    with pytest.raises(type(error)), session_scope(sessions) as session:
+        repo.get_or_create_secret(session, "k", "lost", NOW)
+        session.flush()
+        raise error
+    with session_scope(sessions) as session:
+        assert repo.get_or_create_secret(session, "k", "kept", NOW) == "kept"
+
+
+def test_objects_stay_readable_after_the_commit(sessions: sessionmaker[Session]) -> None:
+    """expire_on_commit=False: views are built from rows after their session closed."""
+    with session_scope(sessions) as session:
+        stored = repo.store_inbound(session, new_inbound())
+        row = repo.get_inbound(session, stored.inbound_id)
+    assert row is not None and row.received_at == NOW
+
+
+def test_create_schema_is_idempotent_and_creates_every_table(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        create_schema(engine)
+        create_schema(engine)
+        assert set(inspect(engine).get_table_names()) == set(Base.metadata.tables)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("pragma", "value"),
+    [("journal_mode", "wal"), ("synchronous", 2), ("foreign_keys", 1), ("busy_timeout", 30000)],
+    ids=["wal", "synchronous-full", "foreign-keys", "busy-timeout"],
+)
+def test_sqlite_connections_are_durable_and_patient(
+    sqlite_engine: Engine, pragma: str, value: object
+) -> None:
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(text(f"PRAGMA {pragma}")).scalar_one() == value
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_postgresql_engine_survives_a_dropped_connection(db_url: str) -> None:
+    """pool_pre_ping: a server restart or idle cut must not fail the next transaction."""
+    engine = make_engine(db_url)
+    admin = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with admin.begin() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+# --- UtcDateTime: every stored time is UTC (invariant 7) ------------------------------------
+
+
+def test_an_offset_time_is_stored_and_read_back_as_utc(sessions: sessionmaker[Session]) -> None:
+    denver = timezone(timedelta(hours=-7))
+    local = datetime(2026, 11, 22, 5, 0, tzinfo=denver)
+    with session_scope(sessions) as session:
+        stored = repo.store_inbound(session, new_inbound(received_at=local))
+    with session_scope(sessions) as session:
+        row = repo.get_inbound(session, stored.inbound_id)
+        assert row is not None
+        assert row.received_at == NOW and row.received_at.utcoffset() == timedelta(0)
+
+
+def test_a_naive_time_is_refused(sessions: sessionmaker[Session]) -> None:
+    with pytest.raises(StatementError, match="naive datetime"):
+        with session_scope(sessions) as session:
+            repo.store_inbound(session, new_inbound(received_at=NOW.replace(tzinfo=None)))
