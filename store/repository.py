@@ -221,13 +221,19 @@ def ticket_id_by_message_ids(session: Session, message_ids: Sequence[str]) -> in
 
 def inbound_for_ticket(session: Session, ticket_id: int) -> list[InboundMessage]:
     """Every stored message on a ticket, in insertion order."""
-    statement = select(InboundMessage).where(InboundMessage.ticket_id == ticket_id)
+    statement = (
+        select(InboundMessage)
+        .where(InboundMessage.ticket_id == ticket_id)
+        .order_by(InboundMessage.id)  # PostgreSQL returns an updated row last without it
+    )
     return list(session.execute(statement).scalars())
 
 
 def outbox_for_ticket(session: Session, ticket_id: int) -> list[OutboxMessage]:
     """Every reply we queued on a ticket, whatever its status, in insertion order."""
-    statement = select(OutboxMessage).where(OutboxMessage.ticket_id == ticket_id)
+    statement = (
+        select(OutboxMessage).where(OutboxMessage.ticket_id == ticket_id).order_by(OutboxMessage.id)
+    )
     return list(session.execute(statement).scalars())
 
 
@@ -609,9 +615,10 @@ def record_outbox_recipients(
         insert(OutboxRecipient)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["outbox_id", "address"])
+        # RETURNING lists only the rows really inserted; psycopg 3 reports rowcount -1 here.
+        .returning(OutboxRecipient.address)
     )
-    result = session.execute(statement)
-    return int(getattr(result, "rowcount", 0) or 0)
+    return len(session.execute(statement).all())
 
 
 def count_recent_replies(session: Session, address: str, since: datetime) -> int:

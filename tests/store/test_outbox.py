@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from store import repository as repo
 from store.db import session_scope
 from store.models import OutboxMessage, OutboxRecipient, OutboxStatus
-from tests.store.conftest import NOW, dialect_of, new_reply, stored_inbound
+from tests.store.conftest import NOW, new_reply, stored_inbound
 
 LEASE = timedelta(minutes=2)
 LATER = NOW + timedelta(minutes=10)
@@ -118,12 +118,10 @@ def test_recording_the_same_recipients_again_adds_no_row(
 
 
 def test_record_outbox_recipients_returns_the_rows_added(
-    sessions: sessionmaker[Session], request: pytest.FixtureRequest
+    sessions: sessionmaker[Session],
 ) -> None:
-    if dialect_of(sessions) == "postgresql":
-        # SQLAlchemy 2.1 + psycopg 3 report rowcount -1 for INSERT … ON CONFLICT DO NOTHING;
-        # nothing reads the count today. Fix: count RETURNING rows instead of rowcount.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="rowcount is -1 on psycopg"))
+    # psycopg 3 reports rowcount -1 for INSERT … ON CONFLICT DO NOTHING: the count comes
+    # from RETURNING, so it is right on both databases.
     with session_scope(sessions) as session:
         reply = new_reply(recipients=())
         session.add(reply)

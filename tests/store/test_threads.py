@@ -10,7 +10,7 @@ from store import repository as repo
 from store.db import make_engine, make_session_factory, session_scope
 from store.models import InboundMessage, InboundStatus, OutboxMessage, OutboxStatus
 from tests.conftest import free_port
-from tests.store.conftest import dialect_of, new_reply, stored_inbound, stored_ticket
+from tests.store.conftest import new_reply, stored_inbound, stored_ticket
 
 
 def inbound_on(session: Session, ticket_id: int | None) -> InboundMessage:
@@ -113,14 +113,10 @@ def test_a_tickets_messages_are_its_own(sessions: sessionmaker[Session]) -> None
 
 
 def test_a_thread_keeps_insertion_order_after_its_rows_change(
-    sessions: sessionmaker[Session], request: pytest.FixtureRequest
+    sessions: sessionmaker[Session],
 ) -> None:
     """The docstrings promise insertion order; without ORDER BY, PostgreSQL returns heap
     order, and an UPDATE writes a row's new version after the others."""
-    if dialect_of(sessions) == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="no ORDER BY id in inbound/outbox_for_ticket")
-        )
     with session_scope(sessions) as session:
         ticket_id = stored_ticket(session).id
         inbound = [inbound_on(session, ticket_id).id for _ in range(3)]
