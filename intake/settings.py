@@ -36,7 +36,7 @@ from pydantic_settings import (
 )
 
 from intake.errors import ConfigError
-from parsing import address_domain
+from parsing import address_domain, format_literals
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -198,6 +198,7 @@ class IntakeSettings(BaseModel):
     def _number_format(cls, value: str) -> str:
         try:
             value.format(1)
+            format_literals(value)  # one number, so a reply's [tag] reads back unambiguously
         except (IndexError, KeyError, ValueError) as exc:
             raise ValueError(f"must format one integer, like 'TKT-{{:06d}}': {exc}") from exc
         return value

@@ -27,6 +27,7 @@ from parsing.message import parse_message, read_message_id
 from parsing.subject import (
     DEFAULT_TICKET_TAG,
     TicketTag,
+    format_literals,
     parse_subject,
     strip_reply_prefixes,
     ticket_tag,
@@ -63,6 +64,7 @@ __all__ = [
     "classify",
     "content_hash",
     "extract_fields",
+    "format_literals",
     "header_line_regex",
     "idempotency_key",
     "is_header_line",

@@ -54,10 +54,26 @@ def ticket_tag(number_format: str) -> TicketTag:
 
     The one space before a tag goes with it, so removing it leaves no double space.
     """
-    prefix, _, rest = number_format.partition("{")
-    suffix = rest.partition("}")[2]
+    prefix, suffix = format_literals(number_format)
     body = rf" ?\[\s*{re.escape(prefix)}(?P<digits>\d+){re.escape(suffix)}\s*\]"
     return TicketTag(prefix, suffix, re.compile(body), re.compile(body, re.IGNORECASE))
+
+
+def format_literals(number_format: str) -> tuple[str, str]:
+    """The literal text before and after a format's one replacement field.
+
+    ``string.Formatter`` reads the format as ``str.format`` does, so escaped braces
+    (``T{{X}}-{:04d}`` -> ``T{X}-0005``) stay literal text instead of being taken for the field.
+    Raises ValueError unless the format has exactly one replacement field.
+    """
+    pieces = list(string.Formatter().parse(number_format))
+    fields = [i for i, (_, name, _, _) in enumerate(pieces) if name is not None]
+    if len(fields) != 1:
+        raise ValueError(f"needs exactly one replacement field, found {len(fields)}")
+    at = fields[0]
+    prefix = "".join(literal for literal, *_ in pieces[: at + 1])
+    suffix = "".join(literal for literal, *_ in pieces[at + 1 :])
+    return prefix, suffix
 
 
 DEFAULT_TICKET_TAG: Final = ticket_tag("TKT-{:06d}")

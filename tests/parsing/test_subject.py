@@ -12,6 +12,7 @@ from parsing import parse_subject
 from parsing.subject import (
     DEFAULT_TICKET_TAG,
     clean_subject,
+    format_literals,
     read_priority,
     strip_reply_prefixes,
     ticket_tag,
@@ -339,6 +340,7 @@ TAG_CASES = [
     ("lower-case-prefix", "case-{:05d}", "Acme – Denver – Echo – P3 [case-00012]", 3, "Echo"),
     ("suffix", "{:04d}/NOC", "Acme – Denver – Echo [0012/NOC] – P1", 1, "Echo"),
     ("spaces-inside", "INC{:07d}", "Acme – Denver – Echo – P1 [ INC0000012 ]", 1, "Echo"),
+    ("escaped-braces", "T{{X}}-{:04d}", "Re: Acme – Denver – Echo – P2 [T{X}-0012]", 2, "Echo"),
 ]
 
 
@@ -383,13 +385,49 @@ def test_the_default_tag_is_the_default_number_format() -> None:
         ("INC{:07d}", "Re: x [ INC0000012 ]", "INC0000012"),
         ("INC{:07d}", "Re: x [TKT-000012]", None),
         ("TKT-{:06d}", "Re: no tag", None),
+        ("T{{X}}-{:04d}", "Re: x [T{X}-0005]", "T{X}-0005"),
     ],
-    ids=["default", "any-letter-case", "spelt-as-we-write-it", "spaces", "other-format", "none"],
+    ids=[
+        "default",
+        "any-letter-case",
+        "spelt-as-we-write-it",
+        "spaces",
+        "other-format",
+        "none",
+        "escaped-braces",
+    ],
 )
 def test_the_tag_names_the_ticket_in_our_spelling(
     number_format: str, subject: str, number: str | None
 ) -> None:
     assert ticket_tag(number_format).number_in(subject) == number
+
+
+@pytest.mark.parametrize(
+    ("number_format", "literals"),
+    [
+        ("TKT-{:06d}", ("TKT-", "")),
+        ("{:04d}/NOC", ("", "/NOC")),
+        ("T{{X}}-{:04d}", ("T{X}-", "")),
+        ("{{{:d}}}", ("{", "}")),
+    ],
+    ids=["prefix", "suffix", "escaped-brace-prefix", "escaped-braces-around"],
+)
+def test_format_literals_read_the_format_as_str_format_does(
+    number_format: str, literals: tuple[str, str]
+) -> None:
+    assert format_literals(number_format) == literals
+    prefix, suffix = literals
+    assert number_format.format(7).startswith(prefix)
+    assert number_format.format(7).endswith(suffix)
+
+
+@pytest.mark.parametrize(
+    "number_format", ["TKT", "{:d}-{:d}", "{0}{0}"], ids=["no-field", "two-fields", "twice"]
+)
+def test_a_format_without_exactly_one_number_is_refused(number_format: str) -> None:
+    with pytest.raises(ValueError, match="exactly one replacement field"):
+        format_literals(number_format)
 
 
 def test_many_of_our_tags_are_linear() -> None:
