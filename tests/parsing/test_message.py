@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -444,30 +443,29 @@ def nested_bomb(levels: int) -> bytes:
     return raw
 
 
+@pytest.mark.timeout(60)
 def test_recursion_bomb_is_bounded() -> None:
     raw = nested_bomb(MAX_PARTS + 200)
-    started = time.perf_counter()
     parsed = parse_message(raw)
-    assert time.perf_counter() - started < 2.0
     assert PART_LIMIT_DEFECT in parsed.defects
     assert parsed.subject == f"level {MAX_PARTS + 199}"
 
 
+@pytest.mark.timeout(60)
 def test_many_parts_are_bounded() -> None:
-    parts = b"".join(b"--B\nContent-Type: text/plain\n\npart %d\n" % i for i in range(3000))
+    parts = b"".join(b"--B\nContent-Type: text/plain\n\npart %d\n" % i for i in range(30_000))
     raw = b"From: a@b.example\nContent-Type: multipart/mixed; boundary=B\n\n" + parts + b"--B--\n"
-    started = time.perf_counter()
     parsed = parse_message(raw)
-    assert time.perf_counter() - started < 2.0
     assert PART_LIMIT_DEFECT in parsed.defects
     assert parsed.body_text.startswith("part 0")
 
 
-def test_huge_header_is_fast() -> None:
-    words = " ".join(["=?utf-8?q?Die_hei=C3=9Fe_Zypernsonne?="] * 5000)
-    started = time.perf_counter()
+@pytest.mark.timeout(60)
+def test_huge_header_is_linear() -> None:
+    # A guard against super-linear blow-up, not a speed test: the input is large enough that a
+    # quadratic path takes minutes, and the generous timeout (not a stopwatch) catches that.
+    words = " ".join(["=?utf-8?q?Die_hei=C3=9Fe_Zypernsonne?="] * 50_000)
     parsed = parse_message(f"From: a@b.example\nSubject: {words}\n\nx\n".encode())
-    assert time.perf_counter() - started < 1.0
     assert parsed.subject.startswith("Die heiße Zypernsonne")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -318,18 +316,19 @@ def test_round_trip(
 @pytest.mark.parametrize(
     "subject",
     [
-        "a" + " " * 50_000 + "b",
-        "a" + NBSP * 50_000 + "-",
-        "x – " * 20_000,
-        "Re: " * 20_000 + "x",
-        " [AB-1]" * 20_000,
+        "a" + " " * 500_000 + "b",
+        "a" + NBSP * 500_000 + "-",
+        "x – " * 200_000,
+        "Re: " * 200_000 + "x",
+        " [AB-1]" * 200_000,
     ],
     ids=["space-run", "nbsp-run", "many-parts", "many-prefixes", "many-ticket-tags"],
 )
+@pytest.mark.timeout(60)
 def test_long_subjects_are_linear(subject: str) -> None:
-    started = time.perf_counter()
-    parse_subject(subject)
-    assert time.perf_counter() - started < 0.5
+    # A guard against super-linear blow-up, not a speed test: the input is large enough that a
+    # quadratic path takes minutes, and the generous timeout (not a stopwatch) catches that.
+    assert isinstance(parse_subject(subject).cleaned, str)
 
 
 # (id, number format, subject, priority, issue)
@@ -430,10 +429,10 @@ def test_a_format_without_exactly_one_number_is_refused(number_format: str) -> N
         format_literals(number_format)
 
 
+@pytest.mark.timeout(60)
 def test_many_of_our_tags_are_linear() -> None:
-    started = time.perf_counter()
-    assert parse_subject(" [TKT-000001]" * 20_000 + "x").cleaned == "x"
-    assert time.perf_counter() - started < 0.5
+    # Large enough that a quadratic path takes minutes; the timeout, not a stopwatch, guards.
+    assert parse_subject(" [TKT-000001]" * 200_000 + "x").cleaned == "x"
 
 
 PREFIX_CASES = [

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,7 +116,8 @@ def test_html_to_text_never_raises(html: str) -> None:
     [" \n" * 20_000, "1." + " \n" * 20_000, "\n\u00a0" * 20_000, "<pre>" + " \n" * 20_000],
     ids=["blank-lines", "number-then-blank-lines", "nbsp-lines", "pre"],
 )
+@pytest.mark.timeout(60)
 def test_html_to_text_is_not_quadratic_on_white_space(html: str) -> None:
-    started = time.perf_counter()
-    html_to_text(html)
-    assert time.perf_counter() - started < 1.0
+    # A guard against super-linear blow-up, not a speed test: the input is large enough that a
+    # quadratic path takes minutes, and the generous timeout (not a stopwatch) catches that.
+    assert isinstance(html_to_text(html * 5), str)
