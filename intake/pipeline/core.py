@@ -4,7 +4,8 @@
 can acknowledge (SMTP 250, IMAP MOVE, exit 0) as soon as it returns. ``process`` turns
 one stored message into its effects — ticket, charge ledger lines, the rendered reply in
 the outbox — in a single transaction, so a crash leaves either all of them or none, and
-running it again for the same message changes nothing.
+running it again for the same message changes nothing. Inside it the message is read
+(assess, thread), ``decide`` picks its one route, and ``Pipeline.apply`` writes it.
 """
 
 from __future__ import annotations
