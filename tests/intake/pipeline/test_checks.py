@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from intake.pipeline.assess import Assessment, PolicyBook, assess
+from intake.pipeline.assess import Assessment, assess
 from intake.pipeline.checks import CHECKS
 from intake.pipeline.identity import Identity
 from intake.policy.findings import FindingCode
-from intake.policy.policy import Policy, load_policy
+from intake.policy.policy import Policy, PolicyBook, load_policy
 from parsing import parse_message
 from tests.conftest import make_mail
 

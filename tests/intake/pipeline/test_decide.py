@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from intake.pipeline.assess import Assessment, PolicyBook, assess
+from intake.pipeline.assess import Assessment, assess
 from intake.pipeline.conversation import Threading, ThreadMatch
 from intake.pipeline.decide import (
     Decision,
@@ -21,7 +21,7 @@ from intake.pipeline.decide import (
     decide,
 )
 from intake.pipeline.identity import Identity
-from intake.policy.policy import load_policy
+from intake.policy.policy import PolicyBook, load_policy
 from parsing import parse_message
 from store.models import TicketStatus
 from tests.conftest import make_mail
