@@ -24,9 +24,9 @@ from intake.edges.groupcommit import GroupCommitWriter
 from intake.edges.imap import MailboxPoller, MailboxStore, PollerGroup, make_pollers
 from intake.edges.pipe import PipeEdge
 from intake.edges.smtp import IntakeHandler, make_smtp_factory
-from intake.pipeline.assess import Identity
 from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
+from intake.pipeline.identity import Identity
 from intake.pipeline.mailstate import StoredMailboxState
 from intake.pipeline.worker import ProcessingWorker
 from intake.policy.policy import Policy, PolicyBook, available_policies, load_policy

@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from intake.pipeline.assess import Assessment, Identity, assess_bytes
+from intake.pipeline.assess import Assessment, assess_bytes
 from intake.pipeline.customers import CustomerRecord, load_directory
+from intake.pipeline.identity import Identity
 from intake.policy.policy import PolicyBook
 from intake.settings import Settings
 from store import repository as repo
@@ -66,7 +67,7 @@ def assessment_view(a: Assessment) -> dict[str, Any]:
         "priority": a.priority,
         "fields": dict(a.fields),
         "missing_fields": list(a.missing_fields),
-        "findings": [{"code": f.code, "message": f.message, "field": f.field} for f in a.findings],
+        "findings": [f.as_dict() for f in a.findings],
         "charges": [
             {
                 "kind": c.kind,
@@ -83,7 +84,7 @@ def assessment_view(a: Assessment) -> dict[str, Any]:
         "timezone": a.deadlines.timezone,
         "customer": a.customer.customer.name if a.customer else None,
         "billable_hourly": a.billable_hourly,
-        "decision": a.decision.value,
+        "decision": a.disposition.value,
         "reply_to": a.reply_address,
         "policy": {"name": policy.name, "version": policy.version},
     }

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from intake.pipeline.assess import Identity
 from intake.pipeline.customers import CustomerRecord, is_authorized
+from intake.pipeline.identity import Identity
 from intake.replies.tokens import read_token
 from parsing import ParsedMessage, address_key, canonical_address
 from store import repository as repo

@@ -4,15 +4,17 @@
 can acknowledge (SMTP 250, IMAP MOVE, exit 0) as soon as it returns. ``process`` turns
 one stored message into its effects — ticket, charge ledger lines, the rendered reply in
 the outbox — in a single transaction, so a crash leaves either all of them or none, and
-running it again for the same message changes nothing.
+running it again for the same message changes nothing. Inside it the message is read
+(assess, thread), ``decide`` picks its one route, and ``Pipeline.apply`` writes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeAlias
+from enum import StrEnum
+from typing import TypeAlias, assert_never
 
 import jinja2
 import structlog
@@ -21,10 +23,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from intake.backoff import backoff_delay
 from intake.errors import StoreError
-from intake.pipeline.assess import Assessment, Decision, Identity, assess_bytes
+from intake.pipeline.assess import Assessment, assess, assess_bytes
+from intake.pipeline.changes import Bounce, ChangeRecord, MachineChanges
 from intake.pipeline.conversation import ThreadContext, Threading, find_thread, participants_of
-from intake.pipeline.customers import load_directory
-from intake.pipeline.followup import apply_follow_up, apply_staff_reply, reopen_window_passed
+from intake.pipeline.customers import CustomerRecord, load_directory
+from intake.pipeline.decide import (
+    Decision,
+    FollowUp,
+    IgnoreMachine,
+    MachineOnTicket,
+    NewTicket,
+    ReopenAsNew,
+    StaffReply,
+    TicketState,
+    decide,
+)
+from intake.pipeline.followup import apply_follow_up, apply_staff_reply
+from intake.pipeline.identity import Identity
 from intake.policy.policy import PolicyBook
 from intake.replies.budget import BudgetSettings
 from intake.replies.outbox import Outbox, ReplyKind
@@ -42,6 +57,7 @@ from store.models import InboundMessage, InboundStatus, Ticket, TicketStatus
 
 Clock = Callable[[], datetime]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FINISHED = frozenset({InboundStatus.PROCESSED, InboundStatus.IGNORED})
 # The accept path's values, named here so the edges never import the store themselves.
 NewInbound: TypeAlias = repo.NewInbound
 Stored: TypeAlias = repo.Stored
@@ -57,12 +73,48 @@ class Envelope:
     rcpt_to: tuple[str, ...] = ()
 
 
+class Result(StrEnum):
+    """What processing one stored message came to (``InboundMessage.outcome``, the CLI)."""
+
+    TICKET_CREATED = "ticket_created"
+    FOLLOW_UP = "follow_up"
+    STAFF_REPLY = "staff_reply"
+    MACHINE_ON_TICKET = "machine_on_ticket"
+    IGNORED = "ignored"
+    ALREADY_DONE = "already_done"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+    MISSING = "missing"
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     inbound_id: int
-    result: str  # ticket_created | ignored | already_done | failed | quarantined | missing
+    result: Result
     ticket_number: str | None = None
     classification: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One stored message read for COMMIT 2: everything ``apply`` needs but the decision."""
+
+    session: Session
+    row: InboundMessage
+    assessment: Assessment
+    report: DeliveryReport | None
+    directory: tuple[CustomerRecord, ...]
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What ``apply`` wrote: the row's new status, the result, the ticket, the changes."""
+
+    status: InboundStatus
+    result: Result
+    ticket: Ticket | None
+    changes: ChangeRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,74 +179,164 @@ class Pipeline:
         log = structlog.get_logger("intake.pipeline").bind(inbound_id=inbound_id)
         try:
             outcome = self._process(inbound_id)
-        except IntegrityError:
-            # Another worker finished the same message first (unique ticket per inbound).
-            outcome = Outcome(inbound_id, "already_done")
+        except IntegrityError as exc:
+            outcome = self._after_integrity_error(inbound_id, exc)
         except Exception as exc:
             log.exception("message.failed", error=str(exc))
             outcome = self._record_failure(inbound_id, f"{type(exc).__name__}: {exc}")
         return outcome
+
+    def _after_integrity_error(self, inbound_id: int, exc: IntegrityError) -> Outcome:
+        """A unique constraint refused COMMIT 2: a race lost, or a clash that stays.
+
+        Another worker finishing the same message first (one ticket per inbound row) is
+        the harmless case, and then the row reads processed or ignored. Anything else is
+        a failed attempt like any other, so a deterministic clash ends in quarantine.
+        """
+        error = integrity_summary(exc)
+        log = structlog.get_logger("intake.pipeline").bind(inbound_id=inbound_id)
+        if self._finished(inbound_id):
+            log.info("message.already_done", error=error)
+            return Outcome(inbound_id, Result.ALREADY_DONE)
+        log.warning("message.failed", error=error)
+        return self._record_failure(inbound_id, error)
+
+    def _finished(self, inbound_id: int) -> bool:
+        try:
+            with session_scope(self.sessions) as session:
+                row = repo.get_inbound(session, inbound_id)
+                return row is not None and row.status in FINISHED
+        except Exception:  # the store is down: _record_failure says so and retries later
+            return False
 
     def _process(self, inbound_id: int) -> Outcome:
         now = self.clock()
         with session_scope(self.sessions) as session:
             row = repo.get_inbound(session, inbound_id, lock=True)
             if row is None:
-                return Outcome(inbound_id, "missing")
+                return Outcome(inbound_id, Result.MISSING)
             if row.status not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
-                return Outcome(inbound_id, "already_done", classification=row.classification)
-            directory = load_directory(session)
-            assessment = assess_bytes(
-                row.raw,
-                row.envelope_from,
-                self.policies,
-                self.identity,
-                row.received_at,  # deadlines run from when *we* received it
-                directory,
-            )
-            report = self._delivery_report(row, assessment)
-            returned = [*report.references, report.original_message_id or ""] if report else []
-            thread = find_thread(
-                session, assessment.message, self.thread, directory, [i for i in returned if i]
-            )
-            row.classification = assessment.verdict.kind.value
-            row.processed_at, row.sender = now, assessment.message.from_address
-            result, ticket = self._route(session, row, assessment, thread, report, now)
-            row.outcome, row.ticket_id = result, ticket.id if ticket else None
-            number = ticket.number if ticket else None
-            outcome = Outcome(inbound_id, result, number, row.classification)
-        self._log_processed(row, assessment, outcome, thread)
+                return Outcome(inbound_id, Result.ALREADY_DONE, classification=row.classification)
+            work = self._read(session, row, now)
+            thread = self._thread(work)
+            applied = self.apply(self._decide(work, thread), work)
+            outcome = self._record(row, work.assessment, applied, now)
+        self._log_processed(row, work.assessment, outcome, thread)
         return outcome
 
-    def _route(
-        self,
-        session: Session,
-        row: InboundMessage,
-        assessment: Assessment,
-        thread: Threading,
-        report: DeliveryReport | None,
-        now: datetime,
-    ) -> tuple[str, Ticket | None]:
-        """One decision per message: machine mail, staff reply, follow-up or new ticket."""
-        ticket = session.get(Ticket, thread.match.ticket_id) if thread.match else None
-        if assessment.decision is Decision.IGNORE:
-            row.status = InboundStatus.IGNORED
-            row.changes = self._machine_mail(session, assessment, report, now)
-            return ("machine_on_ticket" if ticket else "ignored"), ticket
-        row.status = InboundStatus.PROCESSED
-        sender = assessment.message.from_address or ""
-        if ticket is not None and self.identity.is_staff(sender):
-            row.changes = apply_staff_reply(ticket, now)
-            return "staff_reply", ticket
-        parent = None
-        if ticket is not None and reopen_window_passed(ticket, now, self.reopen_window):
-            parent, ticket = ticket, None
-        if ticket is not None:
-            row.changes = apply_follow_up(ticket, assessment, now)
-            self._acknowledge(session, row, assessment, ticket, now)
-            return "follow_up", ticket
-        created = self._open_ticket(session, row, assessment, now, parent)
-        return "ticket_created", created
+    def _decide(self, work: Work, thread: Threading) -> Decision:
+        match = thread.match
+        ticket = work.session.get(Ticket, match.ticket_id) if match else None
+        state = TicketState.of(ticket) if ticket else None
+        return decide(
+            work.assessment, thread, state, now=work.now, reopen_window=self.reopen_window
+        )
+
+    @staticmethod
+    def _record(
+        row: InboundMessage, assessment: Assessment, applied: Applied, now: datetime
+    ) -> Outcome:
+        """What the inbound row keeps of COMMIT 2 (``tickets show`` prints it)."""
+        row.classification = assessment.verdict.kind.value
+        row.processed_at, row.sender = now, assessment.message.from_address
+        row.status, row.outcome = applied.status, applied.result
+        row.changes = applied.changes.to_json()  # the one place the JSON is written
+        ticket = applied.ticket
+        row.ticket_id = ticket.id if ticket else None
+        number = ticket.number if ticket else None
+        return Outcome(row.id, applied.result, number, row.classification)
+
+    def _read(self, session: Session, row: InboundMessage, now: datetime) -> Work:
+        directory = load_directory(session)
+        assessment = assess_bytes(
+            row.raw,
+            row.envelope_from,
+            self.policies,
+            self.identity,
+            row.received_at,  # deadlines run from when *we* received it
+            directory,
+        )
+        report = self._delivery_report(row, assessment)
+        return Work(session, row, assessment, report, directory, now)
+
+    def _thread(self, work: Work) -> Threading:
+        report = work.report
+        returned = [*report.references, report.original_message_id or ""] if report else []
+        return find_thread(
+            work.session,
+            work.assessment.message,
+            self.thread,
+            work.directory,
+            [i for i in returned if i],
+        )
+
+    def apply(self, decision: Decision, work: Work) -> Applied:
+        """Perform the writes of the chosen route, and nothing else (COMMIT 2)."""
+        session, now = work.session, work.now
+        match decision:
+            case MachineOnTicket(ticket_id=ticket_id):
+                ticket = session.get_one(Ticket, ticket_id)
+                return Applied(
+                    InboundStatus.IGNORED, Result.MACHINE_ON_TICKET, ticket, self._machine(work)
+                )
+            case IgnoreMachine():
+                return Applied(InboundStatus.IGNORED, Result.IGNORED, None, self._machine(work))
+            case StaffReply(ticket_id=ticket_id):
+                ticket = session.get_one(Ticket, ticket_id)
+                changes = ChangeRecord(apply_staff_reply(ticket, now))
+                return Applied(InboundStatus.PROCESSED, Result.STAFF_REPLY, ticket, changes)
+            case FollowUp(ticket_id=ticket_id):
+                return self._follow_up(work, session.get_one(Ticket, ticket_id))
+            case ReopenAsNew(parent_id=parent_id):
+                return self._new_ticket(work, session.get_one(Ticket, parent_id))
+            case NewTicket():
+                return self._new_ticket(work, None)
+            case _:
+                assert_never(decision)
+
+    def _new_ticket(self, work: Work, parent: Ticket | None) -> Applied:
+        ticket, suppressed = self._open_ticket(
+            work.session, work.row, work.assessment, work.now, parent
+        )
+        changes = ChangeRecord().with_suppressed(suppressed)
+        return Applied(InboundStatus.PROCESSED, Result.TICKET_CREATED, ticket, changes)
+
+    def _follow_up(self, work: Work, ticket: Ticket) -> Applied:
+        assessment = self._under_ticket_policy(work, ticket)
+        effect = apply_follow_up(ticket, assessment, work.now)
+        suppressed = self._acknowledge(
+            work.session, work.row, assessment, ticket, work.now, effect.supplied
+        )
+        changes = ChangeRecord(effect).with_suppressed(suppressed)
+        return Applied(InboundStatus.PROCESSED, Result.FOLLOW_UP, ticket, changes)
+
+    def _under_ticket_policy(self, work: Work, ticket: Ticket) -> Assessment:
+        """The follow-up read under the policy its ticket was opened under.
+
+        Its fields are compared with the ticket's missing list, which that policy wrote;
+        the customer's directory entry may point at another policy by now.
+        """
+        policy = self.policies.by_name(ticket.policy_name)
+        if (policy.name, policy.version) != (ticket.policy_name, ticket.policy_version):
+            structlog.get_logger("intake.pipeline").warning(
+                "followup.policy_changed",
+                ticket=ticket.number,
+                recorded=f"{ticket.policy_name} {ticket.policy_version}",
+                current=f"{policy.name} {policy.version}",
+            )
+        first = work.assessment
+        if policy is first.policy:
+            return first
+        row = work.row
+        return assess(
+            first.message,
+            row.envelope_from,
+            self.policies,
+            self.identity,
+            row.received_at,
+            work.directory,
+            under=policy,
+        )
 
     @staticmethod
     def _delivery_report(row: InboundMessage, assessment: Assessment) -> DeliveryReport | None:
@@ -202,37 +344,27 @@ class Pipeline:
             return None
         return read_delivery_report(row.raw)
 
-    def _machine_mail(
-        self,
-        session: Session,
-        assessment: Assessment,
-        report: DeliveryReport | None,
-        now: datetime,
-    ) -> dict[str, Any]:
+    def _machine(self, work: Work) -> ChangeRecord:
         """Machine mail is recorded, never answered (RFC 3834 §2); a DSN marks bouncers."""
-        changes: dict[str, Any] = {"machine": assessment.verdict.reason}
-        for bounced in report.recipients if report else ():
-            if bounced.action not in ("failed", "delayed"):
+        bounced: list[Bounce] = []
+        never_written_to: list[str] = []
+        for recipient in work.report.recipients if work.report else ():
+            if recipient.action not in ("failed", "delayed"):
                 continue
-            if repo.count_recent_replies(session, bounced.address, EPOCH) == 0:
-                changes.setdefault("never_written_to", []).append(bounced.address)
+            if repo.count_recent_replies(work.session, recipient.address, EPOCH) == 0:
+                never_written_to.append(recipient.address)
                 continue  # a bounce for mail we never sent: note it, change nothing
             repo.record_bounce(
-                session,
-                bounced.address,
-                bounced.status,
-                bounced.permanent,
-                now,
+                work.session,
+                recipient.address,
+                recipient.status,
+                recipient.permanent,
+                work.now,
                 self.budget.bounce_suppression,
             )
-            changes.setdefault("bounced", []).append(
-                {
-                    "address": bounced.address,
-                    "status": bounced.status,
-                    "permanent": bounced.permanent,
-                }
-            )
-        return changes
+            bounced.append(Bounce(recipient.address, recipient.status, recipient.permanent))
+        reason = work.assessment.verdict.reason
+        return ChangeRecord(MachineChanges(reason, tuple(bounced), tuple(never_written_to)))
 
     def _acknowledge(
         self,
@@ -241,10 +373,12 @@ class Pipeline:
         assessment: Assessment,
         ticket: Ticket,
         now: datetime,
-    ) -> None:
+        supplied: Sequence[str],
+    ) -> Mapping[str, str]:
+        """Answer a follow-up that said something new; returns suppressed recipients."""
         if not assessment.reply_address or not assessment.message.new_text.strip():
-            return  # nothing new was said: no answer, so two robots cannot ping-pong
-        changes, number = row.changes, ticket.number or ""
+            return {}  # nothing new was said: no answer, so two robots cannot ping-pong
+        number = ticket.number or ""
         policy = self.policies.by_name(ticket.policy_name)
         reply = render_acknowledgement(
             self.templates,
@@ -253,10 +387,10 @@ class Pipeline:
             message_id=self._message_id(number, ReplyKind.ACKNOWLEDGEMENT, row.idempotency_key),
             sender=self.sender,
             now=now,
-            supplied=[policy.field_label(f) for f in changes.get("supplied", [])],
+            supplied=[policy.field_label(f) for f in supplied],
             still_missing=[policy.field_label(f) for f in ticket.missing_fields],
         )
-        self._queue(session, reply, ReplyKind.ACKNOWLEDGEMENT, ticket.id, row, now)
+        return self._queue(session, reply, ReplyKind.ACKNOWLEDGEMENT, ticket.id, row, now)
 
     def _message_id(self, number: str, kind: ReplyKind, inbound_key: str) -> str:
         # Stable per inbound message: a retry after a crash sends the very same Message-ID.
@@ -269,7 +403,7 @@ class Pipeline:
         assessment: Assessment,
         now: datetime,
         parent: Ticket | None = None,
-    ) -> Ticket:
+    ) -> tuple[Ticket, Mapping[str, str]]:
         message, subject, policy = assessment.message, assessment.subject, assessment.policy
         known = assessment.customer.customer.name if assessment.customer else None
         waiting = bool(assessment.missing_fields) and policy.auto_close is not None
@@ -282,10 +416,7 @@ class Pipeline:
                 issue=subject.issue,
                 priority=assessment.priority,
                 fields=dict(assessment.fields),
-                findings=[
-                    {"code": f.code, "message": f.message, "field": f.field}
-                    for f in assessment.findings
-                ],
+                findings=[f.as_dict() for f in assessment.findings],
                 missing_fields=list(assessment.missing_fields),
                 requester_email=message.from_address,
                 requester_name=message.from_name,
@@ -319,9 +450,9 @@ class Pipeline:
                 status=charge.status,
                 now=now,
             )
-        if assessment.reply_address:
-            self._queue_confirmation(session, row, assessment, ticket.id, number, now)
-        return ticket
+        if not assessment.reply_address:
+            return ticket, {}
+        return ticket, self._queue_confirmation(session, row, assessment, ticket.id, number, now)
 
     def _queue_confirmation(
         self,
@@ -331,7 +462,7 @@ class Pipeline:
         ticket_id: int,
         number: str,
         now: datetime,
-    ) -> None:
+    ) -> Mapping[str, str]:
         reply = render_confirmation(
             self.templates,
             assessment,
@@ -340,7 +471,7 @@ class Pipeline:
             sender=self.sender,
             now=now,
         )
-        self._queue(session, reply, ReplyKind.CONFIRMATION, ticket_id, row, now)
+        return self._queue(session, reply, ReplyKind.CONFIRMATION, ticket_id, row, now)
 
     def _queue(
         self,
@@ -350,9 +481,15 @@ class Pipeline:
         ticket_id: int,
         inbound: InboundMessage,
         now: datetime,
-    ) -> None:
-        """Queue an automatic reply through the one enqueue path (budget, RFC 3834 §2)."""
-        self.outbox.enqueue(session, reply, kind, ticket_id=ticket_id, now=now, inbound=inbound)
+    ) -> Mapping[str, str]:
+        """Queue an automatic reply through the one enqueue path (budget, RFC 3834 §2).
+
+        Returns the recipients suppressed and why, for the inbound row's change record.
+        """
+        enqueued = self.outbox.enqueue(
+            session, reply, kind, ticket_id=ticket_id, now=now, inbound=inbound
+        )
+        return enqueued.suppressed
 
     def _record_failure(self, inbound_id: int, error: str) -> Outcome:
         now = self.clock()
@@ -366,15 +503,16 @@ class Pipeline:
                 status, message_id = row.status, row.message_id
         except Exception as exc:  # the store itself is down: the sweeper retries later
             log.error("message.failure_not_recorded", inbound_id=inbound_id, error=str(exc))
-            return Outcome(inbound_id, "failed")
+            return Outcome(inbound_id, Result.FAILED)
         if status not in (InboundStatus.FAILED, InboundStatus.QUARANTINED):
-            return Outcome(inbound_id, "already_done")  # another worker finished it
-        result = "quarantined" if status == InboundStatus.QUARANTINED else "failed"
+            return Outcome(inbound_id, Result.ALREADY_DONE)  # another worker finished it
+        quarantined = status == InboundStatus.QUARANTINED
+        result = Result.QUARANTINED if quarantined else Result.FAILED
         log.warning(
             "message.processed",
             inbound_id=inbound_id,
             message_id=message_id,
-            outcome=result,
+            outcome=result.value,
             attempts=attempts,
             error=error,
         )
@@ -384,7 +522,7 @@ class Pipeline:
         self, row: InboundMessage, assessment: Assessment, outcome: Outcome, thread: Threading
     ) -> None:
         """The one canonical line per message that operators follow."""
-        created = outcome.result == "ticket_created"
+        created = outcome.result is Result.TICKET_CREATED
         charge = assessment.charges[0] if created and assessment.charges else None
         structlog.get_logger("intake.pipeline").info(
             "message.processed",
@@ -394,11 +532,23 @@ class Pipeline:
             classification=outcome.classification,
             reason=assessment.verdict.reason,
             ticket=outcome.ticket_number,
-            outcome=outcome.result,
+            outcome=outcome.result.value,
             thread=thread.match.evidence if thread.match else None,
             thread_rejected=list(thread.rejected) or None,
             priority=assessment.priority if created else None,
             missing_fields=list(assessment.missing_fields) if created else [],
             changes=row.changes or None,
             charge=f"{charge.amount} {charge.currency}" if charge else None,
+            # Which checks found something, and which did not (Mailman's rule hits/misses).
+            checks_hit=list(assessment.checks_hit),
+            checks_missed=list(assessment.checks_missed),
         )
+
+
+def integrity_summary(exc: IntegrityError) -> str:
+    """The constraint a write broke, without the SQL parameters (customer data)."""
+    # The driver's first line names the constraint ("UNIQUE constraint failed: ...",
+    # 'duplicate key value violates unique constraint "..."'); PostgreSQL's DETAIL line
+    # and SQLAlchemy's own text carry the values.
+    lines = str(exc.orig).splitlines()
+    return f"IntegrityError: {lines[0] if lines else type(exc.orig).__name__}"

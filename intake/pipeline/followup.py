@@ -7,44 +7,44 @@ and stores the returned change record on the inbound message, which is what
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from intake.pipeline.assess import Assessment
+from intake.pipeline.changes import FollowUpChanges, StaffReplyChanges
 from store.models import Ticket, TicketStatus
 
 
-def apply_follow_up(ticket: Ticket, assessment: Assessment, now: datetime) -> dict[str, Any]:
-    """Record fields the customer supplied; the initial-contact charge stays as it was."""
-    still_missing = [f for f in ticket.missing_fields if f in assessment.missing_fields]
-    supplied = [f for f in ticket.missing_fields if f not in assessment.missing_fields]
+def apply_follow_up(ticket: Ticket, assessment: Assessment, now: datetime) -> FollowUpChanges:
+    """Record fields the customer supplied; the initial-contact charge stays as it was.
+
+    ``assessment`` must read the message under the ticket's own policy. Even then a field
+    counts as supplied only when that policy still checks it: a field a newer policy
+    version no longer requires was not supplied by a reply that never mentions it.
+    """
+    checked = {spec.name for spec in assessment.policy.fields if spec.required}
+    missing_now = set(assessment.missing_fields)
+    supplied = [f for f in ticket.missing_fields if f in checked and f not in missing_now]
+    still_missing = [f for f in ticket.missing_fields if f not in supplied]
     if supplied:
         new_values = {k: v for k, v in assessment.fields.items() if k in supplied}
         # A new dict, so SQLAlchemy sees the JSON column change.
         ticket.fields = {**ticket.fields, **new_values}
         ticket.missing_fields = still_missing
-    changes: dict[str, Any] = {"supplied": supplied, "still_missing": still_missing}
-    if ticket.status == TicketStatus.CLOSED:
-        changes["reopened"] = True
+    reopened = ticket.status == TicketStatus.CLOSED
+    if reopened:
         ticket.closed_at = None
     if ticket.status != TicketStatus.OPEN:
         ticket.status, ticket.waiting_since = TicketStatus.OPEN, None
     ticket.updated_at = now
-    return changes
+    return FollowUpChanges(tuple(supplied), tuple(still_missing), reopened)
 
 
-def apply_staff_reply(ticket: Ticket, now: datetime) -> dict[str, Any]:
+def apply_staff_reply(ticket: Ticket, now: datetime) -> StaffReplyChanges:
     """A staff answer on the thread; the first one is the contract's "response"."""
     ticket.updated_at = now
     if ticket.first_response_at is not None:
-        return {"staff_reply": True}
+        return StaffReplyChanges(first_response=False)
     ticket.first_response_at = now
     due = ticket.response_due_at
     ticket.response_met = due is None or now <= due
-    return {"first_response": True, "response_met": ticket.response_met}
-
-
-def reopen_window_passed(ticket: Ticket, now: datetime, window: timedelta) -> bool:
-    """A closed ticket older than the window gets a new, linked ticket instead."""
-    closed = ticket.closed_at
-    return ticket.status == TicketStatus.CLOSED and closed is not None and now - closed > window
+    return StaffReplyChanges(first_response=True, response_met=ticket.response_met)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from intake.errors import ConfigError
 from intake.policy.calendars import HolidayCalendar
 from intake.policy.clock import BusinessCalendar, Window
+from intake.policy.findings import DEFAULT_BILLABLE, DEFAULT_NOTICES, FindingCode
 from intake.settings import describe_validation_error
 from parsing import DEFAULT_PLACEHOLDERS, FieldSpec
 
@@ -183,6 +184,22 @@ class Policy(BaseModel):
     outage_priority: int | None = None
     staff_cc_reminder: str | None = None  # shown when the customer CCs staff directly
     auto_close: AutoClose | None = None
+    # Findings that make a ticket billable hourly, and those the confirmation shows as
+    # notices (in the order the checks found them).
+    billable_findings: frozenset[FindingCode] = DEFAULT_BILLABLE
+    notice_findings: frozenset[FindingCode] = DEFAULT_NOTICES
+
+    @field_validator("billable_findings", "notice_findings", mode="before")
+    @classmethod
+    def _known_findings(cls, value: object) -> object:
+        # Checked here so the error names the code and the known ones, not an enum dump.
+        known = {code.value for code in FindingCode}
+        for code in value if isinstance(value, list | tuple | set | frozenset) else ():
+            if code not in known:
+                raise ValueError(
+                    f"unknown finding code {code!r} (known: {', '.join(sorted(known))})"
+                )
+        return value
 
     @field_validator("timezone")
     @classmethod

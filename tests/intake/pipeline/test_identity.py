@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from intake.pipeline.assess import Identity
+from intake.pipeline.identity import Identity
 
 IDENTITY = Identity(
     addresses=("support@provider.example",),

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from structlog.testing import capture_logs
 
 from intake.app import App, build_app
-from intake.pipeline.core import Envelope, prepare_inbound
+from intake.pipeline.core import Envelope, Outcome, prepare_inbound
 from intake.replies.render import make_template_environment
 from intake.settings import Settings
 from store import repository as repo
@@ -208,3 +210,60 @@ def test_a_late_failure_never_resets_a_finished_message(app: App) -> None:
         assert (row.status, row.attempts) == ("processed", 0)
     with session_scope(app.sessions) as session:
         assert repo.due_inbound_ids(session, NOW) == []
+
+
+def test_a_deterministic_integrity_error_is_retried_then_quarantined_and_logged(
+    app: App,
+) -> None:
+    # A number format without a placeholder gives every ticket the same number: the
+    # second ticket clashes on the unique ticket number every time it is tried.
+    app.pipeline.number_format = "TKT-CLASH"
+    assert app.pipeline.process(store(app, make_mail()).inbound_id).result == "ticket_created"
+    clash = store(app, make_mail(subject="C – L – second – P3"))
+    with capture_logs() as logs:
+        results = [app.pipeline.process(clash.inbound_id).result for _ in range(3)]
+    assert results == ["failed", "failed", "quarantined"]
+    failed = [e for e in logs if e["event"] == "message.failed"]
+    assert [e["inbound_id"] for e in failed] == [clash.inbound_id] * 3
+    assert all("IntegrityError" in e["error"] for e in failed)
+    assert all("TKT-CLASH" not in e["error"] for e in failed)  # no SQL parameters logged
+    processed = [e["outcome"] for e in logs if e["event"] == "message.processed"]
+    assert processed == ["failed", "failed", "quarantined"]
+    with session_scope(app.sessions) as session:
+        [row] = repo.list_inbound(session, "quarantined")
+        assert (row.id, row.attempts) == (clash.inbound_id, 3)
+        assert "IntegrityError" in (row.last_error or "")
+    assert count(app, Ticket) == 1
+
+
+def test_an_integrity_error_after_another_worker_finished_reads_as_already_done(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = store(app, make_mail())
+    finish = app.pipeline._process
+
+    def lose_the_race(inbound_id: int) -> Outcome:
+        finish(inbound_id)  # the other worker commits the message ...
+        raise IntegrityError("INSERT ...", {}, Exception("UNIQUE constraint failed"))
+
+    monkeypatch.setattr(app.pipeline, "_process", lose_the_race)
+    with capture_logs() as logs:
+        outcome = app.pipeline.process(stored.inbound_id)
+    assert outcome.result == "already_done"
+    assert [e["event"] for e in logs if e["event"].startswith("message.")] == [
+        "message.processed",  # the winner's line
+        "message.already_done",
+    ]
+    with session_scope(app.sessions) as session:
+        row = session.get_one(InboundMessage, stored.inbound_id)
+        assert (row.status, row.attempts, row.last_error) == ("processed", 0, None)
+
+
+def test_the_processed_line_names_the_checks_that_hit_and_missed(app: App) -> None:
+    stored = store(app, make_mail(subject="Acme – Denver – No dial tone", body="Dead.\n"))
+    with capture_logs() as logs:
+        app.pipeline.process(stored.inbound_id)
+    [line] = [e for e in logs if e["event"] == "message.processed"]
+    assert {"subject_priority", "required_fields", "known_customer"} <= set(line["checks_hit"])
+    assert {"subject_grammar", "reply_address"} <= set(line["checks_missed"])
+    assert set(line["checks_hit"]).isdisjoint(line["checks_missed"])

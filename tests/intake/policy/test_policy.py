@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from intake.errors import ConfigError
+from intake.policy.findings import FindingCode
 from intake.policy.policy import available_policies, load_policy
 
 
@@ -61,8 +62,24 @@ def test_policies_are_listed() -> None:
         (('amount = "100.00"', 'amount = "100.005"'), "missing_information_charge.amount"),
         (('currency = "USD"', 'currency = "dollars"'), "missing_information_charge.currency"),
         (('name = "standard"', 'name = "standard"\nsurprise = 1'), "surprise: unknown key"),
+        (
+            ('name = "standard"', 'name = "standard"\nbillable_findings = ["unauthorised"]'),
+            "billable_findings: Value error, unknown finding code 'unauthorised'",
+        ),
+        (
+            ('name = "standard"', 'name = "standard"\nnotice_findings = ["staff_cc", "cc"]'),
+            "notice_findings: Value error, unknown finding code 'cc'",
+        ),
     ],
-    ids=["default-not-a-level", "bad-zone", "sub-cent-amount", "bad-currency", "unknown-key"],
+    ids=[
+        "default-not-a-level",
+        "bad-zone",
+        "sub-cent-amount",
+        "bad-currency",
+        "unknown-key",
+        "unknown-billable-finding",
+        "unknown-notice-finding",
+    ],
 )
 def test_bad_policy_file_names_file_and_key(
     tmp_path: Path, patch: tuple[str, str], expected: str
@@ -79,3 +96,26 @@ def test_bad_policy_file_names_file_and_key(
 def test_unknown_policy_name_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no policy named 'nope'"):
         load_policy("nope")
+
+
+@pytest.mark.parametrize("name", available_policies())
+def test_shipped_policies_bill_and_notice_the_findings_they_always_did(name: str) -> None:
+    policy = load_policy(name)
+    assert policy.billable_findings == {"unauthorized_contact", "subscription_lapsed"}
+    assert policy.notice_findings == {
+        "unauthorized_contact",
+        "subscription_lapsed",
+        "staff_cc",
+        "after_hours",
+        "outage_escalated",
+    }
+
+
+def test_a_policy_names_its_billable_and_notice_findings(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parents[3] / "config" / "policies" / "standard.toml"
+    keys = 'billable_findings = ["staff_cc"]\nnotice_findings = []\n'
+    text = shipped.read_text().replace('name = "standard"', f'name = "standard"\n{keys}', 1)
+    (tmp_path / "strict.toml").write_text(text)
+    policy = load_policy("strict", tmp_path)
+    assert policy.billable_findings == {FindingCode.STAFF_CC}
+    assert policy.notice_findings == frozenset()

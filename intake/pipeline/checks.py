@@ -1,0 +1,270 @@
+"""The checks: small named objects, run in an explicit order, each returning findings.
+
+Every check runs on every message and none of them decides anything: the assessment
+records which checks hit and which missed (Mailman's ``rule_hits``/``rule_misses``) and
+the decision follows from the findings together. Pure: no clock, store or network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from intake.pipeline.customers import CustomerMatch, is_authorized, subscription_active
+from intake.pipeline.identity import Identity
+from intake.policy.findings import FindingCode
+from intake.policy.policy import Policy, ReportField
+from intake.policy.sla import Deadlines
+from parsing import FieldExtraction, ParsedMessage, SubjectParse
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """An expected problem with a message (data, not an exception; invariant 5)."""
+
+    code: FindingCode
+    message: str
+    field: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The stored and printed shape (ticket findings, ``intake check --json``)."""
+        return {"code": self.code.value, "message": self.message, "field": self.field}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    message: ParsedMessage
+    subject: SubjectParse
+    extraction: FieldExtraction
+    policy: Policy
+    identity: Identity
+    customer: CustomerMatch | None
+    deadlines: Deadlines
+    priority: int
+
+
+class Check(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]: ...
+
+
+@dataclass(frozen=True)
+class SubjectGrammar:
+    name: str = "subject_grammar"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.subject.problem is None:
+            return ()
+        return (Finding(FindingCode.SUBJECT_UNREADABLE, ctx.subject.problem),)
+
+
+@dataclass(frozen=True)
+class SubjectPriority:
+    name: str = "subject_priority"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.priority != subject_priority(ctx.subject, ctx.policy):
+            return ()  # escalated: OutageEscalation says why
+        level, default = ctx.subject.priority, ctx.policy.default_priority
+        if level is None:
+            text = f"The subject gives no priority; the default priority {default} applies."
+            return (Finding(FindingCode.PRIORITY_MISSING, text),)
+        if ctx.policy.priority(level) is None:
+            known = ", ".join(str(p.level) for p in ctx.policy.priorities)
+            text = (
+                f"Priority {level} is not in this contract (known: {known}); "
+                f"the default priority {default} applies."
+            )
+            return (Finding(FindingCode.PRIORITY_UNKNOWN, text),)
+        return ()
+
+
+@dataclass(frozen=True)
+class RequiredFields:
+    name: str = "required_fields"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        findings = []
+        for spec in ctx.policy.fields:
+            if spec.required and not _satisfied(spec, ctx):
+                findings.append(_missing(spec, ctx.extraction))
+        return tuple(findings)
+
+
+@dataclass(frozen=True)
+class ReplyAddress:
+    name: str = "reply_address"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if reply_address(ctx.message):
+            return ()
+        text = "The message has no usable From or Reply-To."
+        return (Finding(FindingCode.NO_REPLY_ADDRESS, text),)
+
+
+@dataclass(frozen=True)
+class MimeDefects:
+    name: str = "mime_defects"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if not ctx.message.defects:
+            return ()
+        names = ", ".join(ctx.message.defects)
+        return (Finding(FindingCode.MIME_DEFECTS, f"The message is malformed MIME ({names})."),)
+
+
+@dataclass(frozen=True)
+class KnownCustomer:
+    name: str = "known_customer"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.customer is not None:
+            return ()
+        who = ctx.subject.customer or ctx.message.from_address or "the sender"
+        text = f"{who} is not in the customer directory."
+        return (Finding(FindingCode.UNKNOWN_CUSTOMER, text),)
+
+
+@dataclass(frozen=True)
+class AuthorizedContact:
+    name: str = "authorized_contact"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if not ctx.policy.authorized_contacts_only or ctx.customer is None:
+            return ()
+        if is_authorized(ctx.customer.customer, ctx.message.from_address):
+            return ()
+        text = ctx.policy.unauthorized_notice or "The sender is not an authorized contact."
+        return (Finding(FindingCode.UNAUTHORIZED_CONTACT, text),)
+
+
+@dataclass(frozen=True)
+class ActiveSubscription:
+    name: str = "active_subscription"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if not ctx.policy.subscription_required or ctx.customer is None:
+            return ()
+        local_day = ctx.deadlines.received_at.astimezone(ZoneInfo(ctx.policy.timezone)).date()
+        if subscription_active(ctx.customer.customer, local_day):
+            return ()
+        text = ctx.policy.lapsed_subscription_notice or "The support subscription has lapsed."
+        return (Finding(FindingCode.SUBSCRIPTION_LAPSED, text),)
+
+
+@dataclass(frozen=True)
+class StaffCopied:
+    name: str = "staff_copied"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        reminder = ctx.policy.staff_cc_reminder
+        copied = [a for a in (*ctx.message.to, *ctx.message.cc) if ctx.identity.is_staff(a)]
+        if not reminder or not copied:
+            return ()
+        return (Finding(FindingCode.STAFF_CC, reminder),)
+
+
+@dataclass(frozen=True)
+class AfterHours:
+    name: str = "after_hours"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.deadlines.in_business_hours or not ctx.policy.after_hours_notice:
+            return ()
+        target = ctx.deadlines.response_target
+        if target is not None and target.clock == "wall":
+            return ()  # this priority is worked around the clock: nothing to warn about
+        return (Finding(FindingCode.AFTER_HOURS, ctx.policy.after_hours_notice),)
+
+
+@dataclass(frozen=True)
+class OutageEscalation:
+    name: str = "outage_escalation"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.priority == subject_priority(ctx.subject, ctx.policy):
+            return ()
+        level = ctx.policy.priority(ctx.priority)
+        label = level.name if level else f"priority {ctx.priority}"
+        text = f"Reported as a total outage: handled as {label}."
+        return (Finding(FindingCode.OUTAGE_ESCALATED, text),)
+
+
+CHECKS: tuple[Check, ...] = (
+    SubjectGrammar(),
+    SubjectPriority(),
+    OutageEscalation(),
+    RequiredFields(),
+    ReplyAddress(),
+    MimeDefects(),
+    KnownCustomer(),
+    AuthorizedContact(),
+    ActiveSubscription(),
+    StaffCopied(),
+    AfterHours(),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRun:
+    """Every finding in check order, and which checks hit (found something) or missed."""
+
+    findings: tuple[Finding, ...]
+    hits: tuple[str, ...]
+    misses: tuple[str, ...]
+
+
+def run_checks(ctx: CheckContext, checks: tuple[Check, ...] = CHECKS) -> CheckRun:
+    """Run every check (none short-circuits the others) and record hits and misses."""
+    results = [(check.name, check.run(ctx)) for check in checks]
+    return CheckRun(
+        findings=tuple(finding for _, found in results for finding in found),
+        hits=tuple(name for name, found in results if found),
+        misses=tuple(name for name, found in results if not found),
+    )
+
+
+def subject_priority(subject: SubjectParse, policy: Policy) -> int:
+    """The subject's priority when the contract knows it, else the default."""
+    if subject.priority is not None and policy.priority(subject.priority) is not None:
+        return subject.priority
+    return policy.default_priority
+
+
+def reply_address(message: ParsedMessage) -> str | None:
+    # A helpdesk answers where the customer asked answers to go (RFC 5322 §3.6.2).
+    if message.reply_to:
+        return message.reply_to[0]
+    return message.from_address
+
+
+def _satisfied(spec: ReportField, ctx: CheckContext) -> bool:
+    if spec.name in ctx.extraction.values:
+        return True
+    return any(_satisfied_by(how, spec, ctx) for how in spec.satisfied_by)
+
+
+def _satisfied_by(how: str, spec: ReportField, ctx: CheckContext) -> bool:
+    message, extraction = ctx.message, ctx.extraction
+    if how == "subject_customer":
+        return bool(ctx.subject.customer)
+    if how == "from_address":
+        return bool(message.from_address)
+    if how == "from_name":
+        return bool(message.from_name and message.from_name.strip())
+    if how == "free_text":
+        return len(extraction.free_text.split()) >= spec.min_words
+    if how == "call_examples":
+        return any(example.complete for example in extraction.call_examples)
+    return False
+
+
+def _missing(spec: ReportField, extraction: FieldExtraction) -> Finding:
+    if spec.name in extraction.blank:
+        text = f"{spec.label} was left blank or given as a placeholder."
+    else:
+        text = f"{spec.label} is missing."
+    return Finding(FindingCode.MISSING_FIELD, text, field=spec.name)
