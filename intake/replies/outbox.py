@@ -102,7 +102,7 @@ class Outbox:
             session, mail.recipients, now, self.budget, inbound_message_id=answering
         )
         if budget.suppressed:
-            _record_suppression(kind, ticket_id, budget, inbound)
+            _log_suppression(kind, ticket_id, budget)
         added = repo.enqueue_reply(
             session, self._row(mail, kind, ticket_id, answering, budget, now)
         )
@@ -134,12 +134,9 @@ class Outbox:
         )
 
 
-def _record_suppression(
-    kind: ReplyKind, ticket_id: int, budget: BudgetDecision, inbound: InboundMessage | None
-) -> None:
-    """Visible on the ticket's thread (the inbound row's changes) and in the log."""
-    if inbound is not None:
-        inbound.changes = {**inbound.changes, "suppressed": dict(budget.suppressed)}
+def _log_suppression(kind: ReplyKind, ticket_id: int, budget: BudgetDecision) -> None:
+    """The log line; the thread shows it through ``Enqueued.suppressed``, which the pipeline
+    writes into the inbound row's change record (``pipeline/changes.py``, the one place)."""
     structlog.get_logger("intake.outbox").warning(
         "outbox.suppressed", kind=kind.value, ticket_id=ticket_id, reasons=budget.suppressed
     )
