@@ -1,9 +1,10 @@
 """The composition root: settings in, a wired daemon out. No other module builds things.
 
-It creates the engine and schema, loads the policy, the templates and the identity, and
-wires the pipeline, the group-commit writer, the processing worker, the outbox sender, the
-SMTP listener and the IMAP pollers. ``serve`` runs them until SIGTERM/SIGINT and stops them
-in order: stop accepting, finish storing, finish processing, flush the outbox.
+It wires logging (once per process), creates the engine and schema, loads the policy, the
+templates and the identity, and wires the pipeline, the group-commit writer, the processing
+worker, the outbox sender, the SMTP listener and the IMAP pollers. ``serve`` runs them until
+SIGTERM/SIGINT and stops them in order: stop accepting, finish storing, finish processing,
+flush the outbox.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from intake.edges.groupcommit import GroupCommitWriter
 from intake.edges.imap import MailboxPoller, MailboxStore, PollerGroup, make_pollers
 from intake.edges.pipe import PipeEdge
 from intake.edges.smtp import IntakeHandler, make_smtp_factory
+from intake.logs import configure_logging
 from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
 from intake.pipeline.identity import Identity
@@ -64,7 +66,19 @@ def load_policies(settings: Settings, default: str | None = None) -> PolicyBook:
     return PolicyBook(chosen, others)
 
 
+def wire_logging(settings: Settings) -> None:
+    """Logging from ``settings.logging``, once per process: the first composition root wins.
+
+    A process that is configured already (the test suite, an embedding program, an earlier
+    App) keeps its configuration, so building a second App never rewires loggers that are
+    in use, nor a ``capture_logs`` block around it.
+    """
+    if not structlog.is_configured():
+        configure_logging(settings.logging)
+
+
 def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
+    wire_logging(settings)
     policies = load_policies(settings, policy_name)
     policy = policies.default
     identity = make_identity(settings)

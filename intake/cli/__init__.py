@@ -32,7 +32,6 @@ from intake.cli.views import (
     ticket_view,
 )
 from intake.errors import ConfigError, IntakeError
-from intake.logs import configure_logging
 from intake.pipeline.customers import CustomerRecord
 from intake.settings import Settings, load_settings, parse_deliver_target
 
@@ -77,8 +76,7 @@ def settings_from(common: dict[str, Any], **overrides: Any) -> Settings:
         settings = load_settings(common.pop("config_path", None), values)
     except ConfigError as exc:
         raise click.ClickException(f"config error: {exc}") from None
-    configure_logging(settings.logging.level, settings.logging.format)
-    return settings
+    return settings  # build_app wires logging from these settings
 
 
 def open_app(settings: Settings, policy: str | None = None) -> App:
