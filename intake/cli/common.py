@@ -61,9 +61,10 @@ def settings_from(common: dict[str, Any], **overrides: Any) -> Settings:
     return settings  # build_app wires logging from these settings
 
 
-def open_app(settings: Settings, policy: str | None = None) -> App:
+def open_app(settings: Settings, policy: str | None = None, *, dry_run: bool = False) -> App:
+    """The composition root's App, or one clear line saying why it could not be built."""
     try:
-        return build_app(settings, policy_name=policy)
+        return build_app(settings, policy_name=policy, dry_run=dry_run)
     except IntakeError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # database unreachable, bad URL, ...

@@ -30,7 +30,7 @@ from intake.cli.views import (
     check_record,
     format_check_text,
     health_problems,
-    read_directory_if_present,
+    stored_directory,
 )
 from intake.errors import ConfigError, IntakeError
 from intake.settings import parse_deliver_target
@@ -181,16 +181,11 @@ def check(
     **common: Any,
 ) -> None:
     """Dry run: show what the daemon would do with FILE... (or - for stdin). Stores nothing."""
-    from intake.app import load_policies, make_identity
-
     settings = settings_from(common)
     when = parse_instant(received_at) if received_at else utc_now()
-    try:
-        policies = load_policies(settings, policy)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    directory = read_directory_if_present(settings)
-    identity = make_identity(settings)
+    app = open_app(settings, policy, dry_run=True)  # the daemon's own wiring, run dry
+    policies, identity = app.pipeline.policies, app.pipeline.identity
+    directory = stored_directory(app)
     failed = False
     for name, raw, error in _read_inputs(files):
         record = check_record(name, raw, error, policies, identity, when, directory)
@@ -208,8 +203,8 @@ def health(listen: str | None, **common: Any) -> None:
     if listen:
         host, port = split_listen(listen)
         overrides = {"smtp.host": host, "smtp.port": port}
-    settings = settings_from(common, **overrides)
-    problems = health_problems(settings, utc_now())
+    app = open_app(settings_from(common, **overrides), dry_run=True)  # a probe writes nothing
+    problems = health_problems(app, utc_now())
     if problems:
         raise click.ClickException("unhealthy: " + "; ".join(problems))
     click.echo("ok")
