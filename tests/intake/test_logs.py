@@ -52,6 +52,7 @@ def test_an_in_process_daemon_logs_json_at_its_configured_level(
         stop_daemon(daemon)
 
     err = capsys.readouterr().err
+    assert "jane@acme.example" not in err  # SQL parameters (the envelope) stay out of logs
     events = json_lines(err)
     assert {e["level"] for e in events} <= {"warning", "error", "critical"}
     assert "intake.started" not in {e["event"] for e in events}  # INFO is filtered out
