@@ -15,26 +15,15 @@ import click
 from intake import __version__
 from intake.cli import daemon, directory, queues, tickets
 
+COMMANDS: tuple[click.Command, ...] = (
+    *daemon.COMMANDS,
+    *tickets.COMMANDS,
+    *queues.COMMANDS,
+    *directory.COMMANDS,
+)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="intake")
 def main() -> None:
     """ticket-intake: support mail in, contract-checked tickets and confirmations out."""
-
-
-for command in (
-    daemon.serve_command,
-    daemon.poll_command,
-    daemon.deliver,
-    daemon.check,
-    daemon.health,
-    daemon.status_command,
-    daemon.config_group,
-    daemon.policies,
-    tickets.tickets,
-    tickets.charges,
-    queues.quarantine,
-    queues.outbox,
-    directory.customers,
-):
-    main.add_command(command)

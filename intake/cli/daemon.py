@@ -262,3 +262,15 @@ def _read_inputs(files: tuple[str, ...]) -> Iterator[tuple[str, bytes | None, st
             yield name, path.read_bytes(), None
         except OSError as exc:
             yield name, None, exc.strerror or str(exc)
+
+
+COMMANDS: tuple[click.Command, ...] = (
+    serve_command,
+    poll_command,
+    deliver,
+    check,
+    health,
+    status_command,
+    config_group,
+    policies,
+)

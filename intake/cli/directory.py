@@ -83,3 +83,6 @@ def customers_list(as_json: bool, **common: Any) -> None:
     with session_scope(app.sessions) as session:
         rows = [customer_view(r) for r in load_directory(session)]
     print_rows(rows, as_json, list(FIELDS))
+
+
+COMMANDS: tuple[click.Command, ...] = (customers,)

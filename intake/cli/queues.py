@@ -103,3 +103,6 @@ def outbox_flush(**common: Any) -> None:
     while (sent := asyncio.run(app.outbox.flush_once())) > 0:
         total += sent
     click.echo(f"attempted {total} replies")
+
+
+COMMANDS: tuple[click.Command, ...] = (quarantine, outbox)

@@ -130,3 +130,6 @@ def charges_settle(charge_id: int, outcome: str | None, note: str | None, **comm
     if view is None:
         raise click.ClickException(f"charge {charge_id} is not pending (or does not exist)")
     click.echo(f"charge {charge_id}: {view['amount']} {view['currency']} {outcome}")
+
+
+COMMANDS: tuple[click.Command, ...] = (tickets, charges)
