@@ -228,3 +228,43 @@ def test_health_reports_a_store_that_does_not_exist_and_creates_none(tmp_path: P
     assert result.returncode == 1
     assert "store does not answer" in result.stderr.decode()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["tickets", "list"], "(none)"),
+        (["tickets", "autoclose"], "closed 0 tickets"),
+        (["charges", "list", "--json"], "[]"),
+        (["quarantine", "list"], "(none)"),
+        (["outbox", "list", "--json"], "[]"),
+        (["outbox", "flush"], "attempted 0 replies"),
+        (["status"], "(none)"),
+        (["customers", "list"], "(none)"),
+    ],
+    ids=[
+        "tickets-list",
+        "tickets-autoclose",
+        "charges-list-json",
+        "quarantine-list",
+        "outbox-list-json",
+        "outbox-flush",
+        "status",
+        "customers-list",
+    ],
+)
+def test_every_group_answers_on_an_empty_store(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    result = intake(*args, "--database", f"sqlite:///{tmp_path / 'intake.db'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().strip() == expected
+
+
+def test_config_show_and_policies_read_only_the_configuration(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    shown = json.loads(intake("config", "show", "--database", db, cwd=tmp_path).stdout)
+    assert shown["database"]["url"] == db and shown["logging"]["format"] == "auto"
+    names = intake("policies", cwd=tmp_path).stdout.decode().split()
+    assert names == sorted(p.stem for p in (REPO / "config" / "policies").glob("*.toml"))
+    assert list(tmp_path.iterdir()) == []
