@@ -76,7 +76,7 @@ def wire_logging(settings: Settings) -> None:
     in use, nor a ``capture_logs`` block around it.
     """
     if not structlog.is_configured():
-        configure_logging(settings.logging)
+        configure_logging(settings.logging.level, settings.logging.format)
 
 
 def build_app(settings: Settings, *, policy_name: str | None = None, dry_run: bool = False) -> App:

@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import structlog
 
-from intake.settings import LoggingSettings
+# The same choices as Settings.logging; spelled out here so this module imports no part
+# of intake (it sits below every layer).
+Level = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+Format = Literal["auto", "json", "console"]
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,14 @@ class StderrLoggerFactory:
         return structlog.PrintLogger(self.stream or sys.stderr)
 
 
-def renders_json(settings: LoggingSettings, stream: TextIO) -> bool:
+def renders_json(fmt: Format, stream: TextIO) -> bool:
     """``auto`` means JSON unless a person is watching (a TTY)."""
-    return settings.format == "json" or (settings.format == "auto" and not stream.isatty())
+    return fmt == "json" or (fmt == "auto" and not stream.isatty())
 
 
-def configure_logging(settings: LoggingSettings, stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: Level = "INFO", fmt: Format = "auto", stream: TextIO | None = None
+) -> None:
     """Wire structlog: level filter, renderer and plain-text tracebacks, on stderr."""
     target = stream or sys.stderr
     structlog.configure(
@@ -50,9 +55,9 @@ def configure_logging(settings: LoggingSettings, stream: TextIO | None = None) -
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            *_rendering(renders_json(settings, target), target),
+            *_rendering(renders_json(fmt, target), target),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, settings.level)),
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
         logger_factory=StderrLoggerFactory(stream),
         # Not cached: structlog.testing.capture_logs swaps the processors under live loggers.
         cache_logger_on_first_use=False,

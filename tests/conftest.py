@@ -29,10 +29,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from intake.app import App, build_app, serve
 from intake.logs import configure_logging
-from intake.settings import LoggingSettings, Settings, load_settings
+from intake.settings import Settings, load_settings
 
-TEST_LOGGING = LoggingSettings(format="json", level="INFO")
-configure_logging(TEST_LOGGING)
+
+def configure_test_logging() -> None:
+    """What every test runs under: JSON lines on stderr at INFO, plain tracebacks."""
+    configure_logging("INFO", "json")
+
+
+configure_test_logging()
 
 PG_ADMIN = os.environ.get("INTAKE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 CORPUS = Path(

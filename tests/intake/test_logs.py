@@ -13,9 +13,9 @@ import structlog
 from sqlalchemy import text
 
 from intake.app import build_app
-from intake.logs import configure_logging
-from intake.settings import LoggingSettings, Settings
-from tests.conftest import TEST_LOGGING, make_mail, start_daemon, stop_daemon
+from intake.logs import Format, configure_logging
+from intake.settings import Settings
+from tests.conftest import configure_test_logging, make_mail, start_daemon, stop_daemon
 
 # What structlog's fallback renderer (rich) draws around a traceback and its locals.
 RICH_FRAME = "╭"
@@ -26,7 +26,7 @@ def unconfigured() -> Iterator[None]:
     """A process nobody has wired yet (as when a program embeds build_app + serve)."""
     structlog.reset_defaults()
     yield
-    configure_logging(TEST_LOGGING)
+    configure_test_logging()
 
 
 def json_lines(err: str) -> list[dict[str, Any]]:
@@ -72,9 +72,9 @@ def test_a_second_app_keeps_the_logging_the_process_has(
 
 
 @pytest.mark.parametrize("fmt", ["json", "console"], ids=["json", "console"])
-def test_exceptions_render_as_plain_text_without_locals(unconfigured: None, fmt: str) -> None:
+def test_exceptions_render_as_plain_text_without_locals(unconfigured: None, fmt: Format) -> None:
     stream = io.StringIO()
-    configure_logging(LoggingSettings(format=fmt, level="INFO"), stream)  # type: ignore[arg-type]
+    configure_logging("INFO", fmt, stream)
     try:
         body_text = "the customer's message body"
         raise ValueError(len(body_text))
