@@ -1,9 +1,10 @@
 """The composition root: settings in, a wired daemon out. No other module builds things.
 
-It creates the engine and schema, loads the policy, the templates and the identity, and
-wires the pipeline, the group-commit writer, the processing worker, the outbox sender, the
-SMTP listener and the IMAP pollers. ``serve`` runs them until SIGTERM/SIGINT and stops them
-in order: stop accepting, finish storing, finish processing, flush the outbox.
+It wires logging (once per process), creates the engine and schema, loads the policy, the
+templates and the identity, and wires the pipeline, the group-commit writer, the processing
+worker, the outbox sender, the SMTP listener and the IMAP pollers. ``serve`` runs them until
+SIGTERM/SIGINT and stops them in order: stop accepting, finish storing, finish processing,
+flush the outbox.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.edges.groupcommit import GroupCommitWriter
 from intake.edges.imap import MailboxPoller, MailboxStore, PollerGroup, make_pollers
 from intake.edges.pipe import PipeEdge
 from intake.edges.smtp import IntakeHandler, make_smtp_factory
+from intake.logs import configure_logging
 from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
 from intake.pipeline.identity import Identity
@@ -64,14 +68,31 @@ def load_policies(settings: Settings, default: str | None = None) -> PolicyBook:
     return PolicyBook(chosen, others)
 
 
-def build_app(settings: Settings, *, policy_name: str | None = None) -> App:
+def wire_logging(settings: Settings) -> None:
+    """Logging from ``settings.logging``, once per process: the first composition root wins.
+
+    A process that is configured already (the test suite, an embedding program, an earlier
+    App) keeps its configuration, so building a second App never rewires loggers that are
+    in use, nor a ``capture_logs`` block around it.
+    """
+    if not structlog.is_configured():
+        configure_logging(settings.logging.level, settings.logging.format)
+
+
+def build_app(settings: Settings, *, policy_name: str | None = None, dry_run: bool = False) -> App:
+    """The daemon, wired from ``settings``.
+
+    ``dry_run`` is the same wiring (policies, identity, pipeline settings) over the store as
+    it is, for ``intake check`` and ``intake health``: it creates no schema, no secret and no
+    SQLite file, so running it changes nothing on disk.
+    """
+    wire_logging(settings)
     policies = load_policies(settings, policy_name)
     policy = policies.default
     identity = make_identity(settings)
-    engine = make_engine(settings.database.url, echo=settings.database.echo)
-    create_schema(engine)
+    engine = open_store(settings, dry_run=dry_run)
     sessions = make_session_factory(engine)
-    sender, secret = make_sender(settings), thread_secret(settings, sessions)
+    sender, secret = make_sender(settings), thread_secret(settings, sessions, dry_run=dry_run)
     budget = BudgetSettings.from_intake(settings.intake)
     replies = Outbox(sender, secret, budget)
     templates = make_template_environment()
@@ -120,10 +141,34 @@ def ours(settings: Settings) -> tuple[str, ...]:
     return (*settings.intake.support_addresses, *settings.intake.own_addresses)
 
 
-def thread_secret(settings: Settings, sessions: sessionmaker[Session]) -> bytes:
-    """The HMAC key: configured, else generated once and kept in the store for every instance."""
+def open_store(settings: Settings, *, dry_run: bool = False) -> Engine:
+    """The configured store with its schema; a dry run opens it as it is and creates nothing.
+
+    Connecting to a SQLite file that does not exist would create it, so a dry run reads an
+    empty in-memory database instead: a store not created yet has no tables to read.
+    """
+    url, echo = settings.database.url, settings.database.echo
+    if not dry_run:
+        engine = make_engine(url, echo=echo)
+        create_schema(engine)
+        return engine
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return make_engine("sqlite://", echo=echo)
+    return make_engine(url, echo=echo)
+
+
+def thread_secret(
+    settings: Settings, sessions: sessionmaker[Session], *, dry_run: bool = False
+) -> bytes:
+    """The HMAC key: configured, else generated once and kept in the store for every instance.
+
+    A dry run sends nothing, so an unconfigured key is a throwaway one, never stored.
+    """
     if settings.intake.thread_secret is not None:
         return settings.intake.thread_secret.get_secret_value().encode()
+    if dry_run:
+        return secrets.token_hex(32).encode()
     with session_scope(sessions) as session:
         value = repo.get_or_create_secret(session, "thread_hmac", secrets.token_hex(32), utc_now())
     return value.encode()

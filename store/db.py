@@ -19,12 +19,14 @@ from store.models import Base
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine whose errors never carry SQL parameters: those are message contents and
+    addresses, and a store error's text ends up in the log and on the CLI's stderr."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,5 +1,9 @@
 """Shared fixtures: real stores (SQLite, PostgreSQL), a real aiosmtpd relay sink, the daemon.
 
+Logging: the suite wires JSON logs once, at import, the way the composition root does for
+the daemon, so no test (in-process daemon included) falls back to structlog's rich
+traceback renderer, whose locals would slow every failure path down by seconds.
+
 PostgreSQL: every test run creates its own database on 127.0.0.1:5432 (user postgres,
 override with INTAKE_TEST_PG) and drops it afterwards; the PostgreSQL half of the store
 tests is skipped, with the reason, only when no server answers.
@@ -24,7 +28,16 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from intake.app import App, build_app, serve
+from intake.logs import configure_logging
 from intake.settings import Settings, load_settings
+
+
+def configure_test_logging() -> None:
+    """What every test runs under: JSON lines on stderr at INFO, plain tracebacks."""
+    configure_logging("INFO", "json")
+
+
+configure_test_logging()
 
 PG_ADMIN = os.environ.get("INTAKE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 CORPUS = Path(

@@ -9,19 +9,18 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from intake.app import App
 from intake.pipeline.assess import Assessment, assess_bytes
 from intake.pipeline.customers import CustomerRecord, load_directory
 from intake.pipeline.identity import Identity
 from intake.policy.policy import PolicyBook
 from intake.settings import Settings
 from store import repository as repo
-from store.db import make_engine, make_session_factory, session_scope
+from store.db import session_scope
 from store.models import ChargeRow, InboundMessage, MailboxState, OutboxMessage, Ticket
 
 
@@ -220,27 +219,25 @@ def outbox_view(row: OutboxMessage) -> dict[str, Any]:
     }
 
 
-def health_problems(settings: Settings, now: datetime) -> list[str]:
+def health_problems(app: App, now: datetime) -> list[str]:
     """Empty when healthy: the listener greets, the store answers, nothing is stuck."""
     problems = []
-    smtp = settings.smtp
+    smtp = app.settings.smtp
     try:
         with smtplib.SMTP(smtp.host, smtp.port, timeout=5) as client:
             client.noop()
     except (OSError, smtplib.SMTPException) as exc:
         problems.append(f"SMTP {smtp.host}:{smtp.port} does not answer: {exc}")
     try:
-        engine = make_engine(settings.database.url)
-        with session_scope(make_session_factory(engine)) as session:
+        with session_scope(app.sessions) as session:
             oldest = repo.oldest_unprocessed(session)
             mailboxes = [mailbox_view(m) for m in repo.list_mailbox_states(session)]
-        engine.dispose()
     except Exception as exc:
         return [*problems, f"store does not answer: {exc}"]
-    stall = timedelta(seconds=settings.intake.stall_after)
+    stall = timedelta(seconds=app.settings.intake.stall_after)
     if oldest is not None and now - oldest > stall:
         problems.append(f"intake stalled: a message has waited since {_iso(oldest)}")
-    return problems + mailbox_problems(mailboxes, settings, now)
+    return problems + mailbox_problems(mailboxes, app.settings, now)
 
 
 def mailbox_view(row: MailboxState) -> dict[str, Any]:
@@ -271,19 +268,13 @@ def mailbox_problems(
     ]
 
 
-def read_directory_if_present(settings: Settings) -> tuple[CustomerRecord, ...]:
-    """The customer directory for a dry run, read-only; empty when there is no store yet."""
-    url = make_url(settings.database.url)
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
-        return ()
+def stored_directory(app: App) -> tuple[CustomerRecord, ...]:
+    """The customer directory in the App's store, read-only; empty when there is none yet."""
     try:
-        engine = make_engine(settings.database.url)
-        with session_scope(make_session_factory(engine)) as session:
-            directory = load_directory(session)
-        engine.dispose()
+        with session_scope(app.sessions) as session:
+            return load_directory(session)
     except Exception:  # no store, or no customer table yet: check against no directory
         return ()
-    return directory
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -15,6 +15,7 @@ from intake.settings import Settings
 from tests.conftest import free_port, make_mail
 
 REPO = Path(__file__).resolve().parents[3]
+CUSTOMERS = REPO / "config" / "customers.example.toml"
 
 
 def intake(
@@ -197,3 +198,73 @@ def test_help_lists_every_command() -> None:
 def test_health_fails_when_nothing_listens(tmp_path: Path) -> None:
     result = intake("health", "--listen", f"127.0.0.1:{free_port()}", cwd=tmp_path)
     assert result.returncode == 1 and "does not answer" in result.stderr.decode()
+
+
+def test_check_in_an_empty_directory_creates_no_file(tmp_path: Path) -> None:
+    mail, empty = tmp_path / "m.eml", tmp_path / "empty"
+    mail.write_bytes(make_mail())
+    empty.mkdir()
+    result = intake("check", str(mail), cwd=empty)  # default store: sqlite:///./intake.db
+    assert result.returncode == 0, result.stderr.decode()
+    assert "human → new_ticket" in result.stdout.decode()
+    assert list(empty.iterdir()) == []
+
+
+def test_check_reads_the_customer_directory_of_the_configured_store(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'intake.db'}"
+    imported = intake("customers", "import", str(CUSTOMERS), "--database", db, cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr.decode()
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(make_mail(subject="ACME HQ – Denver – No dial tone – P2"))
+    before = (tmp_path / "intake.db").read_bytes()
+    result = intake("check", "--json", "--database", db, str(mail), cwd=tmp_path)
+    record = json.loads(result.stdout)
+    assert record["customer"] == "Acme Corp" and record["policy"]["name"] == "managed-pbx"
+    assert (tmp_path / "intake.db").read_bytes() == before  # read, never written
+
+
+def test_health_reports_a_store_that_does_not_exist_and_creates_none(tmp_path: Path) -> None:
+    result = intake("health", "--listen", f"127.0.0.1:{free_port()}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "store does not answer" in result.stderr.decode()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["tickets", "list"], "(none)"),
+        (["tickets", "autoclose"], "closed 0 tickets"),
+        (["charges", "list", "--json"], "[]"),
+        (["quarantine", "list"], "(none)"),
+        (["outbox", "list", "--json"], "[]"),
+        (["outbox", "flush"], "attempted 0 replies"),
+        (["status"], "(none)"),
+        (["customers", "list"], "(none)"),
+    ],
+    ids=[
+        "tickets-list",
+        "tickets-autoclose",
+        "charges-list-json",
+        "quarantine-list",
+        "outbox-list-json",
+        "outbox-flush",
+        "status",
+        "customers-list",
+    ],
+)
+def test_every_group_answers_on_an_empty_store(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    result = intake(*args, "--database", f"sqlite:///{tmp_path / 'intake.db'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().strip() == expected
+
+
+def test_config_show_and_policies_read_only_the_configuration(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    shown = json.loads(intake("config", "show", "--database", db, cwd=tmp_path).stdout)
+    assert shown["database"]["url"] == db and shown["logging"]["format"] == "auto"
+    names = intake("policies", cwd=tmp_path).stdout.decode().split()
+    assert names == sorted(p.stem for p in (REPO / "config" / "policies").glob("*.toml"))
+    assert list(tmp_path.iterdir()) == []

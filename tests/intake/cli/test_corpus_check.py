@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.app import load_policies, make_identity
+from intake.app import build_app
 from intake.cli.views import check_record
 from intake.settings import load_settings
 from tests.conftest import CORPUS
@@ -31,8 +31,8 @@ def corpus_files() -> list[Path]:
 
 
 def test_every_corpus_mail_is_checked_without_error() -> None:
-    settings = load_settings()
-    policies, identity = load_policies(settings), make_identity(settings)
+    app = build_app(load_settings(), dry_run=True)  # what `intake check` checks against
+    policies, identity = app.pipeline.policies, app.pipeline.identity
     when = datetime(2026, 11, 22, tzinfo=UTC)
     errors = {}
     for path in corpus_files():

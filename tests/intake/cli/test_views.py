@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from intake.app import build_app
 from intake.cli.views import (
     charge_view,
     is_breached,
     mailbox_problems,
     mailbox_view,
     outbox_view,
-    read_directory_if_present,
+    stored_directory,
     ticket_view,
 )
 from intake.settings import load_settings
@@ -151,13 +152,13 @@ def test_mailbox_problems(name: str, failing_for: timedelta | None, problems: in
     assert all(p.startswith(f"IMAP {MAILBOX} failing since ") for p in found)
 
 
-def test_read_directory_if_present_is_empty_without_a_store(tmp_path: Path) -> None:
+def test_stored_directory_is_empty_without_a_store(tmp_path: Path) -> None:
     settings = load_settings(None, {"database.url": f"sqlite:///{tmp_path / 'absent.db'}"})
-    assert read_directory_if_present(settings) == ()
+    assert stored_directory(build_app(settings, dry_run=True)) == ()
     assert not (tmp_path / "absent.db").exists()  # a dry run creates no store
 
 
-def test_read_directory_if_present_is_empty_for_a_store_without_tables(tmp_path: Path) -> None:
+def test_stored_directory_is_empty_for_a_store_without_tables(tmp_path: Path) -> None:
     (tmp_path / "empty.db").write_bytes(b"")
     settings = load_settings(None, {"database.url": f"sqlite:///{tmp_path / 'empty.db'}"})
-    assert read_directory_if_present(settings) == ()
+    assert stored_directory(build_app(settings, dry_run=True)) == ()

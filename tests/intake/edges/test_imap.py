@@ -399,9 +399,9 @@ def test_health_reports_a_mailbox_failing_longer_than_the_threshold(
     pollers(app)[1].poll_once()  # bob first: Dovecot slows logins after a failure
     with pytest.raises(MailboxError):
         pollers(app)[0].poll_once()
-    soon = [p for p in health_problems(settings, utc_now()) if p.startswith("IMAP")]
+    soon = [p for p in health_problems(app, utc_now()) if p.startswith("IMAP")]
     later = utc_now() + timedelta(seconds=settings.imap.failing_after + 1)
-    problems = [p for p in health_problems(settings, later) if p.startswith("IMAP")]
+    problems = [p for p in health_problems(app, later) if p.startswith("IMAP")]
     assert soon == []
     assert len(problems) == 1 and problems[0].startswith("IMAP alice@127.0.0.1")
 

@@ -1,0 +1,135 @@
+"""Tickets and the charge ledger: list, show, auto-close; list and settle charges."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from intake.app import utc_now
+from intake.cli.common import common_options, open_app, parse_instant, settings_from
+from intake.cli.output import print_one, print_rows
+from intake.cli.views import charge_view, thread_view, ticket_view
+
+
+@click.group()
+def tickets() -> None:
+    """List and show tickets."""
+
+
+@tickets.command(name="list")
+@click.option("--status", help="open | waiting_customer | closed")
+@click.option("--priority", type=int)
+@click.option("--customer", help="Customer name (case-insensitive).")
+@click.option("--due-before", metavar="ISO8601", help="Only tickets whose response is due before.")
+@click.option("--breached", is_flag=True, help="Only tickets whose response target was missed.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@common_options
+def tickets_list(
+    status: str | None,
+    priority: int | None,
+    customer: str | None,
+    due_before: str | None,
+    breached: bool,
+    limit: int,
+    as_json: bool,
+    **common: Any,
+) -> None:
+    """Newest tickets first."""
+    from store import repository as repo
+    from store.db import session_scope
+
+    before = parse_instant(due_before, "--due-before") if due_before else None
+    app = open_app(settings_from(common))
+    now = utc_now()
+    with session_scope(app.sessions) as session:
+        found = repo.list_tickets(
+            session,
+            status=status,
+            priority=priority,
+            customer=customer,
+            due_before=before,
+            breached_at=now if breached else None,
+            limit=limit,
+        )
+        rows = [ticket_view(t, now=now) for t in found]
+    columns = ["number", "priority", "status", "customer", "issue", "response_due", "breached"]
+    print_rows(rows, as_json, [*columns, "missing_fields"])
+
+
+@tickets.command(name="show")
+@click.argument("number")
+@click.option("--json", "as_json", is_flag=True)
+@common_options
+def tickets_show(number: str, as_json: bool, **common: Any) -> None:
+    """One ticket with its fields, findings, charges and its thread of messages."""
+    from store import repository as repo
+    from store.db import session_scope
+
+    app = open_app(settings_from(common))
+    with session_scope(app.sessions) as session:
+        ticket = repo.ticket_by_number(session, number)
+        view = ticket_view(ticket, full=True, now=utc_now()) if ticket else None
+        if ticket is not None and view is not None:
+            view["thread"] = thread_view(session, ticket)
+    if view is None:
+        raise click.ClickException(f"no ticket {number}")
+    print_one(view, as_json)
+
+
+@tickets.command(name="autoclose")
+@common_options
+def tickets_autoclose(**common: Any) -> None:
+    """Close tickets left waiting on the customer past the policy's allowance (and notify)."""
+    app = open_app(settings_from(common))
+    closed = app.autocloser.run_once(utc_now())
+    asyncio.run(app.outbox.flush_once())
+    click.echo(f"closed {len(closed)} tickets{': ' + ', '.join(closed) if closed else ''}")
+
+
+@click.group()
+def charges() -> None:
+    """The charge ledger: list charges, settle pending ones."""
+
+
+@charges.command(name="list")
+@click.option("--status", help="applied | pending | billed | waived")
+@click.option("--json", "as_json", is_flag=True)
+@common_options
+def charges_list(status: str | None, as_json: bool, **common: Any) -> None:
+    """Newest charges first."""
+    from store import repository as repo
+    from store.db import session_scope
+
+    app = open_app(settings_from(common))
+    with session_scope(app.sessions) as session:
+        rows = [charge_view(c) for c in repo.list_charges(session, status)]
+    columns = ["id", "ticket", "kind", "amount", "currency", "status", "created_at"]
+    print_rows(rows, as_json, columns)
+
+
+@charges.command(name="settle")
+@click.argument("charge_id", type=int)
+@click.option("--bill", "outcome", flag_value="billed", help="The condition held: bill it.")
+@click.option("--waive", "outcome", flag_value="waived", help="It did not hold: waive it.")
+@click.option("--note", help="Why, for the record.")
+@common_options
+def charges_settle(charge_id: int, outcome: str | None, note: str | None, **common: Any) -> None:
+    """Settle a pending charge (e.g. an off-hours P1 once fault is determined)."""
+    from store import repository as repo
+    from store.db import session_scope
+
+    if outcome is None:
+        raise click.UsageError("say --bill or --waive")
+    app = open_app(settings_from(common))
+    with session_scope(app.sessions) as session:
+        row = repo.settle_charge(session, charge_id, outcome, note, utc_now())
+        view = charge_view(row) if row else None
+    if view is None:
+        raise click.ClickException(f"charge {charge_id} is not pending (or does not exist)")
+    click.echo(f"charge {charge_id}: {view['amount']} {view['currency']} {outcome}")
+
+
+COMMANDS: tuple[click.Command, ...] = (tickets, charges)
