@@ -24,3 +24,11 @@ class RelayError(IntakeError):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class MailboxError(IntakeError):
+    """An IMAP mailbox could not be polled (connect, TLS, login, a refused command)."""
+
+
+class TokenError(IntakeError):
+    """An OAuth 2 token command or file gave no usable access token (XOAUTH2)."""

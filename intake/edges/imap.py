@@ -47,7 +47,7 @@ from imapclient.exceptions import LoginError
 
 from intake.backoff import backoff_delay
 from intake.edges.mailboxes import Mailbox, resolve_mailbox
-from intake.errors import ConfigError, IntakeError
+from intake.errors import ConfigError, IntakeError, MailboxError
 from intake.pipeline.core import Envelope, NewInbound, Pipeline, Stored, prepare_inbound
 from intake.settings import ImapSettings, MailboxSettings
 from parsing import header_line_regex, is_header_line
@@ -59,10 +59,6 @@ _RETURN_PATH = re.compile(
     rb"^" + header_line_regex("Return-Path").encode() + rb"[ \t]*<([^>\r\n]*)>",
     re.IGNORECASE | re.MULTILINE,
 )
-
-
-class MailboxError(IntakeError):
-    """A mailbox could not be polled (connect, TLS, login, a refused command)."""
 
 
 class MailboxStore(Protocol):

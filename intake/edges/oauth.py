@@ -22,11 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from intake.errors import IntakeError
-
-
-class TokenError(IntakeError):
-    """The token command or file gave no usable access token."""
+from intake.errors import TokenError
 
 
 @dataclass(frozen=True, slots=True)

@@ -392,7 +392,7 @@ def test_health_reports_a_mailbox_failing_longer_than_the_threshold(
     dovecot: Dovecot, imap_settings: Callable[..., Settings], app_for: Callable[[Settings], App]
 ) -> None:
     from intake.cli.views import health_problems
-    from intake.edges.imap import MailboxError
+    from intake.errors import MailboxError
 
     settings = imap_settings(dovecot.url("alice", password="wrong"), dovecot.url("bob"))
     app = app_for(settings)
@@ -484,7 +484,7 @@ def test_imaps_and_starttls_with_a_trusted_certificate(
 def test_certificate_verification_is_on_unless_disabled(
     dovecot_tls: Dovecot, imap_settings: Callable[..., Settings], app_for: Callable[[Settings], App]
 ) -> None:
-    from intake.edges.imap import MailboxError
+    from intake.errors import MailboxError
 
     dovecot_tls.append(mails(1, prefix="v"))
     url = dovecot_tls.url(scheme="imaps")
@@ -499,7 +499,7 @@ def test_certificate_verification_is_on_unless_disabled(
 def test_starttls_refused_never_falls_back_to_plaintext(
     dovecot: Dovecot, imap_settings: Callable[..., Settings], app_for: Callable[[Settings], App]
 ) -> None:
-    from intake.edges.imap import MailboxError
+    from intake.errors import MailboxError
 
     dovecot.append(mails(1, prefix="p"))
     app = app_for(imap_settings(dovecot.url(scheme="imap+starttls")))  # server has ssl = no
@@ -519,7 +519,7 @@ def test_only_the_lease_holder_polls_a_mailbox(
     app_for: Callable[[Settings], App],
     db_url: str,
 ) -> None:
-    from intake.edges.imap import MailboxError
+    from intake.errors import MailboxError
 
     # Two instances sharing one store (each imap_pollers call is a new lease owner).
     app = app_for(imap_settings(dovecot.url(), db=db_url, **{"imap.lease_duration": 1}))

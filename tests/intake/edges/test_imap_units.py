@@ -11,8 +11,8 @@ import pytest
 
 from intake.edges.imap import return_path, unusable_reason
 from intake.edges.mailboxes import resolve_mailbox
-from intake.edges.oauth import TokenError, TokenSource, parse_token
-from intake.errors import ConfigError
+from intake.edges.oauth import TokenSource, parse_token
+from intake.errors import ConfigError, TokenError
 from intake.settings import MailboxSettings, load_settings, parse_mailbox_url
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
