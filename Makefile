@@ -31,6 +31,7 @@ unit: $(BIN)/intake
 ## make bench: the benchmarks under bench/ (not part of the tests)
 bench: $(BIN)/intake
 	$(BIN)/python bench/smtp_intake.py
+	$(BIN)/python bench/corpus_check.py
 
 ## make mutation: mutmut on parsing/ against tests/parsing, then the score per module.
 ## MUTANTS='parsing.subject.* parsing.fields.*' narrows the run; MUTATION_JOBS sets the workers.
