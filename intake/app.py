@@ -100,7 +100,6 @@ def build_app(settings: Settings, *, policy_name: str | None = None, dry_run: bo
         sessions=sessions,
         policies=policies,
         identity=identity,
-        sender=sender,
         templates=templates,
         number_format=settings.intake.ticket_number_format,
         retry=RetryPolicy(
@@ -113,7 +112,6 @@ def build_app(settings: Settings, *, policy_name: str | None = None, dry_run: bo
             identity=identity,
         ),
         reopen_window=timedelta(days=settings.intake.reopen_window_days),
-        budget=budget,
         outbox=replies,
     )
     outbox = OutboxSender(sessions, Transport(settings.outbound), settings.outbound, utc_now)

@@ -41,9 +41,8 @@ from intake.pipeline.decide import (
 from intake.pipeline.followup import apply_follow_up, apply_staff_reply
 from intake.pipeline.identity import Identity
 from intake.policy.policy import PolicyBook
-from intake.replies.budget import BudgetSettings
 from intake.replies.outbox import Outbox, ReplyKind
-from intake.replies.render import RenderedReply, Sender, render_acknowledgement, render_confirmation
+from intake.replies.render import RenderedReply, render_acknowledgement, render_confirmation
 from parsing import (
     Classification,
     DeliveryReport,
@@ -153,15 +152,13 @@ class Pipeline:
     sessions: sessionmaker[Session]
     policies: PolicyBook
     identity: Identity
-    sender: Sender
     templates: jinja2.Environment
     number_format: str
     retry: RetryPolicy
     clock: Clock
     thread: ThreadContext
     reopen_window: timedelta
-    budget: BudgetSettings
-    outbox: Outbox  # the one enqueue path (budget, suppression, signed Message-IDs)
+    outbox: Outbox  # the one enqueue path: our sender, the budget, signed Message-IDs
 
     def ingest(self, items: Sequence[repo.NewInbound]) -> list[repo.Stored]:
         """COMMIT 1 for a group of messages (one fsync for all of them)."""
@@ -360,7 +357,7 @@ class Pipeline:
                 recipient.status,
                 recipient.permanent,
                 work.now,
-                self.budget.bounce_suppression,
+                self.outbox.budget.bounce_suppression,
             )
             bounced.append(Bounce(recipient.address, recipient.status, recipient.permanent))
         reason = work.assessment.verdict.reason
@@ -384,17 +381,13 @@ class Pipeline:
             self.templates,
             assessment,
             number=number,
-            message_id=self._message_id(number, ReplyKind.ACKNOWLEDGEMENT, row.idempotency_key),
-            sender=self.sender,
+            message_id=self.outbox.reply_id(number, ReplyKind.ACKNOWLEDGEMENT, row.idempotency_key),
+            sender=self.outbox.sender,
             now=now,
             supplied=[policy.field_label(f) for f in supplied],
             still_missing=[policy.field_label(f) for f in ticket.missing_fields],
         )
         return self._queue(session, reply, ReplyKind.ACKNOWLEDGEMENT, ticket.id, row, now)
-
-    def _message_id(self, number: str, kind: ReplyKind, inbound_key: str) -> str:
-        # Stable per inbound message: a retry after a crash sends the very same Message-ID.
-        return self.outbox.reply_id(number, kind, inbound_key)
 
     def _open_ticket(
         self,
@@ -467,8 +460,8 @@ class Pipeline:
             self.templates,
             assessment,
             number=number,
-            message_id=self._message_id(number, ReplyKind.CONFIRMATION, row.idempotency_key),
-            sender=self.sender,
+            message_id=self.outbox.reply_id(number, ReplyKind.CONFIRMATION, row.idempotency_key),
+            sender=self.outbox.sender,
             now=now,
         )
         return self._queue(session, reply, ReplyKind.CONFIRMATION, ticket_id, row, now)

@@ -7,8 +7,9 @@ things, inside the caller's transaction (COMMIT 2, or the auto-closer's own):
    it threads onto its ticket, and a retry after a crash renders the very same id;
 2. the per-recipient budget and bounce suppression (``replies/budget.py``; RFC 3834 §2:
    an automatic responder must not answer one address without limit);
-3. when someone is left out, the record of why: on the inbound message's changes (what
-   ``intake tickets show`` prints), on the outbox row (status ``suppressed`` with the
+3. when someone is left out, the record of why: returned in ``Enqueued.suppressed`` for
+   the caller's change record (the inbound message's changes, what ``intake tickets show``
+   prints; ``pipeline/changes.py`` writes it), on the outbox row (status ``suppressed`` with the
    reasons, what ``intake outbox list`` prints) and one ``outbox.suppressed`` log line;
 4. the outbox row itself, through ``repository.enqueue_reply`` (one reply of a kind per
    inbound message, recipients indexed for the budget).

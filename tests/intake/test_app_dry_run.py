@@ -26,10 +26,10 @@ def test_a_dry_run_is_wired_like_the_daemon_and_creates_no_store(
         assert dry.pipeline.policies == real.pipeline.policies
         assert dry.pipeline.identity == real.pipeline.identity
         assert dry.pipeline.thread.domains == real.pipeline.thread.domains
-        assert (dry.pipeline.number_format, dry.pipeline.retry, dry.pipeline.budget) == (
+        assert (dry.pipeline.number_format, dry.pipeline.retry, dry.pipeline.outbox.budget) == (
             real.pipeline.number_format,
             real.pipeline.retry,
-            real.pipeline.budget,
+            real.pipeline.outbox.budget,
         )
     finally:
         dry.engine.dispose()
