@@ -29,6 +29,19 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True)
 
 
+def driver_reason(exc: BaseException) -> str:
+    """What a store error may say of itself: the driver's first line, no values.
+
+    The first line names the failure ("no such table: …", "UNIQUE constraint failed: …",
+    'duplicate key value violates unique constraint "…"'); PostgreSQL's DETAIL line and
+    SQLAlchemy's own text carry the row's values (addresses, Message-IDs), which must not
+    reach a log, an MTA's bounce or the CLI.
+    """
+    source = getattr(exc, "orig", None) or exc  # the DBAPI error inside SQLAlchemy's
+    lines = str(source).splitlines()
+    return lines[0] if lines else type(source).__name__
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

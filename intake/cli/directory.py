@@ -53,7 +53,7 @@ def _import_customers(
         values_from_record,
     )
     from store import repository as repo
-    from store.db import session_scope
+    from store.db import driver_reason, session_scope
 
     try:
         with session_scope(app.sessions) as session:
@@ -68,7 +68,9 @@ def _import_customers(
             values = [values_from_record(r) for r in records]
             return repo.upsert_customers(session, values, utc_now())
     except IntegrityError as exc:  # a concurrent import took a name or support ID first
-        raise click.ClickException(f"{file}: the store refused the import: {exc.orig}") from None
+        raise click.ClickException(
+            f"{file}: the store refused the import: {driver_reason(exc)}"
+        ) from None
 
 
 @customers.command(name="list")

@@ -51,7 +51,7 @@ from parsing import (
     read_message_id,
 )
 from store import repository as repo
-from store.db import session_scope
+from store.db import driver_reason, session_scope
 from store.models import InboundMessage, InboundStatus, Ticket, TicketStatus
 
 Clock = Callable[[], datetime]
@@ -166,9 +166,7 @@ class Pipeline:
             with session_scope(self.sessions) as session:
                 return [repo.store_inbound(session, item) for item in items]
         except Exception as exc:
-            # The driver's reason only: SQLAlchemy's text adds the SQL and its parameters,
-            # i.e. the message itself, which must not reach logs or an MTA's bounce.
-            reason = getattr(exc, "orig", None) or exc
+            reason = driver_reason(exc)  # never the SQL's values: they are the message
             raise StoreError(f"could not store inbound message: {reason}") from exc
 
     def process(self, inbound_id: int) -> Outcome:
@@ -190,7 +188,7 @@ class Pipeline:
         the harmless case, and then the row reads processed or ignored. Anything else is
         a failed attempt like any other, so a deterministic clash ends in quarantine.
         """
-        error = integrity_summary(exc)
+        error = f"IntegrityError: {driver_reason(exc)}"
         log = structlog.get_logger("intake.pipeline").bind(inbound_id=inbound_id)
         if self._finished(inbound_id):
             log.info("message.already_done", error=error)
@@ -536,12 +534,3 @@ class Pipeline:
             checks_hit=list(assessment.checks_hit),
             checks_missed=list(assessment.checks_missed),
         )
-
-
-def integrity_summary(exc: IntegrityError) -> str:
-    """The constraint a write broke, without the SQL parameters (customer data)."""
-    # The driver's first line names the constraint ("UNIQUE constraint failed: ...",
-    # 'duplicate key value violates unique constraint "..."'); PostgreSQL's DETAIL line
-    # and SQLAlchemy's own text carry the values.
-    lines = str(exc.orig).splitlines()
-    return f"IntegrityError: {lines[0] if lines else type(exc.orig).__name__}"

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import repository as repo
-from store.db import create_schema, make_engine, session_scope
-from store.models import Base
+from store.db import create_schema, driver_reason, make_engine, session_scope
+from store.models import AppSecret, Base
 from tests.store.conftest import NOW, new_inbound
 
 
@@ -110,3 +110,23 @@ def test_a_naive_time_is_refused(sessions: sessionmaker[Session]) -> None:
     with pytest.raises(StatementError, match="naive datetime"):
         with session_scope(sessions) as session:
             repo.store_inbound(session, new_inbound(received_at=NOW.replace(tzinfo=None)))
+
+
+def test_a_store_error_says_what_failed_but_not_the_values(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A unique clash: the reason names the constraint, never the row's values (PostgreSQL's
+    DETAIL line and SQLAlchemy's text would carry them)."""
+    with session_scope(sessions) as session:
+        session.add(AppSecret(name="jane@acme.example", value="v", created_at=NOW))
+    with pytest.raises(IntegrityError) as caught, session_scope(sessions) as session:
+        session.add(AppSecret(name="jane@acme.example", value="w", created_at=NOW))
+    reason = driver_reason(caught.value)
+    assert "\n" not in reason
+    assert "jane@acme.example" not in reason
+    assert "unique" in reason.lower()
+
+
+def test_a_store_error_without_text_is_named_by_its_type() -> None:
+    assert driver_reason(RuntimeError()) == "RuntimeError"
+    assert driver_reason(RuntimeError("no such table: x\nmore")) == "no such table: x"
