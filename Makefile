@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit bench mutation clean
+.PHONY: run test lint typecheck unit bench migration mutation clean
 
 $(BIN)/intake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ typecheck: $(BIN)/intake
 
 unit: $(BIN)/intake
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## make migration MSG="what changed": autogenerate the next schema migration (review it!)
+migration: $(BIN)/intake
+	$(BIN)/python -m store.migrate revision "$(MSG)"
 
 ## make bench: the benchmarks under bench/ (not part of the tests)
 bench: $(BIN)/intake

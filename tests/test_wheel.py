@@ -1,7 +1,8 @@
 """The built wheel, installed into a fresh venv, answers `intake check` from another directory.
 
 This proves templates/ and config/ ship inside the wheel and are found without the
-source tree (no editable install, no repository on sys.path).
+source tree (no editable install, no repository on sys.path), and that the migrations
+(store/migrations: env.py, the script template, versions/) do too and build a database.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,23 @@ def test_wheel_installs_and_checks_from_elsewhere(tmp_path: Path) -> None:
         check=True,
     )
     assert templates.stdout.strip() == "True"
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {
+        "store/migrations/env.py",
+        "store/migrations/script.py.mako",
+        "store/migrations/versions/0001_baseline.py",
+    } <= names
+    migrated = subprocess.run(
+        [
+            str(env_dir / "bin" / "python"),
+            "-c",
+            "from store import migrate; from store.db import make_engine;"
+            "status = migrate.upgrade(make_engine('sqlite:///intake.db'));"
+            "print(status.up_to_date, status.current == migrate.head())",
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert migrated.stdout.strip() == "True True", migrated.stderr

@@ -1,0 +1,122 @@
+"""store.migrate: the migrations build the models' schema, and every state a database can be in.
+
+The autogenerate comparison is the CI guard: a model change without its migration makes
+``compare_metadata`` non-empty here, on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+
+from store import migrate
+from store.db import make_engine
+from store.models import Base
+from tests.store import models_1abcf39
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def schema_diff(engine: Engine) -> list[object]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+
+def test_the_migrations_build_exactly_the_models_schema(engine: Engine) -> None:
+    status = migrate.upgrade(engine)
+    assert status.up_to_date and status.current == migrate.head()
+    assert schema_diff(engine) == []
+
+
+def test_a_model_change_without_migration_is_seen(engine: Engine) -> None:
+    """The guard above can fail: a column the migrations lack shows up in the comparison."""
+    migrate.upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE ticket ADD COLUMN stray INTEGER"))
+    assert [diff[0] for diff in schema_diff(engine)] == ["remove_column"]
+
+
+def test_the_baseline_is_the_first_releases_create_all(engine: Engine) -> None:
+    """0001 creates what 1abcf39's create_all created: same tables, columns and indexes."""
+    migrate.upgrade(engine, migrate.BASELINE)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        diff = compare_metadata(context, models_1abcf39.Base.metadata)
+    assert diff == []
+
+
+def test_a_new_database_reports_new(engine: Engine) -> None:
+    status = migrate.schema_status(engine)
+    assert (status.exists, status.current, status.up_to_date, status.newer) == (
+        False,
+        None,
+        False,
+        False,
+    )
+    assert migrate.current(engine) is None
+    assert status.head == migrate.head()
+
+
+def test_a_missing_sqlite_file_is_not_created_by_reading(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "intake.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        assert not migrate.schema_status(engine).exists
+        assert migrate.current(engine) is None
+        assert not path.exists() and not path.parent.exists()
+    finally:
+        engine.dispose()
+
+
+def test_a_database_from_before_migrations_is_stamped_and_upgraded(engine: Engine) -> None:
+    models_1abcf39.Base.metadata.create_all(engine)
+    before = migrate.schema_status(engine)
+    assert before.exists and before.legacy and not before.up_to_date
+    after = migrate.upgrade(engine)
+    assert after.up_to_date and not after.legacy
+    assert schema_diff(engine) == []
+
+
+def test_upgrading_twice_changes_nothing(engine: Engine) -> None:
+    first = migrate.upgrade(engine)
+    assert migrate.upgrade(engine) == first
+
+
+def test_a_partial_schema_is_refused_not_stamped(engine: Engine) -> None:
+    models_1abcf39.Base.metadata.tables["app_secret"].create(engine)
+    with pytest.raises(migrate.SchemaMismatchError, match="lacks charge, customer"):
+        migrate.upgrade(engine)
+    assert "alembic_version" not in inspect(engine).get_table_names()
+
+
+def test_a_revision_from_a_newer_version_is_reported_and_left_alone(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+    status = migrate.schema_status(engine)
+    assert status.newer and not status.up_to_date and status.current == "9999_future"
+    assert migrate.upgrade(engine).current == "9999_future"
+
+
+def test_create_if_new_creates_a_new_database_at_head(engine: Engine) -> None:
+    status = migrate.create_if_new(engine)
+    assert status.up_to_date and status.exists
+    assert schema_diff(engine) == []
+
+
+def test_create_if_new_leaves_an_old_database_for_the_operator(engine: Engine) -> None:
+    models_1abcf39.Base.metadata.create_all(engine)
+    status = migrate.create_if_new(engine)
+    assert status.legacy and not status.up_to_date
+    assert "alembic_version" not in inspect(engine).get_table_names()
