@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,6 +120,8 @@ def throttled_loop_errors(interval: float) -> LoopErrorHandler:
 
 
 def _error_kind(message: str, error: BaseException | None) -> str:
+    # "Exception in callback Server._start_serving(<objects>)": the reprs vary, the kind not.
+    message = re.sub(r"\([^)].*$", "", message)
     if error is None:
         return message
     name = type(error).__name__
