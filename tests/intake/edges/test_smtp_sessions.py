@@ -22,6 +22,8 @@ from sqlalchemy import event, func, select
 from structlog.testing import capture_logs
 
 import intake.edges.smtp as smtp_edge
+from intake.app import build_app, pipe_edge
+from intake.pipeline.core import Envelope
 from intake.settings import Settings
 from store.db import session_scope
 from store.models import InboundMessage
@@ -226,3 +228,22 @@ def test_a_client_hanging_up_during_a_slow_store_harms_no_other_client(
     # Not acknowledged, so its MTA sends it again: stored once either way.
     assert send(daemon, make_mail(message_id="<impatient@acme.example>"))[0] == 250
     assert count_stored(daemon, "impatient@acme.example") == 1
+
+
+def test_message_stored_line_is_the_same_from_the_pipe(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = build_app(make_settings())
+    envelope = Envelope("pipe", "stdin", "jane@acme.example", ("support@example.com",))
+    try:
+        with capture_logs() as logs:
+            pipe_edge(app).deliver_bytes(make_mail(), envelope, process=False)
+    finally:
+        app.engine.dispose()
+    [line] = [entry for entry in logs if entry["event"] == "message.stored"]
+    assert (line["origin"], line["peer"], line["mail_from"], line["rcpt_to"]) == (
+        "pipe",
+        "stdin",
+        "jane@acme.example",
+        ["support@example.com"],
+    )
