@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake.edges.groupcommit import GroupCommitWriter
 from intake.edges.imap import MailboxPoller, MailboxStore, PollerGroup, make_pollers
 from intake.edges.pipe import PipeEdge
-from intake.edges.smtp import IntakeHandler, make_smtp_factory
-from intake.logs import configure_logging
+from intake.edges.smtp import IntakeHandler, SmtpListener
+from intake.logs import configure_logging, throttled_loop_errors
 from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
 from intake.pipeline.identity import Identity
@@ -196,9 +196,16 @@ def loop_marker(settings: Settings) -> str:
 
 
 async def serve(app: App, stop: asyncio.Event | None = None) -> None:
-    """Run the SMTP listener, processing worker and outbox sender until ``stop``."""
+    """Run the SMTP listener, processing worker and outbox sender until ``stop``.
+
+    Then, losing nothing: the listener stops accepting (421), the sessions in DATA get
+    their answer within ``smtp.shutdown_grace``, the writer commits what is queued, the
+    worker and the outbox sender finish their round.
+    """
     stop = stop or _stop_on_signals()
     log = structlog.get_logger("intake.serve")
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(throttled_loop_errors(app.settings.logging.repeat_interval))
     writer = GroupCommitWriter(app.pipeline)
     writer.start()
     worker = ProcessingWorker(app.pipeline, app.sessions, app.settings.intake.sweep_interval)
@@ -210,10 +217,12 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         utc_now,
     )
     smtp = app.settings.smtp
-    server = await asyncio.get_running_loop().create_server(
-        make_smtp_factory(handler, smtp), host=smtp.host, port=smtp.port
-    )
-    port = server.sockets[0].getsockname()[1]
+    listener = SmtpListener(handler, smtp)
+    try:
+        port = await listener.start()
+    except BaseException:
+        await asyncio.to_thread(writer.stop)
+        raise
     pollers = _start_pollers(app, worker.submit)
     tasks = [
         asyncio.create_task(worker.run(stop)),
@@ -231,8 +240,9 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
     try:
         await stop.wait()
     finally:
-        server.close()
-        await server.wait_closed()
+        listener.stop_accepting()
+        await listener.drain(smtp.shutdown_grace)
+        await listener.close()
         await asyncio.to_thread(pollers.stop)
         await asyncio.to_thread(writer.stop)
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -4,6 +4,10 @@ JSON when stderr is not a TTY or the format is ``json``; every event carries a U
 timestamp and the level, and event names are namespaced (``message.processed``), so one
 ``message.processed`` line per message is enough for operators to follow the daemon.
 
+Repeated errors are throttled (``throttled_loop_errors``): the first with its traceback,
+then a count per interval, so a fault that repeats thousands of times a second (EMFILE on
+``accept()``) costs a few lines, not the disk.
+
 This module says *how* logs look; the composition root (``intake.app``) decides *when*
 they are wired, once per process, from ``Settings.logging``. Tracebacks are always plain
 text: structlog's fallback (rich, with local variables) would print message bodies and
@@ -13,8 +17,12 @@ client waits for its 451.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
+import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
@@ -74,3 +82,50 @@ def _rendering(use_json: bool, stream: TextIO) -> list[structlog.typing.Processo
             colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
     ]
+
+
+LoopErrorHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]
+
+
+def throttled_loop_errors(interval: float) -> LoopErrorHandler:
+    """An event-loop exception handler that cannot flood the log.
+
+    With file descriptors exhausted, asyncio reports every failed ``accept()`` (up to its
+    backlog per loop tick, again each second): once 1,055,857 tracebacks in 5 minutes. Per
+    kind of error (the loop's message and the exception's type and errno), the first
+    occurrence is logged with its traceback; later ones are counted and logged as one
+    ``loop.error_repeated`` line per ``interval`` seconds while they keep coming.
+    """
+    log = structlog.get_logger("intake.loop")
+    counts: dict[str, int] = {}  # kinds inside a window -> occurrences not logged yet
+
+    def flush(loop: asyncio.AbstractEventLoop, kind: str) -> None:
+        count = counts.pop(kind, 0)
+        if count:
+            log.error("loop.error_repeated", kind=kind, count=count, interval=interval)
+            counts[kind] = 0  # still coming: keep counting, not another traceback
+            loop.call_later(interval, flush, loop, kind)
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        kind = _error_kind(str(context.get("message", "")), error)
+        if kind in counts:
+            counts[kind] += 1
+            return
+        counts[kind] = 0
+        log.error("loop.error", kind=kind, exc_info=error if error is not None else False)
+        loop.call_later(interval, flush, loop, kind)
+
+    return handle
+
+
+def _error_kind(message: str, error: BaseException | None) -> str:
+    # "Exception in callback Server._start_serving(<objects>)": the reprs vary, the kind not.
+    message = re.sub(r"\([^)].*$", "", message)
+    if error is None:
+        return message
+    name = type(error).__name__
+    number = getattr(error, "errno", None)
+    if isinstance(number, int):
+        name = f"{name}/{errno.errorcode.get(number, number)}"
+    return f"{message}: {name}" if message else name

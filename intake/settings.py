@@ -126,6 +126,11 @@ class SmtpSettings(BaseModel):
     max_recipients: int = Field(default=100, gt=0)
     # RFC 5321 §4.5.3.2.7 asks for 10 minutes of DATA inactivity tolerance.
     timeout: float = Field(default=300.0, gt=0)
+    # On SIGTERM: seconds a session already in DATA may take to get its answer.
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    # Error replies (4xx/5xx) a session may get before 421 and disconnect, like Postfix's
+    # smtpd_hard_error_limit; delivering a message resets the count.
+    max_errors: int = Field(default=20, gt=0)
 
 
 class OutboundSettings(BaseModel):
@@ -294,6 +299,9 @@ class LoggingSettings(BaseModel):
     model_config = _STRICT
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
+    # A repeated error (same kind) is logged once with its traceback, then as one count
+    # per this many seconds.
+    repeat_interval: float = Field(default=60.0, gt=0)
 
 
 class Settings(BaseSettings):

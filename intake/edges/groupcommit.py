@@ -52,7 +52,13 @@ class GroupCommitWriter:
                 return
             batch = [first]
             stop_after = self._drain_into(batch)
-            self._commit(batch)  # type: ignore[arg-type]
+            try:
+                self._commit(batch)  # type: ignore[arg-type]
+            except Exception as exc:  # a bug here must not end the thread: SMTP would hang
+                structlog.get_logger("intake.writer").error(
+                    "writer.batch_failed", size=len(batch), error=type(exc).__name__
+                )
+                _fail_unanswered(batch)  # type: ignore[arg-type]
             if stop_after:
                 return
 
@@ -96,3 +102,14 @@ def _answer(future: Future[Stored], outcome: Stored | Exception) -> None:
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
+
+
+def _fail_unanswered(batch: list[tuple[NewInbound, Future[Stored]]]) -> None:
+    """After a failed batch, every caller still waiting gets its 451, none waits forever."""
+    for _, future in batch:
+        if future.done():
+            continue
+        if future.running():
+            future.set_exception(StoreError("could not store the message"))
+        else:
+            _answer(future, StoreError("could not store the message"))

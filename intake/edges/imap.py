@@ -48,7 +48,14 @@ from imapclient.exceptions import LoginError
 from intake.backoff import backoff_delay
 from intake.edges.mailboxes import Mailbox, resolve_mailbox
 from intake.errors import ConfigError, IntakeError, MailboxError
-from intake.pipeline.core import Envelope, NewInbound, Pipeline, Stored, prepare_inbound
+from intake.pipeline.core import (
+    Envelope,
+    NewInbound,
+    Pipeline,
+    Stored,
+    prepare_inbound,
+    stored_fields,
+)
 from intake.settings import ImapSettings, MailboxSettings
 from parsing import header_line_regex, is_header_line
 
@@ -326,14 +333,7 @@ class MailboxPoller:
 
     def _note_stored(self, uid: int, item: NewInbound, outcome: Stored, result: PollResult) -> None:
         self.log.info(
-            "message.stored",
-            inbound_id=outcome.inbound_id,
-            message_id=item.message_id,
-            origin="imap",
-            uid=uid,
-            size=len(item.raw),
-            duplicate=outcome.duplicate,
-        )
+"message.stored", uid=uid, **stored_fields(item, outcome))
         if outcome.duplicate:
             result.duplicates += 1
         else:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from intake.pipeline.core import Clock, Envelope, Pipeline, prepare_inbound
+from intake.pipeline.core import Clock, Envelope, Pipeline, prepare_inbound, stored_fields
 from intake.replies.sender import OutboxSender
 
 
@@ -58,14 +58,7 @@ class PipeEdge:
         # Stored: from here on nothing may turn the exit status into a failure, or the MTA
         # would deliver the message a second time.
         try:
-            log.info(
-                "message.stored",
-                inbound_id=stored.inbound_id,
-                message_id=item.message_id,
-                origin="pipe",
-                size=len(raw),
-                duplicate=stored.duplicate,
-            )
+            log.info("message.stored", **stored_fields(item, stored))
             if process and not stored.duplicate:
                 self.pipeline.process(stored.inbound_id)
                 asyncio.run(self.outbox.flush_once())

@@ -1,30 +1,48 @@
-"""The SMTP edge: an aiosmtpd handler that accepts mail for the support addresses only.
+"""The SMTP edge: an aiosmtpd listener that accepts mail for the support addresses only.
 
 Thin by design: it turns SMTP events into ``(bytes, Envelope)``, stores them through the
 group-commit writer (COMMIT 1) and maps the result onto reply codes (RFC 5321 §4.2,
 enhanced status codes per RFC 3463): 250 only after the commit, 451 when the store
 failed so the client retries, 550 5.1.1 for any other recipient (never an open relay),
 552 above the size limit (enforced by aiosmtpd's ``data_size_limit``).
+
+It owns the listener's life as one unit (``SmtpListener``): start, stop accepting (421 to
+new sessions and transactions), drain the sessions in DATA within a grace period, close.
+And the session rules a mail admin expects from an MTA: ``postmaster`` is accepted (RFC
+5321 §4.5.1), lines longer than 1,000 octets are accepted up to the size limit (as
+Postfix does; real mail has them), an unexpected error is a 451 rather than aiosmtpd's
+permanent 500, and a client that keeps making errors is disconnected with 421 (Postfix's
+``smtpd_hard_error_limit``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import traceback
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, AnyStr
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from intake.edges.groupcommit import GroupCommitWriter
-from intake.pipeline.core import Clock, prepare_inbound
+from intake.pipeline.core import Clock, prepare_inbound, stored_fields
 from intake.pipeline.core import Envelope as IntakeEnvelope
 from intake.settings import SmtpSettings
-from parsing import address_key
+from parsing import address_domain, address_key
+
+# RFC 5321 §4.5.1: "postmaster" (any case) with or without a domain MUST be accepted.
+POSTMASTER = "postmaster"
+QUEUED = "250 2.0.0 Ok: queued as"
+STORE_FAILED = "451 4.3.0 Requested action aborted: message could not be stored, try again"
+# RFC 3463 §3.5: X.3.2 "system not accepting network messages" (we are shutting down).
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+TOO_MANY_ERRORS = "421 4.7.0 Too many errors, closing connection"
 
 
 class IntakeHandler:
-    """aiosmtpd handler hooks (``handle_RCPT``, ``handle_DATA``)."""
+    """aiosmtpd handler hooks (``handle_RCPT``, ``handle_DATA``, ``handle_exception``)."""
 
     def __init__(
         self,
@@ -35,16 +53,30 @@ class IntakeHandler:
         clock: Clock,
     ) -> None:
         self.support = frozenset(address_key(a) for a in support_addresses)
+        self.domains = frozenset(address_domain(a) for a in self.support) - {None}
         self.max_recipients = max_recipients
         self.writer = writer
         self.on_stored = on_stored
         self.clock = clock
         self.log = structlog.get_logger("intake.smtp")
 
+    def accepts(self, address: str) -> bool:
+        """A support address, or postmaster bare or at one of their domains (RFC 5321 §4.5.1).
+
+        Postmaster mail is stored and processed like mail to the support address: the
+        support desk is the people responsible for this mail host, machine mail to it
+        (bounces, reports) is recorded and never answered, a person gets a ticket.
+        """
+        key = address_key(address)
+        if key in self.support:
+            return True
+        local, at, domain = key.rpartition("@") if "@" in key else (key, "", "")
+        return local == POSTMASTER and (not at or domain in self.domains)
+
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if address_key(address) not in self.support:
+        if not self.accepts(address):
             self.log.info("smtp.rcpt_refused", peer=_peer(session), rcpt=address)
             return f"550 5.1.1 <{address}>: recipient address rejected: not a support address"
         if len(envelope.rcpt_tos) >= self.max_recipients:
@@ -68,23 +100,43 @@ class IntakeHandler:
             stored = await self.writer.store(item)
         except Exception as exc:
             self.log.error("smtp.store_failed", peer=origin.origin_ref, error=str(exc))
-            return "451 4.3.0 Requested action aborted: message could not be stored, try again"
-        self.log.info(
-            "message.stored",
-            inbound_id=stored.inbound_id,
-            message_id=item.message_id,
-            origin="smtp",
-            size=len(raw),
-            duplicate=stored.duplicate,
-        )
+            return STORE_FAILED
+        self.log.info("message.stored", **stored_fields(item, stored))
         if not stored.duplicate:
-            self.on_stored(stored.inbound_id)
-        return f"250 2.0.0 Ok: queued as {stored.inbound_id}"
+            # Committed: whatever happens now, the answer is 250 (the worker's sweep finds
+            # a message nobody handed over).
+            try:
+                self.on_stored(stored.inbound_id)
+            except Exception as exc:
+                self.log.error(
+                    "smtp.handover_failed", inbound_id=stored.inbound_id, error=_kind(exc)
+                )
+        return f"{QUEUED} {stored.inbound_id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Any error outside the hooks' own handling: our fault, so 451, never a 5xx.
+
+        aiosmtpd's default answer is ``500 Error: (Type) text``, a permanent failure that
+        makes the sender's MTA bounce mail we should have taken. Only the error's type and
+        where it was raised are logged: its text may quote the message or SQL parameters.
+        """
+        frames = traceback.extract_tb(error.__traceback__)
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
+        self.log.error("smtp.session_error", error=_kind(error), where=where)
+        return "451 4.3.0 Requested action aborted: local error in processing"
 
 
-def make_smtp_factory(handler: IntakeHandler, settings: SmtpSettings) -> Callable[[], SMTP]:
-    def factory() -> SMTP:
-        return SMTP(
+class IntakeSMTP(SMTP):
+    """One SMTP session: aiosmtpd's protocol plus our session rules (see module docstring)."""
+
+    def __init__(
+        self, handler: IntakeHandler, settings: SmtpSettings, listener: SmtpListener
+    ) -> None:
+        # Read by SMTP.__init__ for its stream limit, so set first. RFC 5321 §4.5.3.1.6's
+        # 1,000 octets is a limit senders should keep; Postfix accepts longer lines and
+        # real mail (Outlook, deep quoting) has them. The limit that matters is the size.
+        self.line_length_limit = settings.max_message_size + 2
+        super().__init__(
             handler,
             data_size_limit=settings.max_message_size,
             enable_SMTPUTF8=True,  # RFC 6531: internationalised addresses
@@ -93,8 +145,158 @@ def make_smtp_factory(handler: IntakeHandler, settings: SmtpSettings) -> Callabl
             ident="ticket-intake ESMTP",
             timeout=settings.timeout,
         )
+        self.listener = listener
+        self.max_errors = settings.max_errors
+        self.errors = 0
+        self.in_data = False
+        self.closing = False
 
-    return factory
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.listener.sessions.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.listener.sessions.discard(self)
+        super().connection_lost(error)
+
+    async def push(self, status: AnyStr) -> None:
+        await super().push(status)
+        text = status.decode("ascii", "replace") if isinstance(status, bytes) else str(status)
+        if text.startswith(QUEUED):
+            self.errors = 0  # Postfix counts errors "without delivering mail"
+        elif text[:1] in ("4", "5") and not self.closing:
+            self.errors += 1
+            if self.errors >= self.max_errors:
+                log = structlog.get_logger("intake.smtp")
+                log.warning("smtp.too_many_errors", peer=self.peer_text, errors=self.errors)
+                await self.hang_up(TOO_MANY_ERRORS)
+
+    async def hang_up(self, status: str) -> None:
+        """Answer ``status`` (a 421, RFC 5321 §3.8) and close the connection."""
+        self.closing = True
+        with contextlib.suppress(ConnectionError):
+            await super().push(status)
+        if self.transport is not None:
+            self.transport.close()
+
+    def hang_up_now(self, status: str) -> None:
+        """The same, from outside the session's task: write what fits, then close."""
+        self.closing = True
+        if self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(Exception):
+                self._writer.write(status.encode("ascii") + b"\r\n")
+            self.transport.close()
+
+    @property
+    def peer_text(self) -> str:
+        return _peer(self.session) if self.session is not None else "?"
+
+    async def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's name
+        if not self.listener.accepting:
+            await self.hang_up(SHUTTING_DOWN)
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's name
+        self.in_data = True
+        self.listener.busy_changed()
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.in_data = False
+            self.listener.busy_changed()
+        if not self.listener.accepting and not self.closing:
+            await self.hang_up(SHUTTING_DOWN)
+
+
+class _Refuse(asyncio.Protocol):
+    """A connection that arrives while we shut down: 421 as the greeting (RFC 5321 §3.1)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(SHUTTING_DOWN.encode("ascii") + b"\r\n")
+        transport.close()
+
+
+class SmtpListener:
+    """The SMTP listener as one unit: ``start``, ``stop_accepting``, ``drain``, ``close``.
+
+    Shutting down loses nothing: after ``stop_accepting`` new connections and new
+    transactions get 421 (the client retries later), idle sessions are told 421 and
+    closed, and a session in DATA keeps its writer until it has its answer, for up to
+    ``drain``'s grace; only then is it cut off (421), unacknowledged.
+    """
+
+    def __init__(self, handler: IntakeHandler, settings: SmtpSettings) -> None:
+        self.handler = handler
+        self.settings = settings
+        self.sessions: set[IntakeSMTP] = set()
+        self.accepting = True
+        self._server: asyncio.Server | None = None
+        self._idle = asyncio.Event()
+        self.log = structlog.get_logger("intake.smtp")
+
+    async def start(self) -> int:
+        """Listen; the port actually bound (``smtp.port`` 0 picks a free one)."""
+        self._server = await asyncio.get_running_loop().create_server(
+            self._protocol, host=self.settings.host, port=self.settings.port
+        )
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def _protocol(self) -> asyncio.Protocol:
+        if not self.accepting:
+            return _Refuse()
+        return IntakeSMTP(self.handler, self.settings, self)
+
+    def busy(self) -> list[IntakeSMTP]:
+        return [session for session in self.sessions if session.in_data]
+
+    def busy_changed(self) -> None:
+        if not self.busy():
+            self._idle.set()
+        else:
+            self._idle.clear()
+
+    def stop_accepting(self) -> None:
+        """New sessions and transactions get 421 from now on; idle sessions are closed."""
+        self.accepting = False
+        for session in list(self.sessions):
+            if not session.in_data:
+                session.hang_up_now(SHUTTING_DOWN)
+        self.busy_changed()
+        self.log.info("smtp.draining", sessions_in_data=len(self.busy()))
+
+    async def drain(self, grace: float) -> bool:
+        """Wait up to ``grace`` seconds for the sessions in DATA to get their answer.
+
+        True when all did; the ones still in DATA after the grace are cut off with 421
+        (nothing acknowledged: the client sends again).
+        """
+        self.busy_changed()
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+            drained = True
+        except TimeoutError:
+            drained = False
+        left = self.busy()
+        for session in left:
+            session.hang_up_now(SHUTTING_DOWN)
+        self.log.info("smtp.drained", complete=drained, cut_off=len(left))
+        return drained
+
+    async def close(self) -> None:
+        """Stop listening and let closed sessions finish their teardown."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for session in list(self.sessions):
+            session.hang_up_now(SHUTTING_DOWN)
+        # connection_lost runs on the next loop iterations; bounded, never a hang.
+        for _ in range(100):
+            if not self.sessions:
+                break
+            await asyncio.sleep(0.01)
 
 
 def _peer(session: Session) -> str:
@@ -102,3 +304,7 @@ def _peer(session: Session) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return str(peer)
+
+
+def _kind(error: BaseException) -> str:
+    return type(error).__name__

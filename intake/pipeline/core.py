@@ -147,6 +147,24 @@ def prepare_inbound(raw: bytes, envelope: Envelope, now: datetime) -> repo.NewIn
     )
 
 
+def stored_fields(item: repo.NewInbound, stored: repo.Stored) -> dict[str, object]:
+    """The ``message.stored`` log line, the same from every edge: ids, the envelope, outcome.
+
+    Envelope addresses are what an operator traces a message by; the body never appears.
+    ``peer`` is the edge's ``origin_ref`` (SMTP client, IMAP mailbox/UID; none for a pipe).
+    """
+    return {
+        "inbound_id": stored.inbound_id,
+        "message_id": item.message_id,
+        "origin": item.origin,
+        "peer": item.origin_ref,
+        "mail_from": item.envelope_from,
+        "rcpt_to": list(item.envelope_to),
+        "size": len(item.raw),
+        "duplicate": stored.duplicate,
+    }
+
+
 @dataclass
 class Pipeline:
     sessions: sessionmaker[Session]

@@ -57,3 +57,31 @@ def test_a_caller_that_gave_up_does_not_stop_the_writer(first_fails: bool) -> No
     finally:
         store.gate.set()
         writer.stop()
+
+
+class MiscountingStore:
+    """A store with a bug: the first call answers for fewer items than it was given."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def ingest(self, items: Sequence[NewInbound]) -> list[Stored]:
+        self.calls += 1
+        if self.calls == 1:
+            return []
+        return [Stored(200 + self.calls, False) for _ in items]
+
+
+def test_a_failing_batch_answers_its_callers_and_the_writer_lives_on() -> None:
+    writer = GroupCommitWriter(MiscountingStore())  # type: ignore[arg-type]
+    writer.start()
+
+    async def scenario() -> Stored:
+        with pytest.raises(StoreError):  # an answer (the client's 451), not a hang
+            await asyncio.wait_for(writer.store(item("k1")), timeout=30)
+        return await asyncio.wait_for(writer.store(item("k2")), timeout=30)
+
+    try:
+        assert asyncio.run(scenario()) == Stored(202, False)
+    finally:
+        writer.stop()
