@@ -36,7 +36,8 @@ class AutoCloser:
 
     def run_once(self, now: datetime) -> list[str]:
         """Close every ticket whose waiting time ran out by ``now``; their numbers."""
-        with session_scope(self.sessions) as session:
+        # A write transaction: the notices it queues count against the reply budget.
+        with session_scope(self.sessions, write=True) as session:
             closed = self.close_due(session, now)
         for number in closed:
             structlog.get_logger("intake.autoclose").info("ticket.auto_closed", ticket=number)
