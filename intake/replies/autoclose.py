@@ -46,8 +46,11 @@ class AutoCloser:
     def close_due(self, session: Session, now: datetime) -> list[str]:
         """Close and notify inside the caller's transaction (``run_once`` commits it)."""
         closed: list[str] = []
-        for ticket in repo.tickets_waiting_since(session, now - self._shortest_wait()):
-            if self._expired(ticket, now):
+        for candidate in repo.tickets_waiting_since(session, now - self._shortest_wait()):
+            # Locked and read again: a follow-up on another instance may have answered
+            # (and reopened) it since the list was read; closing that would undo it.
+            ticket = repo.lock_ticket(session, candidate.id)
+            if ticket.status == TicketStatus.WAITING_CUSTOMER and self._expired(ticket, now):
                 self._close(session, ticket, now)
                 closed.append(ticket.number or "")
         return closed
