@@ -2,8 +2,10 @@
 
 They never commit (``session_scope`` does) and keep the invariants that need the
 database: idempotent inbound inserts, ticket numbers from the ticket's own identity,
-a charge ledger keyed against duplicates, and outbox claims that several instances can
-make at once (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+a charge ledger keyed against duplicates, and what several instances on one database
+need: outbox claims made at once (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), owned and
+renewed, whose outcome only the owner records; ticket rows locked for read-modify-write
+(``lock_ticket``); the reply budget locked per recipient (``lock_recipients``).
 """
 
 from __future__ import annotations
