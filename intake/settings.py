@@ -148,6 +148,9 @@ class OutboundSettings(BaseModel):
     backoff_initial: float = Field(default=30.0, gt=0)  # seconds, doubled per attempt
     backoff_max: float = Field(default=3600.0, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
+    # Seconds a sender's claim on a reply lasts; renewed every third of it while the batch
+    # is sent, so only a dead sender's claim runs out (and then another sender takes over).
+    claim_ttl: float = Field(default=30.0, ge=1)
 
     @property
     def uses_relay(self) -> bool:

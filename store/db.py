@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,10 +61,21 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """The only place that commits: everything inside is one transaction."""
+def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
+    """The only place that commits: everything inside is one transaction.
+
+    ``write``: the transaction reads rows in order to change them (a follow-up merging
+    fields into its ticket, the reply budget counting before it queues, an outbox claim).
+    On SQLite it starts with ``BEGIN IMMEDIATE``, taking the database's one write lock
+    before the first read: pysqlite otherwise runs the reads outside any transaction and
+    begins only at the first write, so two writers could both act on what they read
+    before the other committed (a lost update). PostgreSQL needs nothing here: those
+    reads lock their rows (``SELECT … FOR UPDATE``, advisory locks) in the repository.
+    """
     session = factory()
     try:
+        if write and session.get_bind().dialect.name == "sqlite":
+            session.execute(text("BEGIN IMMEDIATE"))
         yield session
         session.commit()
     except BaseException:

@@ -84,7 +84,7 @@ class TicketStatus(StrEnum):
 
 class OutboxStatus(StrEnum):
     QUEUED = "queued"
-    SENDING = "sending"  # claimed by a sender until claimed_until
+    SENDING = "sending"  # claimed by the sender ``claim_owner`` until ``claimed_until``
     SENT = "sent"
     DEAD = "dead"  # gave up after max attempts, or the relay refused permanently
     SUPPRESSED = "suppressed"  # decided not to send (kept for the record)
@@ -205,6 +205,9 @@ class OutboxMessage(Base):
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
+    # The sender instance (host:pid:random) holding the claim; it renews ``claimed_until``
+    # while it sends, and only it may record the outcome (repository.mark_sent).
+    claim_owner: Mapped[str | None] = mapped_column(String(256))
     claimed_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]

@@ -2,8 +2,10 @@
 
 They never commit (``session_scope`` does) and keep the invariants that need the
 database: idempotent inbound inserts, ticket numbers from the ticket's own identity,
-a charge ledger keyed against duplicates, and outbox claims that several instances can
-make at once (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+a charge ledger keyed against duplicates, and what several instances on one database
+need: outbox claims made at once (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), owned and
+renewed, whose outcome only the owner records; ticket rows locked for read-modify-write
+(``lock_ticket``); the reply budget locked per recipient (``lock_recipients``).
 """
 
 from __future__ import annotations
@@ -237,6 +239,24 @@ def outbox_for_ticket(session: Session, ticket_id: int) -> list[OutboxMessage]:
     return list(session.execute(statement).scalars())
 
 
+def lock_ticket(session: Session, ticket_id: int) -> Ticket:
+    """The ticket re-read and locked (``SELECT … FOR UPDATE`` on PostgreSQL) for COMMIT 2.
+
+    A follow-up or staff reply reads the ticket and writes it back (fields merged, missing
+    list shortened): two instances doing that at once would each lose the other's change.
+    The lock holds until the transaction ends; SQLite has its one write lock already
+    (``session_scope(write=True)``). ``populate_existing``: a copy the session loaded
+    before the lock (threading looks tickets up) is refreshed, never trusted.
+    """
+    statement = (
+        select(Ticket)
+        .where(Ticket.id == ticket_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.execute(statement).scalar_one()
+
+
 def ticket_by_number(session: Session, number: str) -> Ticket | None:
     return session.execute(select(Ticket).where(Ticket.number == number)).scalar_one_or_none()
 
@@ -318,12 +338,15 @@ def enqueue_reply(session: Session, reply: OutboxMessage) -> bool:
 
 
 def claim_outbox(
-    session: Session, now: datetime, lease: timedelta, limit: int = 20
+    session: Session, now: datetime, ttl: timedelta, owner: str, limit: int = 20
 ) -> list[OutboxMessage]:
-    """Claim due replies for this sender until ``now + lease``.
+    """Claim due replies for the sender ``owner`` until ``now + ttl``.
 
-    A claim whose lease ran out (the sender died mid-delivery) is claimable again; the
-    reply keeps its Message-ID, so a second delivery is recognisably the same mail.
+    The owner renews the claim while it sends (``renew_outbox_claims``); a claim that ran
+    out (its sender died mid-delivery) is claimable again, by anyone. The reply keeps its
+    Message-ID, so a second delivery is recognisably the same mail. Run it in a write
+    transaction (``session_scope(write=True)``): on SQLite that makes the select and the
+    update one step, on PostgreSQL ``FOR UPDATE SKIP LOCKED`` does.
     """
     due = or_(
         (OutboxMessage.status == OutboxStatus.QUEUED) & (OutboxMessage.next_attempt_at <= now),
@@ -335,32 +358,85 @@ def claim_outbox(
     rows = list(session.execute(statement).scalars())
     for row in rows:
         row.status = OutboxStatus.SENDING
-        row.claimed_until = now + lease
+        row.claim_owner = owner
+        row.claimed_until = now + ttl
     session.flush()
     return rows
 
 
-def mark_sent(session: Session, outbox_id: int, now: datetime) -> None:
-    session.execute(
+def _claimed_by(owner: str) -> Any:
+    """Rows whose claim is still ``owner``'s: sending, and nobody has claimed them since.
+
+    An expired claim nobody took over is still the owner's: recording that owner's
+    delivery then is the truth, and refusing it would only send the reply a second time.
+    Any other sender's claim replaces ``claim_owner``, and from then on the first owner
+    can change nothing.
+    """
+    return (OutboxMessage.claim_owner == owner) & (OutboxMessage.status == OutboxStatus.SENDING)
+
+
+def renew_outbox_claims(
+    session: Session, outbox_ids: Sequence[int], owner: str, until: datetime
+) -> set[int]:
+    """Extend ``owner``'s claims to ``until`` (the heartbeat); returns the ids still held."""
+    if not outbox_ids:
+        return set()
+    statement = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(list(outbox_ids)))
+        .where(_claimed_by(owner))
+        .values(claimed_until=until)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(session.execute(statement).scalars())
+
+
+def mark_sent(session: Session, outbox_id: int, owner: str, now: datetime) -> bool:
+    """Record the delivery, if the claim is still ``owner``'s; True when it applied."""
+    statement = (
         update(OutboxMessage)
         .where(OutboxMessage.id == outbox_id)
-        .values(status=OutboxStatus.SENT, sent_at=now, claimed_until=None, last_error=None)
+        .where(_claimed_by(owner))
+        .values(
+            status=OutboxStatus.SENT,
+            sent_at=now,
+            claim_owner=None,
+            claimed_until=None,
+            last_error=None,
+        )
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
     )
+    return session.execute(statement).scalar_one_or_none() is not None
 
 
 def mark_delivery_failed(
-    session: Session, outbox_id: int, error: str, next_attempt_at: datetime | None
-) -> None:
-    """Count a failed delivery; ``next_attempt_at=None`` makes the reply dead."""
-    row = session.get_one(OutboxMessage, outbox_id)
-    row.attempts += 1
-    row.last_error = error[:4000]
-    row.claimed_until = None
-    if next_attempt_at is None:
-        row.status = OutboxStatus.DEAD
-    else:
-        row.status = OutboxStatus.QUEUED
-        row.next_attempt_at = next_attempt_at
+    session: Session, outbox_id: int, owner: str, error: str, next_attempt_at: datetime | None
+) -> bool:
+    """Count a failed delivery, if the claim is still ``owner``'s; True when it applied.
+
+    ``next_attempt_at=None`` makes the reply dead. A late failure of a sender that lost
+    its claim never resets a row another sender has delivered (or is delivering).
+    """
+    values: dict[str, Any] = {
+        "attempts": OutboxMessage.attempts + 1,
+        "last_error": error[:4000],
+        "claim_owner": None,
+        "claimed_until": None,
+        "status": OutboxStatus.DEAD if next_attempt_at is None else OutboxStatus.QUEUED,
+    }
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    statement = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id == outbox_id)
+        .where(_claimed_by(owner))
+        .values(**values)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).scalar_one_or_none() is not None
 
 
 def list_outbox(
@@ -373,12 +449,21 @@ def list_outbox(
 
 
 def retry_outbox(session: Session, outbox_id: int, now: datetime) -> bool:
-    row = session.get(OutboxMessage, outbox_id)
+    """Queue a reply again for the daemon's sender: attempts reset, due ``now``.
+
+    Refused (False) for an unknown id, a sent reply, and one a sender holds a live claim
+    on (it is being delivered right now).
+    """
+    row = session.get(OutboxMessage, outbox_id, with_for_update=True)
     if row is None or row.status == OutboxStatus.SENT:
+        return False
+    live = row.claimed_until is not None and row.claimed_until > now
+    if row.status == OutboxStatus.SENDING and live:
         return False
     row.status = OutboxStatus.QUEUED
     row.attempts = 0
     row.next_attempt_at = now
+    row.claim_owner = None
     row.claimed_until = None
     return True
 
@@ -419,6 +504,13 @@ def acquire_mailbox_lease(
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def mailbox_lease_expiry(session: Session, name: str) -> datetime | None:
+    """When the mailbox's current lease runs out; None when nobody holds one."""
+    return session.execute(
+        select(MailboxState.lease_expires_at).where(MailboxState.name == name)
+    ).scalar_one_or_none()
 
 
 def release_mailbox_lease(session: Session, name: str, owner: str) -> None:
@@ -643,3 +735,101 @@ def has_reply_to(session: Session, inbound_message_id: int) -> bool:
         .limit(1)
     )
     return session.execute(statement).first() is not None
+
+
+# Advisory-lock namespace of the reply budget (the first key of PostgreSQL's two-key form,
+# which never collides with the one-key locks other code may take).
+_BUDGET_LOCK_NAMESPACE = 0x42554447  # "BUDG"
+
+
+def lock_recipients(session: Session, addresses: Sequence[str]) -> None:
+    """Hold the reply budget of these recipients until the transaction ends.
+
+    Counting a recipient's recent replies and queueing one more must be one step across
+    instances and processes, else two of them both see 9 of 10 and both send. PostgreSQL:
+    a transaction-scoped advisory lock per recipient key (``pg_advisory_xact_lock``), taken
+    in key order so two transactions never wait on each other crosswise. SQLite: the write
+    transaction (``session_scope(write=True)``) already holds the whole database.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted({recipient_key(a) for a in addresses if a.strip()}):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:key))"),
+            {"namespace": _BUDGET_LOCK_NAMESPACE, "key": key},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientUsage:
+    """What the reply budget needs to know of one recipient."""
+
+    suppressed_until: datetime | None  # None unless a bounce suppresses it at ``now``
+    last_hour: int  # automatic replies created in the last hour (suppressed rows excluded)
+    last_day: int
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetFacts:
+    answered: bool  # the inbound message already has a (not suppressed) reply
+    usage: dict[str, RecipientUsage]  # by recipient_key
+
+
+def budget_facts(
+    session: Session,
+    addresses: Sequence[str],
+    now: datetime,
+    *,
+    hour_since: datetime,
+    day_since: datetime,
+    inbound_message_id: int | None = None,
+) -> BudgetFacts:
+    """Everything the reply budget reads, for every recipient, in one query.
+
+    One SELECT of scalar subqueries (suppression, hour count, day count per recipient,
+    and whether the inbound message was answered) instead of three or four round trips
+    per recipient.
+    """
+    keys = list(dict.fromkeys(recipient_key(a) for a in addresses if a.strip()))
+    columns: list[Any] = []
+    for i, key in enumerate(keys):
+        columns.append(
+            select(RecipientState.suppressed_until)
+            .where(RecipientState.address == key)
+            .scalar_subquery()
+            .label(f"s{i}")
+        )
+        columns.append(_recent_replies(key, hour_since).label(f"h{i}"))
+        columns.append(_recent_replies(key, day_since).label(f"d{i}"))
+    if inbound_message_id is not None:
+        answered = (
+            select(OutboxMessage.id)
+            .where(OutboxMessage.inbound_message_id == inbound_message_id)
+            .where(OutboxMessage.status != OutboxStatus.SUPPRESSED)
+            .exists()
+        )
+        columns.append(answered.label("answered"))
+    if not columns:
+        return BudgetFacts(False, {})
+    row = session.execute(select(*columns)).one()
+    usage = {}
+    for i, key in enumerate(keys):
+        until = row[3 * i]
+        usage[key] = RecipientUsage(
+            suppressed_until=until if until is not None and until > now else None,
+            last_hour=int(row[3 * i + 1]),
+            last_day=int(row[3 * i + 2]),
+        )
+    return BudgetFacts(bool(row[-1]) if inbound_message_id is not None else False, usage)
+
+
+def _recent_replies(key: str, since: datetime) -> Any:
+    return (
+        select(func.count())
+        .select_from(OutboxRecipient)
+        .join(OutboxMessage, OutboxMessage.id == OutboxRecipient.outbox_id)
+        .where(OutboxRecipient.address == key)
+        .where(OutboxRecipient.created_at > since)
+        .where(OutboxMessage.status != OutboxStatus.SUPPRESSED)
+        .scalar_subquery()
+    )

@@ -82,16 +82,22 @@ def outbox_list(status: str | None, as_json: bool, **common: Any) -> None:
 @click.argument("ids", nargs=-1, type=int, required=True)
 @common_options
 def outbox_retry(ids: tuple[int, ...], **common: Any) -> None:
-    """Queue dead or failed replies again (attempts reset) and try them now."""
+    """Queue dead or failed replies again (attempts reset, due now) for the daemon.
+
+    The running daemon's sender delivers them, with its relay settings; this command
+    sends nothing itself (a shell's settings may well differ from the daemon's).
+    """
     from store import repository as repo
     from store.db import session_scope
 
     app = open_app(settings_from(common))
     with session_scope(app.sessions) as session:
-        unknown = [i for i in ids if not repo.retry_outbox(session, i, utc_now())]
-    if unknown:
-        raise click.ClickException(f"not retryable (unknown or already sent): {unknown}")
-    asyncio.run(app.outbox.flush_once())
+        refused = [i for i in ids if not repo.retry_outbox(session, i, utc_now())]
+        if refused:  # raised inside the transaction: it rolls back, nothing is queued
+            raise click.ClickException(
+                f"not retryable (unknown, already sent, or being sent now): {refused}"
+            )
+    click.echo(f"queued {len(ids)} replies for the daemon's sender")
 
 
 @outbox.command(name="flush")

@@ -29,13 +29,10 @@ session; the poller reconnects after an exponential backoff with jitter, records
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import socket
 import ssl
 import threading
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,6 +45,7 @@ from imapclient.exceptions import LoginError
 from intake.backoff import backoff_delay
 from intake.edges.mailboxes import Mailbox, resolve_mailbox
 from intake.errors import ConfigError, IntakeError, MailboxError
+from intake.instance import instance_id
 from intake.pipeline.core import (
     Envelope,
     NewInbound,
@@ -62,6 +60,8 @@ from parsing import header_line_regex, is_header_line
 Clock = Callable[[], datetime]
 DELETED = rb"\Deleted"
 _JITTER = 0.2  # ±20 % around each reconnect delay
+# A standby tries for the lease this long after it lapses: the store compares strictly.
+_STANDBY_MARGIN = 0.05
 _RETURN_PATH = re.compile(
     rb"^" + header_line_regex("Return-Path").encode() + rb"[ \t]*<([^>\r\n]*)>",
     re.IGNORECASE | re.MULTILINE,
@@ -92,6 +92,10 @@ class MailboxStore(Protocol):
 
     def acquire_lease(self, mailbox: str, owner: str, now: datetime, until: datetime) -> bool:
         """Take or renew the lease on a mailbox until ``until``; False: another holds it."""
+        ...
+
+    def lease_expiry(self, mailbox: str) -> datetime | None:
+        """When the mailbox's current lease runs out (None: nobody holds it)."""
         ...
 
     def release_lease(self, mailbox: str, owner: str) -> None:
@@ -392,6 +396,25 @@ class MailboxPoller:
         until = now + timedelta(seconds=self.settings.lease_duration)
         return self.state.acquire_lease(self.mailbox.name, self.owner, now, until)
 
+    def standby_wait(self) -> float:
+        """Seconds a standby sleeps before trying for the lease again.
+
+        Until the holder's lease runs out (plus a moment): the holder renews it every
+        third of ``lease_duration``, so a live holder is found again, and a dead one's
+        lease is taken as soon as it lapses, within one lease duration of the holder's
+        last renewal. A fixed ``min(poll_interval, lease_duration)`` could wake just
+        before the lapse and sleep a whole lease more (up to twice the lease).
+        """
+        duration = self.settings.lease_duration
+        try:
+            expires = self.state.lease_expiry(self.mailbox.name)
+        except Exception:  # the store stopped answering: look again a little later
+            return duration / 4
+        if expires is None:  # released just now: free at the next try
+            return _STANDBY_MARGIN
+        remaining = (expires - self.clock()).total_seconds()
+        return min(max(remaining, 0.0) + _STANDBY_MARGIN, duration)
+
     def release_lease(self) -> None:
         try:
             self.state.release_lease(self.mailbox.name, self.owner)
@@ -441,7 +464,7 @@ class MailboxPoller:
                     if not standby_logged:
                         self.log.info("imap.standby", reason="another instance holds the lease")
                     standby_logged = True
-                    stop.wait(min(self.settings.poll_interval, self.settings.lease_duration))
+                    stop.wait(self.standby_wait())
                     continue
                 standby_logged = False
                 self._session(stop)
@@ -533,8 +556,8 @@ def _counts(result: PollResult) -> dict[str, int]:
 
 
 def lease_owner() -> str:
-    """This process's identity for mailbox leases."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """This process's identity for mailbox leases (one per ``make_pollers`` call)."""
+    return instance_id()
 
 
 @dataclass

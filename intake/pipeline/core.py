@@ -224,7 +224,8 @@ class Pipeline:
 
     def _process(self, inbound_id: int) -> Outcome:
         now = self.clock()
-        with session_scope(self.sessions) as session:
+        # A write transaction: the ticket and the reply budget are read to be changed.
+        with session_scope(self.sessions, write=True) as session:
             row = repo.get_inbound(session, inbound_id, lock=True)
             if row is None:
                 return Outcome(inbound_id, Result.MISSING)
@@ -239,7 +240,9 @@ class Pipeline:
 
     def _decide(self, work: Work, thread: Threading) -> Decision:
         match = thread.match
-        ticket = work.session.get(Ticket, match.ticket_id) if match else None
+        # Locked before it is read: the decision and the follow-up's merge of fields see
+        # the ticket as it is, not as another instance's concurrent COMMIT 2 leaves it.
+        ticket = repo.lock_ticket(work.session, match.ticket_id) if match else None
         state = TicketState.of(ticket) if ticket else None
         return decide(
             work.assessment, thread, state, now=work.now, reopen_window=self.reopen_window
@@ -295,11 +298,11 @@ class Pipeline:
             case IgnoreMachine():
                 return Applied(InboundStatus.IGNORED, Result.IGNORED, None, self._machine(work))
             case StaffReply(ticket_id=ticket_id):
-                ticket = session.get_one(Ticket, ticket_id)
+                ticket = repo.lock_ticket(session, ticket_id)  # read-modify-write
                 changes = ChangeRecord(apply_staff_reply(ticket, now))
                 return Applied(InboundStatus.PROCESSED, Result.STAFF_REPLY, ticket, changes)
             case FollowUp(ticket_id=ticket_id):
-                return self._follow_up(work, session.get_one(Ticket, ticket_id))
+                return self._follow_up(work, repo.lock_ticket(session, ticket_id))
             case ReopenAsNew(parent_id=parent_id):
                 return self._new_ticket(work, session.get_one(Ticket, parent_id))
             case NewTicket():

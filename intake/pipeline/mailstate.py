@@ -49,6 +49,10 @@ class StoredMailboxState:
         with session_scope(self.sessions) as session:
             return repo.acquire_mailbox_lease(session, mailbox, owner, now, until)
 
+    def lease_expiry(self, mailbox: str) -> datetime | None:
+        with session_scope(self.sessions) as session:
+            return repo.mailbox_lease_expiry(session, mailbox)
+
     def release_lease(self, mailbox: str, owner: str) -> None:
         with session_scope(self.sessions) as session:
             repo.release_mailbox_lease(session, mailbox, owner)

@@ -36,7 +36,8 @@ class AutoCloser:
 
     def run_once(self, now: datetime) -> list[str]:
         """Close every ticket whose waiting time ran out by ``now``; their numbers."""
-        with session_scope(self.sessions) as session:
+        # A write transaction: the notices it queues count against the reply budget.
+        with session_scope(self.sessions, write=True) as session:
             closed = self.close_due(session, now)
         for number in closed:
             structlog.get_logger("intake.autoclose").info("ticket.auto_closed", ticket=number)
@@ -45,8 +46,11 @@ class AutoCloser:
     def close_due(self, session: Session, now: datetime) -> list[str]:
         """Close and notify inside the caller's transaction (``run_once`` commits it)."""
         closed: list[str] = []
-        for ticket in repo.tickets_waiting_since(session, now - self._shortest_wait()):
-            if self._expired(ticket, now):
+        for candidate in repo.tickets_waiting_since(session, now - self._shortest_wait()):
+            # Locked and read again: a follow-up on another instance may have answered
+            # (and reopened) it since the list was read; closing that would undo it.
+            ticket = repo.lock_ticket(session, candidate.id)
+            if ticket.status == TicketStatus.WAITING_CUSTOMER and self._expired(ticket, now):
                 self._close(session, ticket, now)
                 closed.append(ticket.number or "")
         return closed

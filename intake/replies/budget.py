@@ -4,7 +4,8 @@ This module owns the decision taken before any automatic reply is queued (ARCHIT
 invariant 4; RFC 3834 §2: an automatic responder must limit how often it answers one
 address): an address that bounced permanently is left alone for a configurable period,
 and no address gets more than ``per_hour`` / ``per_day`` automatic replies in a rolling
-window. The counting and the bounce record live in the store; the rule lives here.
+window. The counting, the per-recipient lock and the bounce record live in the store;
+the rule lives here.
 """
 
 from __future__ import annotations
@@ -57,7 +58,12 @@ def check_budget(
     *,
     inbound_message_id: int | None = None,
 ) -> BudgetDecision:
-    """Split ``recipients`` into allowed and suppressed; reads the store, writes nothing.
+    """Split ``recipients`` into allowed and suppressed; locks, reads, writes nothing.
+
+    Atomic per recipient across instances and processes: the recipients' budget stays
+    locked (``repository.lock_recipients``) until the caller's transaction ends, and the
+    caller queues the reply in that same transaction (``Outbox.enqueue``), so no two
+    transactions count the same 9 of 10. The counts are one query for all recipients.
 
     With ``inbound_message_id``, a message that already has a reply of any kind gets no
     second one (invariant 2 guards each kind; this guards them all). Addresses compare
@@ -67,14 +73,24 @@ def check_budget(
     for address in recipients:
         if address.strip():
             unique.setdefault(repo.recipient_key(address), address)
-    answered = inbound_message_id is not None and repo.has_reply_to(session, inbound_message_id)
+    if not unique:
+        return BudgetDecision(())
+    repo.lock_recipients(session, list(unique))
+    facts = repo.budget_facts(
+        session,
+        list(unique),
+        now,
+        hour_since=now - HOUR,
+        day_since=now - DAY,
+        inbound_message_id=inbound_message_id,
+    )
     allowed: list[str] = []
     suppressed: dict[str, str] = {}
-    for address in unique.values():
+    for key, address in unique.items():
         reason = (
             f"inbound message {inbound_message_id} was already answered"
-            if answered
-            else _reason_to_suppress(session, address, now, settings)
+            if facts.answered
+            else _reason_to_suppress(facts.usage[key], settings)
         )
         if reason is None:
             allowed.append(address)
@@ -83,15 +99,15 @@ def check_budget(
     return BudgetDecision(tuple(allowed), suppressed)
 
 
-def _reason_to_suppress(
-    session: Session, address: str, now: datetime, settings: BudgetSettings
-) -> str | None:
-    until = repo.suppressed_until(session, address, now)
+def _reason_to_suppress(usage: repo.RecipientUsage, settings: BudgetSettings) -> str | None:
+    until = usage.suppressed_until
     if until is not None:
         return f"bouncing until {until:%Y-%m-%d %H:%M} UTC (a permanent delivery failure)"
     # The hour is checked first: it is the tighter limit and the sooner to clear.
-    for window, limit, name in ((HOUR, settings.per_hour, "hour"), (DAY, settings.per_day, "day")):
-        count = repo.count_recent_replies(session, address, now - window)
+    for count, limit, name in (
+        (usage.last_hour, settings.per_hour, "hour"),
+        (usage.last_day, settings.per_day, "day"),
+    ):
         if count >= limit:
             return f"{count} automatic replies in the last {name} (limit {limit})"
     return None

@@ -13,9 +13,10 @@ import contextlib
 import os
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import structlog
@@ -23,11 +24,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from intake.backoff import backoff_delay
 from intake.errors import RelayError
+from intake.instance import instance_id
 from intake.settings import OutboundSettings
 from store import repository as repo
 from store.db import session_scope
 
-LEASE = timedelta(minutes=5)
 _JITTER = 0.1  # ±10 % around each retry delay
 
 
@@ -116,10 +117,24 @@ def write_eml(directory: Path, reply: Claimed) -> Path:
 
 @dataclass
 class OutboxSender:
+    """COMMIT 3 for one instance. ``owner`` names its claims (``intake.instance``).
+
+    A batch is claimed for ``outbound.claim_ttl`` and the claim renewed every third of
+    that while the batch is sent (a heartbeat), so a slow relay never lets another
+    instance take a reply mid-delivery, and a dead sender's replies are free again
+    within one TTL. Outcomes are recorded only while the claim is still this sender's
+    (``repository.mark_sent``); one that no longer applies is logged, never forced.
+    """
+
     sessions: sessionmaker[Session]
     transport: Transport
     settings: OutboundSettings
     clock: Callable[[], datetime]
+    owner: str = field(default_factory=instance_id)
+
+    @property
+    def ttl(self) -> timedelta:
+        return timedelta(seconds=self.settings.claim_ttl)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -129,35 +144,80 @@ class OutboxSender:
                     await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
 
     async def flush_once(self, limit: int = 20) -> int:
-        """Deliver what is due now; returns how many replies were attempted."""
+        """Deliver what is due now; returns how many replies were claimed."""
         claimed = await asyncio.to_thread(self._claim, limit)
-        for reply in claimed:
-            await self._deliver_one(reply)
+        if not claimed:
+            return 0
+        claim = _Claim({r.id for r in claimed}, self.clock() + self.ttl)
+        heartbeat = asyncio.create_task(self._heartbeat(claim))
+        try:
+            for reply in claimed:
+                if not claim.holds(reply.id, self.clock()):
+                    self._log(reply).warning("outbox.claim_lost", owner=self.owner)
+                    continue  # another sender has it (or may take it): leave it alone
+                await self._deliver_one(reply)
+                claim.ids.discard(reply.id)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
         return len(claimed)
 
+    async def _heartbeat(self, claim: _Claim) -> None:
+        """Renew the batch's claims every third of the TTL until the batch is done."""
+        log = structlog.get_logger("intake.outbox")
+        while claim.ids:
+            await asyncio.sleep(self.settings.claim_ttl / 3)
+            asked = frozenset(claim.ids)
+            until = self.clock() + self.ttl
+            try:
+                kept = await asyncio.to_thread(self._renew, asked, until)
+            except Exception as exc:  # the store is down: the claim may run out, say so
+                log.warning("outbox.claim_renew_failed", owner=self.owner, error=str(exc))
+                continue
+            lost = (asked - kept) & claim.ids
+            claim.ids -= lost
+            claim.until = until
+            for outbox_id in sorted(lost):
+                log.warning("outbox.claim_lost", outbox_id=outbox_id, owner=self.owner)
+
     def _claim(self, limit: int) -> list[Claimed]:
-        with session_scope(self.sessions) as session:
-            rows = repo.claim_outbox(session, self.clock(), LEASE, limit)
+        with session_scope(self.sessions, write=True) as session:
+            rows = repo.claim_outbox(session, self.clock(), self.ttl, self.owner, limit)
             return [
                 Claimed(r.id, r.message_id, r.sender, tuple(r.recipients), r.raw, r.attempts)
                 for r in rows
             ]
 
-    async def _deliver_one(self, reply: Claimed) -> None:
-        log = structlog.get_logger("intake.outbox").bind(
+    def _renew(self, outbox_ids: frozenset[int], until: datetime) -> set[int]:
+        with session_scope(self.sessions) as session:
+            return repo.renew_outbox_claims(session, sorted(outbox_ids), self.owner, until)
+
+    @staticmethod
+    def _log(reply: Claimed) -> Any:
+        return structlog.get_logger("intake.outbox").bind(
             outbox_id=reply.id, message_id=reply.message_id
         )
+
+    async def _deliver_one(self, reply: Claimed) -> None:
+        log = self._log(reply)
         try:
             await self.transport.deliver(reply)
         except RelayError as exc:
             next_at = self._next_attempt(reply.attempts + 1, exc.permanent)
-            await asyncio.to_thread(self._failed, reply.id, str(exc), next_at)
+            applied = await asyncio.to_thread(self._failed, reply.id, str(exc), next_at)
             log.warning(
-                "outbox.failed", error=str(exc), attempts=reply.attempts + 1, dead=next_at is None
+                "outbox.failed",
+                error=str(exc),
+                attempts=reply.attempts + 1,
+                dead=next_at is None,
+                recorded=applied,  # False: the claim was no longer ours; the row is as it was
             )
             return
-        await asyncio.to_thread(self._sent, reply.id)
-        log.info("outbox.sent", recipients=list(reply.recipients))
+        if await asyncio.to_thread(self._sent, reply.id):
+            log.info("outbox.sent", recipients=list(reply.recipients))
+        else:  # delivered, but another sender claimed it meanwhile and may deliver again
+            log.warning("outbox.sent_claim_lost", owner=self.owner)
 
     def _next_attempt(self, attempts: int, permanent: bool) -> datetime | None:
         if permanent or attempts >= self.settings.max_attempts:
@@ -166,10 +226,23 @@ class OutboxSender:
         delay = backoff_delay(attempts, s.backoff_initial, s.backoff_max, _JITTER)
         return self.clock() + timedelta(seconds=delay)
 
-    def _failed(self, outbox_id: int, error: str, next_at: datetime | None) -> None:
+    def _failed(self, outbox_id: int, error: str, next_at: datetime | None) -> bool:
         with session_scope(self.sessions) as session:
-            repo.mark_delivery_failed(session, outbox_id, error, next_at)
+            return repo.mark_delivery_failed(session, outbox_id, self.owner, error, next_at)
 
-    def _sent(self, outbox_id: int) -> None:
+    def _sent(self, outbox_id: int) -> bool:
         with session_scope(self.sessions) as session:
-            repo.mark_sent(session, outbox_id, self.clock())
+            return repo.mark_sent(session, outbox_id, self.owner, self.clock())
+
+
+@dataclass
+class _Claim:
+    """One batch's claim as this sender knows it: the ids still held, and until when."""
+
+    ids: set[int]
+    until: datetime
+
+    def holds(self, outbox_id: int, now: datetime) -> bool:
+        # Past ``until`` without a renewal (the store did not answer) another sender may
+        # have taken the reply: starting its delivery now could send it twice.
+        return outbox_id in self.ids and now < self.until

@@ -15,6 +15,7 @@ from store.models import OutboxMessage, OutboxRecipient, OutboxStatus
 from tests.store.conftest import NOW, new_reply, stored_inbound
 
 LEASE = timedelta(minutes=2)
+ME, OTHER = "host-a:101:aaaa", "host-b:202:bbbb"  # two sender instances
 LATER = NOW + timedelta(minutes=10)
 
 
@@ -139,7 +140,7 @@ def test_a_claim_takes_due_replies_until_the_lease_ends(sessions: sessionmaker[S
     due = enqueued(sessions, next_attempt_at=NOW)
     enqueued(sessions, next_attempt_at=LATER)
     with session_scope(sessions) as session:
-        claimed = repo.claim_outbox(session, NOW, LEASE)
+        claimed = repo.claim_outbox(session, NOW, LEASE, ME)
         assert [r.id for r in claimed] == [due]
     row = outbox_row(sessions, due)
     assert (row.status, row.claimed_until) == (OutboxStatus.SENDING, NOW + LEASE)
@@ -150,9 +151,9 @@ def test_a_claimed_reply_is_not_claimed_again_within_its_lease(
 ) -> None:
     enqueued(sessions)
     with session_scope(sessions) as session:
-        assert len(repo.claim_outbox(session, NOW, LEASE)) == 1
+        assert len(repo.claim_outbox(session, NOW, LEASE, ME)) == 1
     with session_scope(sessions) as session:
-        assert repo.claim_outbox(session, NOW + LEASE - timedelta(seconds=1), LEASE) == []
+        assert repo.claim_outbox(session, NOW + LEASE - timedelta(seconds=1), LEASE, ME) == []
 
 
 def test_a_claim_whose_lease_ran_out_is_claimable_again(sessions: sessionmaker[Session]) -> None:
@@ -160,10 +161,10 @@ def test_a_claim_whose_lease_ran_out_is_claimable_again(sessions: sessionmaker[S
     outbox_id = enqueued(sessions)
     message_id = outbox_row(sessions, outbox_id).message_id
     with session_scope(sessions) as session:
-        repo.claim_outbox(session, NOW, LEASE)
+        repo.claim_outbox(session, NOW, LEASE, ME)
     later = NOW + LEASE
     with session_scope(sessions) as session:
-        [again] = repo.claim_outbox(session, later, LEASE)
+        [again] = repo.claim_outbox(session, later, LEASE, ME)
         assert (again.id, again.message_id) == (outbox_id, message_id)
     assert outbox_row(sessions, outbox_id).claimed_until == later + LEASE
 
@@ -178,15 +179,15 @@ def test_finished_replies_are_never_claimed(
 ) -> None:
     enqueued(sessions, status=status)
     with session_scope(sessions) as session:
-        assert repo.claim_outbox(session, LATER, LEASE) == []
+        assert repo.claim_outbox(session, LATER, LEASE, ME) == []
 
 
 def test_a_claim_is_oldest_first_and_limited(sessions: sessionmaker[Session]) -> None:
     ids = [enqueued(sessions) for _ in range(4)]
     with session_scope(sessions) as session:
-        assert [r.id for r in repo.claim_outbox(session, NOW, LEASE, limit=3)] == ids[:3]
+        assert [r.id for r in repo.claim_outbox(session, NOW, LEASE, ME, limit=3)] == ids[:3]
     with session_scope(sessions) as session:
-        assert [r.id for r in repo.claim_outbox(session, NOW, LEASE)] == ids[3:]
+        assert [r.id for r in repo.claim_outbox(session, NOW, LEASE, ME)] == ids[3:]
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -196,8 +197,8 @@ def test_two_senders_claiming_at_once_never_share_a_reply(
     """FOR UPDATE SKIP LOCKED: the second sender skips what the first holds (PostgreSQL)."""
     ids = [enqueued(sessions) for _ in range(3)]
     with session_scope(sessions) as one, session_scope(sessions) as two:
-        first = [r.id for r in repo.claim_outbox(one, NOW, LEASE, limit=2)]
-        second = [r.id for r in repo.claim_outbox(two, NOW, LEASE)]
+        first = [r.id for r in repo.claim_outbox(one, NOW, LEASE, ME, limit=2)]
+        second = [r.id for r in repo.claim_outbox(two, NOW, LEASE, OTHER)]
     assert first == ids[:2] and second == ids[2:]
 
 
@@ -207,17 +208,17 @@ def test_two_senders_claiming_at_once_never_share_a_reply(
 def claimed(sessions: sessionmaker[Session]) -> int:
     outbox_id = enqueued(sessions)
     with session_scope(sessions) as session:
-        repo.claim_outbox(session, NOW, LEASE)
+        repo.claim_outbox(session, NOW, LEASE, ME)
     return outbox_id
 
 
 def test_mark_sent_ends_the_claim(sessions: sessionmaker[Session]) -> None:
     outbox_id = claimed(sessions)
     with session_scope(sessions) as session:
-        repo.mark_delivery_failed(session, outbox_id, "451 try later", NOW)
+        repo.mark_delivery_failed(session, outbox_id, ME, "451 try later", NOW)
     with session_scope(sessions) as session:
-        repo.claim_outbox(session, NOW, LEASE)
-        repo.mark_sent(session, outbox_id, NOW + timedelta(seconds=3))
+        repo.claim_outbox(session, NOW, LEASE, ME)
+        repo.mark_sent(session, outbox_id, ME, NOW + timedelta(seconds=3))
     row = outbox_row(sessions, outbox_id)
     assert (row.status, row.sent_at) == (OutboxStatus.SENT, NOW + timedelta(seconds=3))
     assert (row.claimed_until, row.last_error, row.attempts) == (None, None, 1)
@@ -233,7 +234,8 @@ def test_a_failed_delivery_is_counted(
 ) -> None:
     outbox_id = claimed(sessions)
     with session_scope(sessions) as session:
-        repo.mark_delivery_failed(session, outbox_id, "421 busy" + "!" * 5000, next_attempt_at)
+        error = "421 busy" + "!" * 5000
+        repo.mark_delivery_failed(session, outbox_id, ME, error, next_attempt_at)
     row = outbox_row(sessions, outbox_id)
     assert (row.status, row.attempts, row.claimed_until) == (status, 1, None)
     assert row.last_error is not None and len(row.last_error) == 4000
@@ -243,10 +245,10 @@ def test_a_failed_delivery_is_counted(
 def test_a_requeued_reply_waits_for_its_next_attempt(sessions: sessionmaker[Session]) -> None:
     outbox_id = claimed(sessions)
     with session_scope(sessions) as session:
-        repo.mark_delivery_failed(session, outbox_id, "421 busy", LATER)
+        repo.mark_delivery_failed(session, outbox_id, ME, "421 busy", LATER)
     with session_scope(sessions) as session:
-        assert repo.claim_outbox(session, LATER - timedelta(seconds=1), LEASE) == []
-        assert [r.id for r in repo.claim_outbox(session, LATER, LEASE)] == [outbox_id]
+        assert repo.claim_outbox(session, LATER - timedelta(seconds=1), LEASE, ME) == []
+        assert [r.id for r in repo.claim_outbox(session, LATER, LEASE, ME)] == [outbox_id]
 
 
 @pytest.mark.parametrize(
@@ -259,7 +261,7 @@ def test_retry_queues_a_reply_now_with_fresh_attempts(
 ) -> None:
     outbox_id = claimed(sessions)
     with session_scope(sessions) as session:
-        repo.mark_delivery_failed(session, outbox_id, "550 no", give_up)
+        repo.mark_delivery_failed(session, outbox_id, ME, "550 no", give_up)
     retry_at = NOW + timedelta(minutes=1)
     with session_scope(sessions) as session:
         assert repo.retry_outbox(session, outbox_id, retry_at) is True
@@ -275,17 +277,105 @@ def test_retry_queues_a_reply_now_with_fresh_attempts(
 def test_retry_refuses_a_sent_reply_and_an_unknown_id(sessions: sessionmaker[Session]) -> None:
     outbox_id = claimed(sessions)
     with session_scope(sessions) as session:
-        repo.mark_sent(session, outbox_id, NOW)
+        repo.mark_sent(session, outbox_id, ME, NOW)
     with session_scope(sessions) as session:
         assert repo.retry_outbox(session, outbox_id, NOW) is False
         assert repo.retry_outbox(session, 4711, NOW) is False
     assert outbox_row(sessions, outbox_id).status == OutboxStatus.SENT
 
 
+# --- claim ownership: only the claimant's claim records an outcome ---------------------------
+
+
+def test_a_claim_names_its_owner(sessions: sessionmaker[Session]) -> None:
+    outbox_id = claimed(sessions)
+    row = outbox_row(sessions, outbox_id)
+    assert (row.status, row.claim_owner, row.claimed_until) == (
+        OutboxStatus.SENDING,
+        ME,
+        NOW + LEASE,
+    )
+
+
+def test_the_owner_renews_its_claim_and_nobody_else_can(sessions: sessionmaker[Session]) -> None:
+    outbox_id = claimed(sessions)
+    renewed = NOW + 2 * LEASE
+    with session_scope(sessions) as session:
+        assert repo.renew_outbox_claims(session, [outbox_id], OTHER, LATER + LEASE) == set()
+        assert repo.renew_outbox_claims(session, [outbox_id, 4711], ME, renewed) == {outbox_id}
+    assert outbox_row(sessions, outbox_id).claimed_until == renewed
+    with session_scope(sessions) as session:  # renewed: not claimable at the old expiry
+        assert repo.claim_outbox(session, NOW + LEASE, LEASE, OTHER) == []
+
+
+def taken_over(sessions: sessionmaker[Session]) -> int:
+    """ME's claim ran out and OTHER claimed the reply: ME is a late, stale sender."""
+    outbox_id = claimed(sessions)
+    with session_scope(sessions) as session:
+        [row] = repo.claim_outbox(session, NOW + LEASE, LEASE, OTHER)
+        assert row.id == outbox_id
+    return outbox_id
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        lambda s, i: repo.mark_sent(s, i, ME, LATER),
+        lambda s, i: repo.mark_delivery_failed(s, i, ME, "451 late", LATER),
+        lambda s, i: repo.mark_delivery_failed(s, i, ME, "550 late", None),
+        lambda s, i: bool(repo.renew_outbox_claims(s, [i], ME, LATER)),
+    ],
+    ids=["sent", "failed-retry", "failed-dead", "renew"],
+)
+def test_a_stale_owner_changes_nothing_once_another_claimed(
+    sessions: sessionmaker[Session], outcome: object
+) -> None:
+    outbox_id = taken_over(sessions)
+    with session_scope(sessions) as session:
+        assert outcome(session, outbox_id) is False  # type: ignore[operator]
+    row = outbox_row(sessions, outbox_id)
+    assert (row.status, row.claim_owner, row.attempts) == (OutboxStatus.SENDING, OTHER, 0)
+
+
+def test_a_late_failure_cannot_reset_a_row_another_owner_sent(
+    sessions: sessionmaker[Session],
+) -> None:
+    outbox_id = taken_over(sessions)
+    with session_scope(sessions) as session:
+        assert repo.mark_sent(session, outbox_id, OTHER, NOW + LEASE) is True
+    with session_scope(sessions) as session:
+        assert repo.mark_delivery_failed(session, outbox_id, ME, "451 late", LATER) is False
+        assert repo.mark_delivery_failed(session, outbox_id, OTHER, "451 late", LATER) is False
+    row = outbox_row(sessions, outbox_id)
+    assert (row.status, row.sent_at, row.attempts) == (OutboxStatus.SENT, NOW + LEASE, 0)
+    with session_scope(sessions) as session:
+        assert repo.claim_outbox(session, LATER + LEASE, LEASE, ME) == []
+
+
+def test_an_expired_claim_nobody_took_is_still_the_owners(sessions: sessionmaker[Session]) -> None:
+    """Recording that delivery is the truth; refusing it would only send the reply again."""
+    outbox_id = claimed(sessions)
+    with session_scope(sessions) as session:
+        assert repo.mark_sent(session, outbox_id, ME, LATER) is True
+    assert outbox_row(sessions, outbox_id).status == OutboxStatus.SENT
+
+
+def test_retry_refuses_a_reply_being_sent_but_frees_a_dead_senders_claim(
+    sessions: sessionmaker[Session],
+) -> None:
+    outbox_id = claimed(sessions)
+    with session_scope(sessions) as session:
+        assert repo.retry_outbox(session, outbox_id, NOW) is False  # ME holds a live claim
+    with session_scope(sessions) as session:
+        assert repo.retry_outbox(session, outbox_id, NOW + LEASE) is True
+    row = outbox_row(sessions, outbox_id)
+    assert (row.status, row.claim_owner, row.claimed_until) == (OutboxStatus.QUEUED, None, None)
+
+
 def test_list_outbox_by_status_newest_first(sessions: sessionmaker[Session]) -> None:
     ids = [enqueued(sessions) for _ in range(3)]
     with session_scope(sessions) as session:
-        repo.mark_sent(session, ids[1], NOW)
+        session.get_one(OutboxMessage, ids[1]).status = OutboxStatus.SENT
     with session_scope(sessions) as session:
         assert [r.id for r in repo.list_outbox(session)] == ids[::-1]
         assert [r.id for r in repo.list_outbox(session, OutboxStatus.QUEUED)] == [ids[2], ids[0]]

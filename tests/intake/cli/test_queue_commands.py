@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import email
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
+from intake.app import utc_now
+from intake.replies.sender import OutboxSender, Transport
+from intake.settings import OutboundSettings
 from store import repository as repo
+from store.db import make_engine, make_session_factory
 from store.models import ChargeRow, InboundStatus, OutboxMessage, OutboxStatus
-from tests.conftest import make_mail
+from tests.conftest import Sink, make_mail
 from tests.intake.cli.conftest import Cli
 
 
@@ -200,21 +206,39 @@ def test_outbox_list_text_shows_the_error_of_a_dead_reply(cli: Cli) -> None:
     assert row.endswith("  550 5.1.1 no user")
 
 
-def test_outbox_retry_sends_a_dead_reply_again(cli: Cli) -> None:
+def test_outbox_retry_queues_for_the_daemon_and_sends_nothing_itself(cli: Cli, sink: Sink) -> None:
+    """The shell's settings (here: the outbox directory) are not the daemon's (a relay)."""
     reply_id = dead_reply(cli)
     result = cli("outbox", "retry", str(reply_id))
-    assert result.exit_code == 0, result.output
-    assert len(cli.sent_files()) == 1
+    assert (result.exit_code, result.stdout) == (0, "queued 1 replies for the daemon's sender\n")
+    assert cli.sent_files() == [] and sink.messages == []
     [row] = json.loads(cli("outbox", "list", "--json").stdout)
-    assert (row["status"], row["attempts"]) == ("sent", 0)
+    assert (row["status"], row["attempts"]) == ("queued", 0)
+    # The daemon's sender, with the daemon's relay settings, delivers it.
+    relay = OutboundSettings(relay_host=sink.host, relay_port=sink.port)
+    engine = make_engine(cli.database_url)
+    try:
+        daemon = OutboxSender(make_session_factory(engine), Transport(relay), relay, utc_now)
+        assert asyncio.run(daemon.flush_once()) == 1
+    finally:
+        engine.dispose()
+    [envelope] = sink.messages
+    assert email.message_from_bytes(envelope.original_content)["Message-ID"] == (
+        f"<{row['message_id']}>"
+    )
+    [row] = json.loads(cli("outbox", "list", "--json").stdout)
+    assert row["status"] == "sent" and cli.sent_files() == []
 
 
-def test_outbox_retry_names_what_it_cannot_retry(cli: Cli) -> None:
-    cli.deliver()  # reply 1 is sent already
-    result = cli("outbox", "retry", "1", "4711")
+def test_outbox_retry_names_what_it_cannot_retry_and_queues_nothing(cli: Cli) -> None:
+    reply_id = dead_reply(cli)
+    result = cli("outbox", "retry", str(reply_id), "4711")
     assert result.exit_code == 1
-    assert result.stderr == "Error: not retryable (unknown or already sent): [1, 4711]\n"
-    assert len(cli.sent_files()) == 1
+    assert result.stderr == (
+        "Error: not retryable (unknown, already sent, or being sent now): [4711]\n"
+    )
+    [row] = json.loads(cli("outbox", "list", "--json").stdout)
+    assert row["status"] == "dead"  # all or nothing
 
 
 def test_outbox_flush_delivers_what_is_due(cli: Cli) -> None:

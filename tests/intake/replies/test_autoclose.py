@@ -129,3 +129,27 @@ def test_a_retried_auto_close_sends_the_same_message_id(
         assert ticket.status == "waiting_customer"  # nothing of the crashed run remains
     assert app.autocloser.run_once(CLOSE_AT + timedelta(minutes=5)) == [number]
     assert notice(app).message_id == crashed
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_ticket_answered_while_the_auto_closer_ran_stays_open(
+    make_settings: Callable[..., Settings], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another instance's follow-up lands between the auto-closer's list and its close."""
+    app, number = waiting_ticket(make_settings, db_url)
+    listed = repo.tickets_waiting_since
+
+    def list_then_the_customer_answers(*args: object) -> list[object]:
+        candidates = listed(*args)  # type: ignore[arg-type]
+        with session_scope(app.sessions) as other:  # the follow-up's COMMIT 2, elsewhere
+            ticket = repo.ticket_by_number(other, number)
+            assert ticket is not None
+            ticket.status, ticket.waiting_since = "open", None
+        return list(candidates)
+
+    monkeypatch.setattr(repo, "tickets_waiting_since", list_then_the_customer_answers)
+    assert app.autocloser.run_once(CLOSE_AT) == []
+    assert ticket_status(app, number) == "open"
+    with session_scope(app.sessions) as session:
+        kinds = session.execute(select(OutboxMessage.kind)).scalars().all()
+    assert "auto_close" not in kinds

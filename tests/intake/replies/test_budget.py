@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.replies.budget import BudgetSettings, check_budget
@@ -234,3 +235,28 @@ def test_budget_settings_from_the_config() -> None:
 def test_budget_settings_are_validated(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         IntakeSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_the_budget_is_one_query_for_every_recipient(sessions: sessionmaker[Session]) -> None:
+    """Suppression, hour and day counts and "already answered": one SELECT (plus, on
+    PostgreSQL, the advisory lock per recipient), not three or four per recipient."""
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    with session_scope(sessions) as session:
+        replies(session, 2, NOW - timedelta(minutes=10))
+        engine = session.get_bind()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            decision = check_budget(
+                session, (JANE, "bob@acme.example"), NOW, SETTINGS, inbound_message_id=4711
+            )
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        postgres = engine.dialect.name == "postgresql"
+    assert decision.allowed == (JANE, "bob@acme.example")
+    locks = [s for s in statements if "pg_advisory_xact_lock" in s]
+    assert len(locks) == (2 if postgres else 0)
+    assert len(statements) - len(locks) == 1
