@@ -145,11 +145,9 @@ class MtaCommand(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            raise MtaUsageError(exc.message, exc.ctx) from None
-
-
-class MtaUsageError(click.UsageError):
-    exit_code = os.EX_TEMPFAIL  # sysexits.h: the MTA keeps the message and retries
+            with mta_output():  # click's own report would meet the same short pipe
+                exc.show(file=sys.stderr)
+            raise click.exceptions.Exit(os.EX_TEMPFAIL) from None
 
 
 @click.command(cls=MtaCommand)
@@ -194,7 +192,7 @@ def deliver(
             app = build_app(settings)
         except Exception as exc:  # config or store: the MTA must keep the mail
             reason = exc.message if isinstance(exc, click.ClickException) else str(exc)
-            click.echo(f"intake deliver: {reason.partition(chr(10))[0]}", err=True)
+            print(f"intake deliver: {reason.partition(chr(10))[0]}", file=sys.stderr)
             sys.exit(os.EX_TEMPFAIL)  # sysexits.h: the MTA keeps the message and retries
         edge = pipe_edge(app)
         status = edge.deliver_from_stdin(

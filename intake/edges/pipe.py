@@ -155,15 +155,19 @@ class MtaOutput:
         self.written = 0
         self.silent = False
         self._partial = ""
+        self._cut = False  # the current line was emitted cut: drop it up to its newline
 
     def write(self, text: str) -> int:
-        self._partial += text
-        *lines, self._partial = self._partial.split("\n")
+        *lines, rest = text.split("\n")
         for line in lines:
-            self._emit(line)
-        if len(self._partial) > self.line_limit:  # no newline coming soon: cut it now
-            self._emit(self._partial)
-            self._partial = ""
+            if not self._cut:
+                self._emit(self._partial + line)
+            self._partial, self._cut = "", False
+        if not self._cut:
+            self._partial += rest
+            if len(self._partial) > self.line_limit:  # emit the cut line now, drop the rest
+                self._emit(self._partial)
+                self._partial, self._cut = "", True
         return len(text)
 
     def _emit(self, line: str) -> None:
