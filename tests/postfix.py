@@ -113,7 +113,8 @@ def pipe_service(argv: Sequence[str], flags: str = "Rq", user: str = PIPE_USER) 
     return f"unix - n n - - pipe\n  flags={flags} user={user} null_sender= argv={' '.join(argv)}"
 
 
-# Services every instance needs (pickup: postqueue -f checks it is there); "n" in the chroot column everywhere (see module docstring).
+# Services every instance needs (pickup too: `postfix flush` checks it is there), with
+# "n" in the chroot column everywhere (see the module docstring).
 BASE_MASTER = """\
 pickup    unix  n - n 60 1 pickup
 cleanup   unix  n - n - 0 cleanup
