@@ -318,7 +318,8 @@ class PrivatePostfix:
             time.sleep(0.2)
 
     def queue_ids(self) -> Iterator[str]:
-        """Queue ids still in the queue (``postqueue -j``-free: the queue dirs themselves)."""
+        """Ids of the messages still queued (read from the queue directories: no root
+        ``postqueue`` against an alternate config directory needed)."""
         for sub in ("incoming", "active", "deferred", "hold"):
             root = self.base / "spool" / sub
             if root.is_dir():

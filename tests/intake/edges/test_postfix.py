@@ -259,6 +259,7 @@ def test_postfix_defers_through_an_intake_outage_then_delivers_every_message_onc
     mta.flush()  # retry now rather than at the next queue run
     mta.wait_for_status("sent", 200, timeout=300)
     assert "bounced" not in mta.statuses()
+    wait_for(lambda: not list(mta.queue_ids()), timeout=60)  # nothing left to retry
 
     def all_ticketed() -> bool:
         return counts(settings)[2] >= 200
