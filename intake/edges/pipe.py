@@ -198,8 +198,11 @@ class MtaOutput:
             self._emit(self._partial)
             self._partial = ""
 
-    def isatty(self) -> bool:
-        return False
+    def isatty(self) -> bool:  # a person running it by hand still gets the console format
+        try:
+            return self.stream.isatty()
+        except (OSError, ValueError):
+            return False
 
     def fileno(self) -> int:
         return self.stream.fileno()
