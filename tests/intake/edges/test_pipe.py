@@ -74,6 +74,20 @@ def test_a_store_failure_names_the_reason_but_never_the_message(
     assert "zebra-7731" not in out + err and "parameters" not in out + err
 
 
+def test_a_redelivery_finishes_what_an_earlier_run_left_unprocessed(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    """The MTA re-delivers only when a run stored but never exited 0 (killed, timed out)."""
+    app = build_app(make_settings(db_url))
+    edge = PipeEdge(app.pipeline, app.outbox, utc_now, 1_000_000)
+    raw = make_mail()
+    assert edge.deliver_bytes(raw, ENVELOPE, process=False) == os.EX_OK  # the cut-short run
+    assert edge.deliver_bytes(raw, ENVELOPE) == os.EX_OK  # the MTA's retry: a duplicate
+    with session_scope(app.sessions) as session:
+        assert len(repo.list_tickets(session)) == 1
+        assert [r.status for r in repo.list_outbox(session)] == ["sent"]
+
+
 class HangingRelay:
     """An outbox sender whose relay never answers."""
 
