@@ -68,15 +68,17 @@ def load_policies(settings: Settings, default: str | None = None) -> PolicyBook:
     return PolicyBook(chosen, others)
 
 
-def wire_logging(settings: Settings) -> None:
+def wire_logging(settings: Settings, *, tracebacks: bool = True, force: bool = False) -> None:
     """Logging from ``settings.logging``, once per process: the first composition root wins.
 
     A process that is configured already (the test suite, an embedding program, an earlier
     App) keeps its configuration, so building a second App never rewires loggers that are
-    in use, nor a ``capture_logs`` block around it.
+    in use, nor a ``capture_logs`` block around it. ``force`` is for the one-shot
+    ``intake deliver``, whose output contract with the MTA (one short line per event, no
+    tracebacks: ``tracebacks=False``) beats any earlier choice.
     """
-    if not structlog.is_configured():
-        configure_logging(settings.logging.level, settings.logging.format)
+    if force or not structlog.is_configured():
+        configure_logging(settings.logging.level, settings.logging.format, tracebacks=tracebacks)
 
 
 def build_app(settings: Settings, *, policy_name: str | None = None, dry_run: bool = False) -> App:

@@ -54,15 +54,25 @@ def renders_json(fmt: Format, stream: TextIO) -> bool:
 
 
 def configure_logging(
-    level: Level = "INFO", fmt: Format = "auto", stream: TextIO | None = None
+    level: Level = "INFO",
+    fmt: Format = "auto",
+    stream: TextIO | None = None,
+    *,
+    tracebacks: bool = True,
 ) -> None:
-    """Wire structlog: level filter, renderer and plain-text tracebacks, on stderr."""
+    """Wire structlog: level filter, renderer and plain-text tracebacks, on stderr.
+
+    ``tracebacks=False`` keeps every event on one short line: the exception's type name
+    replaces its traceback. ``intake deliver`` runs so under an MTA, whose pipe reads only
+    a few kilobytes of the command's output (Postfix pipe(8): 4 KB).
+    """
     target = stream or sys.stderr
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *([] if tracebacks else [drop_traceback]),
             *_rendering(renders_json(fmt, target), target),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
@@ -70,6 +80,20 @@ def configure_logging(
         # Not cached: structlog.testing.capture_logs swaps the processors under live loggers.
         cache_logger_on_first_use=False,
     )
+
+
+def drop_traceback(
+    _logger: Any, _name: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Replace ``exc_info`` by the exception's type name (``exc_type``): one line per event."""
+    exc_info = event.pop("exc_info", None)
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    if isinstance(exc_info, BaseException):
+        event["exc_type"] = type(exc_info).__name__
+    elif isinstance(exc_info, tuple) and exc_info[0] is not None:
+        event["exc_type"] = exc_info[0].__name__
+    return event
 
 
 def _rendering(use_json: bool, stream: TextIO) -> list[structlog.typing.Processor]:

@@ -32,6 +32,7 @@ from intake.cli.views import (
     health_problems,
     stored_directory,
 )
+from intake.edges.pipe import PROCESS_TIMEOUT, mta_output
 from intake.errors import ConfigError, IntakeError
 from intake.settings import parse_deliver_target
 
@@ -132,7 +133,24 @@ def _poll_line(name: str, result: Any, error: str | None) -> str:
     )
 
 
-@click.command()
+class MtaCommand(click.Command):
+    """A command an MTA runs: a usage error (a typo in master.cf) exits 75, not click's 2.
+
+    Postfix bounces on any status outside sysexits' temporary ones, so a wrong argv line
+    would return every customer's mail; with 75 the mail waits in the queue until the
+    line is fixed.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            with mta_output():  # click's own report would meet the same short pipe
+                exc.show(file=sys.stderr)
+            raise click.exceptions.Exit(os.EX_TEMPFAIL) from None
+
+
+@click.command(cls=MtaCommand)
 @click.option(
     "--sender",
     "mail_from",
@@ -144,23 +162,43 @@ def _poll_line(name: str, result: Any, error: str | None) -> str:
     "rcpt_to",
     multiple=True,
     metavar="ADDRESS",
-    help="Envelope recipient(s) from the MTA (Postfix pipe: ${recipient}).",
+    help="Envelope recipient(s) from the MTA (Postfix pipe: --recipient=${recipient}).",
 )
 @click.option("--no-process", is_flag=True, help="Only store; leave processing to `intake serve`.")
+@click.option(
+    "--process-timeout",
+    type=click.FloatRange(min=0),
+    default=PROCESS_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time for processing and the reply once stored; then exit 0 (0: no limit).",
+)
 @common_options
 def deliver(
-    mail_from: str | None, rcpt_to: tuple[str, ...], no_process: bool, **common: Any
+    mail_from: str | None,
+    rcpt_to: tuple[str, ...],
+    no_process: bool,
+    process_timeout: float,
+    **common: Any,
 ) -> None:
     """Store one message from stdin (MTA pipe). Exit 0 once stored, 75 if it could not be."""
-    from intake.app import pipe_edge
+    from intake.app import pipe_edge, wire_logging
 
-    try:
-        settings = settings_from(common)
-        app = build_app(settings)
-    except Exception as exc:  # config or store: the MTA must keep the mail
-        click.echo(f"intake deliver: {getattr(exc, 'message', exc)}", err=True)
-        sys.exit(os.EX_TEMPFAIL)  # sysexits.h: the MTA keeps the message and retries
-    sys.exit(pipe_edge(app).deliver_from_stdin(mail_from, rcpt_to, process=not no_process))
+    # Everything this run writes goes through the MTA's short, non-blocking pipe.
+    with mta_output():
+        try:
+            settings = settings_from(common)
+            wire_logging(settings, tracebacks=False, force=True)
+            app = build_app(settings)
+        except Exception as exc:  # config or store: the MTA must keep the mail
+            reason = exc.message if isinstance(exc, click.ClickException) else str(exc)
+            print(f"intake deliver: {reason.partition(chr(10))[0]}", file=sys.stderr)
+            sys.exit(os.EX_TEMPFAIL)  # sysexits.h: the MTA keeps the message and retries
+        edge = pipe_edge(app)
+        status = edge.deliver_from_stdin(
+            mail_from, rcpt_to, process=not no_process, process_timeout=process_timeout
+        )
+    sys.exit(status)
 
 
 @click.command()

@@ -84,3 +84,18 @@ def test_exceptions_render_as_plain_text_without_locals(unconfigured: None, fmt:
     assert "Traceback (most recent call last):" in out and "ValueError: 27" in out
     assert "the customer's message body" not in out  # a local's value, shown only by rich
     assert RICH_FRAME not in out
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"], ids=["json", "console"])
+def test_without_tracebacks_an_exception_is_one_line_naming_its_type(
+    unconfigured: None, fmt: Format
+) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", fmt, stream, tracebacks=False)  # as `intake deliver` runs
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        structlog.get_logger("tests").exception("message.failed", inbound_id=7)
+    out = stream.getvalue()
+    assert out.count("\n") == 1 and "Traceback" not in out
+    assert "ValueError" in out and "message.failed" in out
