@@ -140,7 +140,8 @@ def assess(
         priority=priority,
         fields=_field_values(ctx),
         findings=checks.findings,
-        charges=_charges(checks.findings, ctx),
+        # The dry run and the daemon read this same value: what check lists is what is charged.
+        charges=_charges(checks.findings, ctx) if _chargeable(message, verdict) else (),
         disposition=Disposition.IGNORE if verdict.is_machine else Disposition.NEW_TICKET,
         reply_address=None if verdict.is_machine else reply_address(message),
         policy=policy,
@@ -150,6 +151,16 @@ def assess(
         checks_hit=checks.hits,
         checks_missed=checks.misses,
     )
+
+
+def _chargeable(message: ParsedMessage, verdict: Verdict) -> bool:
+    """Only a person's report is charged: never machine mail, never bytes that are no mail.
+
+    Empty input and bytes without a header section (RFC 5322 §2.1: a message is header
+    fields, then optionally a body) name nobody who could have given the details; the
+    ticket still records them (``not_a_mail`` finding), but nobody is charged.
+    """
+    return not verdict.is_machine and bool(message.headers)
 
 
 def _read_for_customer(

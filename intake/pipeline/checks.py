@@ -106,6 +106,17 @@ class ReplyAddress:
 
 
 @dataclass(frozen=True)
+class HeaderSection:
+    name: str = "header_section"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.message.headers:
+            return ()
+        text = "The input has no header section, so it is no mail: recorded, never charged."
+        return (Finding(FindingCode.NOT_A_MAIL, text),)
+
+
+@dataclass(frozen=True)
 class MimeDefects:
     name: str = "mime_defects"
 
@@ -199,6 +210,7 @@ CHECKS: tuple[Check, ...] = (
     OutageEscalation(),
     RequiredFields(),
     ReplyAddress(),
+    HeaderSection(),
     MimeDefects(),
     KnownCustomer(),
     AuthorizedContact(),
