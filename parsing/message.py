@@ -22,6 +22,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
 from parsing.addresses import normalise_address
+from parsing.forwards import attached_forward, find_forward
 from parsing.headers import header_line_regex
 from parsing.idempotency import content_hash
 from parsing.text import (
@@ -35,7 +36,7 @@ from parsing.text import (
     unfold,
     unsurrogate,
 )
-from parsing.types import Attachment, ParsedMessage
+from parsing.types import Attachment, Forwarded, ParsedMessage
 
 _T = TypeVar("_T")
 
@@ -103,14 +104,19 @@ def _parse(raw: bytes) -> ParsedMessage:
     undecoded = _first_values(
         (k.lower(), unsurrogate(unfold(v), hints)) for k, v in _raw_headers(msg)
     )
-    body_text, body_html = _select_bodies(visits)
+    body_text, body_html, from_attachment = _select_bodies(visits)
+    new_text = extract_new_text(body_text)
+    subject = first.get("subject", "")
+    forwarded = find_forward(body_text, subject) or _attached_report(
+        visits, "" if from_attachment else new_text, hints
+    )
     from_name, from_address = _first_mailbox(msg, undecoded.get("from", ""))
     message_id = _message_id(msg)
     defects = _defect_names(visits) | ({PART_LIMIT_DEFECT} if cut else set())
     return ParsedMessage(
         message_id=message_id or generated_message_id(raw),
         message_id_generated=message_id is None,
-        subject=first.get("subject", ""),
+        subject=subject,
         from_address=from_address,
         from_name=from_name,
         reply_to=_addr_specs(msg, "reply-to", undecoded),
@@ -122,11 +128,12 @@ def _parse(raw: bytes) -> ParsedMessage:
         content_type=_type_of(msg),
         body_text=body_text,
         body_html=body_html,
-        new_text=extract_new_text(body_text),
+        new_text=new_text,
         attachments=tuple(_attachments(visits)),
         headers=headers,
         defects=tuple(sorted(defects)),
         part_types=tuple(_type_of(visit.part) for visit in visits),
+        forwarded=forwarded,
     )
 
 
@@ -303,8 +310,9 @@ def _first_values(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return first
 
 
-def _select_bodies(visits: list[_Visit]) -> tuple[str, str | None]:
-    """(body_text, body_html) from the inline parts, else from the first attached message.
+def _select_bodies(visits: list[_Visit]) -> tuple[str, str | None, bool]:
+    """(body_text, body_html, taken from an attached message) from the inline parts, else
+    from the first attached message.
 
     Inline parts of one type in a multipart/mixed are joined (iPhone and Apple Mail split
     the text around inline images: flanker iphone.eml, zammad mail085's two HTML parts);
@@ -314,14 +322,36 @@ def _select_bodies(visits: list[_Visit]) -> tuple[str, str | None]:
     walked = {id(v.part) for v in visits}
     roots = [visits[0].part] if visits else []
     roots += [v.part for v in visits if _is_attached_message(v)]
-    for root, named in ((root, named) for root in roots for named in (False, True)):
+    for index, root in enumerate(roots):
+        text, html = _bodies_of(root, walked)
+        if text or html:
+            return text, html, index > 0
+    return "", None, False
+
+
+def _bodies_of(root: Message, walked: set[int]) -> tuple[str, str | None]:
+    for named in (False, True):
         plain = _collect(root, "text/plain", walked, named_inline=named)
         html = _collect(root, "text/html", walked, named_inline=named)
         if plain or html:
             joined_html = "\n".join(html) or None
-            text = "\n".join(plain) if plain else html_to_text(joined_html or "")
-            return text, joined_html
+            return ("\n".join(plain) if plain else html_to_text(joined_html or "")), joined_html
     return "", None
+
+
+def _attached_report(visits: list[_Visit], note: str, hints: tuple[str, ...]) -> Forwarded | None:
+    """The first attached message (message/rfc822) as a forwarded report, or None."""
+    walked = {id(v.part) for v in visits}
+    for visit in visits:
+        inner = _children(visit.part)
+        if not (_is_attached_message(visit) and inner):
+            continue
+        headers = _first_values(_decode_headers(inner[0], hints))
+        text, html = _bodies_of(visit.part, walked)
+        return attached_forward(
+            note, headers.get("subject", ""), headers.get("from", ""), text, html
+        )
+    return None
 
 
 def _is_attached_message(visit: _Visit) -> bool:

@@ -42,6 +42,23 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class Forwarded:
+    """The report a message forwards (``parsing.forwards``): the forwarded content is the report.
+
+    ``how``: ``marker`` (Gmail, Thunderbird, Apple Mail), ``outlook`` (its From/Sent/Subject
+    block under a ``FW:`` subject) or ``attached`` (a message/rfc822 part).
+    """
+
+    how: str
+    subject: str  # the forwarded message's own subject, decoded
+    sender: str  # its From, as written (display name and address)
+    note: str  # what the forwarder wrote above it, quoted history and signature removed
+    text: str  # the forwarded message's new text (its own history and signature removed)
+    body: str  # the forwarded message's whole text, signature included (phone numbers)
+    html: str | None = None  # an attached message's HTML part, for its field tables
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedMessage:
     """A decoded message. Every string is already decoded Unicode with no CR/LF in headers.
 
@@ -72,6 +89,9 @@ class ParsedMessage:
     # content type of every MIME part the bounded walk visited, in order, top level first.
     # Classification needs it to see a message/delivery-status part (RFC 3464).
     part_types: tuple[str, ...] = ()
+    # The forwarded report, when this message forwards one (issue 10): its fields and,
+    # when the outer subject does not follow the grammar, its subject are the report's.
+    forwarded: Forwarded | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""

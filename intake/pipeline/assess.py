@@ -37,6 +37,7 @@ from parsing import (
     extract_fields,
     parse_message,
     parse_subject,
+    report_text,
 )
 
 
@@ -185,8 +186,14 @@ def _read(
     message: ParsedMessage, policy: Policy, tag: TicketTag
 ) -> tuple[SubjectParse, FieldExtraction]:
     subject = parse_subject(message.subject, policy.priority_aliases(), tag)
+    forwarded = message.forwarded
+    if forwarded and not subject.follows_grammar:
+        # A forward's own subject is often just "FW: the phones": the report's may follow.
+        inner = parse_subject(forwarded.subject, policy.priority_aliases(), tag)
+        subject = inner if inner.follows_grammar else subject
+    html = message.body_html or (forwarded.html if forwarded else None)
     extraction = extract_fields(
-        message.new_text, message.body_html, policy.field_specs(), policy.placeholders
+        report_text(message), html, policy.field_specs(), policy.placeholders
     )
     return subject, extraction
 
