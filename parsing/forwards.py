@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from parsing.text import extract_new_text
+from parsing.text import split_reply
 from parsing.types import Forwarded, ParsedMessage
 
 # Separator lines that announce a forwarded message whatever the subject says.
@@ -130,27 +130,31 @@ def attached_forward(
     note: str, subject: str, sender: str, body: str, html: str | None
 ) -> Forwarded:
     """A ``message/rfc822`` attachment as the forwarded report (``parsing.message`` reads it)."""
+    text, signature = split_reply(body)
     return Forwarded(
         how="attached",
         subject=subject,
         sender=sender,
         note=note,
-        text=extract_new_text(body),
+        text=text,
         body=body.strip(),
         html=html,
+        signature=signature,
     )
 
 
 def _forwarded(how: str, lines: list[str], at: int, block: _Block) -> Forwarded:
     rest = lines[block.end :]
     body = "\n".join(_unquote(line) for line in rest) if block.quoted else "\n".join(rest)
+    text, signature = split_reply(body)
     return Forwarded(
         how=how,
         subject=_first(block.headers, _SUBJECT),
         sender=_first(block.headers, _FROM),
-        note=extract_new_text("\n".join(lines[:at])),
-        text=extract_new_text(body),
+        note=split_reply("\n".join(lines[:at]))[0],
+        text=text,
         body=body.strip(),
+        signature=signature,
     )
 
 

@@ -29,10 +29,10 @@ from parsing.text import (
     clean_header_text,
     decode_bytes,
     decode_words,
-    extract_new_text,
     has_surrogates,
     html_to_text,
     normalise_newlines,
+    split_reply,
     unfold,
     unsurrogate,
 )
@@ -105,7 +105,7 @@ def _parse(raw: bytes) -> ParsedMessage:
         (k.lower(), unsurrogate(unfold(v), hints)) for k, v in _raw_headers(msg)
     )
     body_text, body_html, from_attachment = _select_bodies(visits)
-    new_text = extract_new_text(body_text)
+    new_text, signature = split_reply(body_text)
     subject = first.get("subject", "")
     forwarded = find_forward(body_text, subject) or _attached_report(
         visits, "" if from_attachment else new_text, hints
@@ -134,6 +134,7 @@ def _parse(raw: bytes) -> ParsedMessage:
         defects=tuple(sorted(defects)),
         part_types=tuple(_type_of(visit.part) for visit in visits),
         forwarded=forwarded,
+        signature=signature,
     )
 
 

@@ -417,11 +417,23 @@ def extract_new_text(text: str) -> str:
     also cleans the library's answer: ``>`` lines go, and so does everything after an
     ``On … wrote:`` / ``-----Original Message-----`` line.
     """
+    return split_reply(text)[0]
+
+
+def split_reply(text: str) -> tuple[str, str]:
+    """(new text, signature) of a reply: ``extract_new_text`` and the signature block below it.
+
+    The signature is what mail-parser-reply tells apart from the new text ("Thanks,\nJane
+    Doe\nDirect: …", "Sent from my iPhone"), quoted history removed the same way; empty
+    when the library finds none (its lines then stay in the new text).
+    """
     if not text.strip():
-        return ""
+        return "", ""
     reply = _reply_from_library(text) if len(text) <= _MAX_REPLY_INPUT else None
+    body, signature = reply or (None, "")
     # The library leaves ">" lines that no "On … wrote:" header introduces; drop them too.
-    return _drop_trailing_rules(strip_quoted(reply or text))
+    new_text = _drop_trailing_rules(strip_quoted(body or text))
+    return new_text, _drop_trailing_rules(strip_quoted(signature)) if signature else ""
 
 
 def _drop_trailing_rules(text: str) -> str:
@@ -431,16 +443,19 @@ def _drop_trailing_rules(text: str) -> str:
     return "\n".join(lines).strip()
 
 
-def _reply_from_library(text: str) -> str | None:
+def _reply_from_library(text: str) -> tuple[str | None, str] | None:
+    """(new text or None when empty, signature) as mail-parser-reply reads them."""
     try:
         # keep_hyphen_lists: "- Serial: X" bullets are report fields, not a "-Name" signature.
         message = _ReplyMessage(
             text=text, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True
         ).read()
-        body = str(message.replies[0].body) if message.replies else ""
+        reply = message.replies[0] if message.replies else None
+        body = str(reply.body) if reply else ""
+        signature = str(reply.signatures or "") if reply else ""
     except Exception:  # a third-party regex engine on hostile text: fall back, never fail
         return None
-    return body.strip() or None
+    return (body.strip() or None), signature.strip()
 
 
 def strip_quoted(text: str) -> str:

@@ -9,7 +9,7 @@ daemon calls it inside COMMIT 2, so both say the same thing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -25,7 +25,7 @@ from intake.pipeline.checks import (
 from intake.pipeline.customers import CustomerMatch, CustomerRecord, match_customer
 from intake.pipeline.identity import Identity
 from intake.policy.findings import FindingCode
-from intake.policy.policy import Policy, PolicyBook
+from intake.policy.policy import Policy, PolicyBook, ReportField
 from intake.policy.sla import Deadlines, compute_deadlines
 from parsing import (
     FieldExtraction,
@@ -39,6 +39,7 @@ from parsing import (
     parse_subject,
     report_text,
 )
+from parsing.phones import contact_phone
 
 
 class Disposition(StrEnum):
@@ -195,7 +196,15 @@ def _read(
     extraction = extract_fields(
         report_text(message), html, policy.field_specs(), policy.placeholders
     )
+    if any(f.name not in extraction.values for f in _phone_fields(policy)):
+        phone = contact_phone(message, extraction.free_text, policy.phone_region)
+        extraction = replace(extraction, phone=phone)
     return subject, extraction
+
+
+def _phone_fields(policy: Policy) -> tuple[ReportField, ...]:
+    """The fields a number written without a label may give (``phone_in_text``)."""
+    return tuple(f for f in policy.fields if "phone_in_text" in f.satisfied_by)
 
 
 def _effective_priority(subject: SubjectParse, policy: Policy) -> int:
@@ -219,6 +228,11 @@ def _field_values(ctx: CheckContext) -> dict[str, Any]:
     for name, value in fallbacks.items():
         if value and name not in values and any(f.name == name for f in ctx.policy.fields):
             values[name] = value
+    phone = ctx.extraction.phone
+    for spec in _phone_fields(ctx.policy) if phone else ():
+        if phone and spec.name not in values:
+            values[spec.name] = phone.number
+            values[f"{spec.name}_found_in"] = phone.found_in  # "sentence" | "signature"
     examples = [
         {"when": e.when, "calling": e.calling, "called": e.called}
         for e in ctx.extraction.call_examples
