@@ -53,6 +53,7 @@ _PHONE_LABEL: Final = re.compile(
 _FAX: Final = re.compile(r"\b(?:fax|telefax|f)\b\s*[:.]?\s*$", re.IGNORECASE)
 _WINDOW: Final = 60  # characters before a number that say what it is
 _MAX_LINE: Final = 500  # a longer "line" is not a signature line or a sentence to scan
+_MIN_DIGITS: Final = 5  # no valid number, national or international, has fewer digits
 
 
 def contact_phone(
@@ -114,6 +115,8 @@ def _in_signature(before: str) -> bool:
 
 
 def _numbers(line: str, region: str) -> Iterator[phonenumbers.PhoneNumberMatch]:
+    if sum(ch.isdigit() for ch in line) < _MIN_DIGITS:
+        return  # the matcher is pure Python: lines that cannot hold a number skip it
     try:
         yield from phonenumbers.PhoneNumberMatcher(
             line, region, leniency=phonenumbers.Leniency.VALID
