@@ -47,7 +47,7 @@ _CALL_MADE: Final = re.compile(
 _PHONE_LABEL: Final = re.compile(
     r"[\s>*|•·-]*(?:direct(?:\s+line)?|dir|mobile|mob|cell(?:\s*phone)?|tel(?:ephone)?|phone"
     r"|ph|office|work|main|desk|t|m|d|o|c|handy|mobil|telefon|t[ée]l(?:[ée]phone)?|portable"
-    r"|tel[ée]fono|m[óo]vil|celular)\.?\s*[:.]?\s*(?:\(\w+\)\s*)?",
+    r"|tel[ée]fono|m[óo]vil|celular)\b\.?\s*[:.]?\s*(?:\(\w+\)\s*)?",
     re.IGNORECASE,
 )
 _FAX: Final = re.compile(r"\b(?:fax|telefax|f)\b\s*[:.]?\s*$", re.IGNORECASE)
@@ -79,9 +79,12 @@ def find_contact_phone(
 ) -> PhoneFound | None:
     """A sentence asking to be called wins, then a labelled line, then the signature block."""
     text_lines = _lines(free_text)
+    # Each rule's cheap necessary condition picks the lines worth the (slow) matcher.
+    asking = [line for line in text_lines if _CALLBACK.search(line)]
+    labelled = [line for line in text_lines if _PHONE_LABEL.match(line)]
     return (
-        _first(text_lines, region, "sentence", _asks_for_callback)
-        or _first(text_lines, region, "signature", _is_labelled)
+        _first(asking, region, "sentence", _asks_for_callback)
+        or _first(labelled, region, "signature", _is_labelled)
         or _first(_lines(signature), region, "signature", _in_signature)
     )
 
