@@ -124,11 +124,11 @@ def test_create_if_new_leaves_an_old_database_for_the_operator(engine: Engine) -
     assert "alembic_version" not in inspect(engine).get_table_names()
 
 
-def test_0002_lets_a_charge_be_waived_on_a_migrated_database(engine: Engine) -> None:
-    migrate.upgrade(engine, "0001_baseline")
-    with session_scope(make_session_factory(engine)) as session:  # a line from before 0002
+def test_0003_lets_a_charge_be_waived_on_a_migrated_database(engine: Engine) -> None:
+    migrate.upgrade(engine, "0002_outbox_claim_owner")
+    with session_scope(make_session_factory(engine)) as session:  # a line from before 0003
         ticket_id = stored_ticket(session).id
-        session.execute(  # raw SQL: the models already know the column 0002 adds
+        session.execute(  # raw SQL: the models already know the column 0003 adds
             text(
                 "INSERT INTO charge (ledger_key, ticket_id, kind, amount, currency, status,"
                 " reason, created_at) VALUES ('k', :t, 'missing_information', 100, 'USD',"

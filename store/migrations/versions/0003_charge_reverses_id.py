@@ -3,8 +3,8 @@
 ``intake charges waive ID --note TEXT`` writes a new line (kind ``waiver``, the negative
 amount) instead of deleting or rewriting the charge; existing lines get NULL.
 
-Revision ID: 0002_charge_reverses_id
-Revises: 0001_baseline
+Revision ID: 0003_charge_reverses_id
+Revises: 0002_outbox_claim_owner
 Create Date: 2026-12-01 12:21:37.980689
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_charge_reverses_id"
-down_revision: str | None = "0001_baseline"
+revision: str = "0003_charge_reverses_id"
+down_revision: str | None = "0002_outbox_claim_owner"
 branch_labels: str | None = None
 depends_on: str | None = None
 
