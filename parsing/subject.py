@@ -1,11 +1,13 @@
 """The subject grammar ``Customer – Location – Issue – Priority``.
 
 This module owns reading a decoded subject line against that grammar: removing reply and
-forward prefixes and system tags, splitting on the separators customers really type
-(en dash, em dash, a spaced hyphen, a spaced ``--``, with any Unicode white space), and
-reading a priority from the last part. A subject that does not follow the grammar is a
-finding, not an error: the result says what is wrong in ``problem`` and the function
-never raises.
+forward prefixes and system tags (ours anywhere, another system's at the end), splitting
+on the separators customers really type (en dash, em dash, a spaced hyphen, a spaced
+``--``, with any Unicode white space), and reading a priority from the last part or glued
+to the issue (``Phones down (P1)``), in English, German, French and Spanish. A subject
+that does not follow the grammar is a finding, not an error: the result says what is
+wrong in ``problem`` (best effort when one separator is missing) and the function never
+raises.
 """
 
 from __future__ import annotations
