@@ -4,7 +4,8 @@ The package owns everything that can be decided from a message alone: decoding i
 (``parse_message``; ``read_message_id`` reads the id from the header block alone),
 reading the subject grammar (``parse_subject``, with our ``ticket_tag`` for the configured
 number format and ``strip_reply_prefixes``), finding the report fields
-(``extract_fields``), telling people from machines (``classify``), reading bounces
+(``extract_fields``) in the report's text (``report_text``: a forward's report is the
+forwarded content, ``find_forward``), telling people from machines (``classify``), reading bounces
 (``read_delivery_report``) and the keys that make re-delivery harmless
 (``idempotency_key``, ``content_hash``), and the one spelling of an address we keep
 (``normalise_address``) and compare (``canonical_address``, ``address_domain``). It
@@ -21,6 +22,7 @@ from parsing.addresses import (
 from parsing.classify import classify
 from parsing.dsn import BouncedRecipient, DeliveryReport, read_delivery_report
 from parsing.fields import DEFAULT_PLACEHOLDERS, extract_fields
+from parsing.forwards import find_forward, report_text
 from parsing.headers import header_line_regex, is_header_line
 from parsing.idempotency import content_hash, idempotency_key
 from parsing.message import parse_message, read_message_id
@@ -38,6 +40,7 @@ from parsing.types import (
     Classification,
     FieldExtraction,
     FieldSpec,
+    Forwarded,
     ParsedMessage,
     SubjectParse,
     Verdict,
@@ -53,6 +56,7 @@ __all__ = [
     "DeliveryReport",
     "FieldExtraction",
     "FieldSpec",
+    "Forwarded",
     "ParsedMessage",
     "SubjectParse",
     "TicketTag",
@@ -64,6 +68,7 @@ __all__ = [
     "classify",
     "content_hash",
     "extract_fields",
+    "find_forward",
     "format_literals",
     "header_line_regex",
     "idempotency_key",
@@ -73,6 +78,7 @@ __all__ = [
     "parse_subject",
     "read_delivery_report",
     "read_message_id",
+    "report_text",
     "strip_reply_prefixes",
     "ticket_tag",
 ]

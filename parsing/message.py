@@ -9,6 +9,7 @@ a 3 MB recursion bomb and a 210 KB header), and a bad message must never block o
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -21,20 +22,21 @@ from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, Final, TypeVar
 
 from parsing.addresses import normalise_address
+from parsing.forwards import attached_forward, find_forward
 from parsing.headers import header_line_regex
 from parsing.idempotency import content_hash
 from parsing.text import (
     clean_header_text,
     decode_bytes,
     decode_words,
-    extract_new_text,
     has_surrogates,
     html_to_text,
     normalise_newlines,
+    split_reply,
     unfold,
     unsurrogate,
 )
-from parsing.types import Attachment, ParsedMessage
+from parsing.types import Attachment, Forwarded, ParsedMessage
 
 _T = TypeVar("_T")
 
@@ -46,6 +48,11 @@ MAX_PARTS: Final = 500
 # email package a few Content-Type parses, so the raw part count bounds parse time.
 _PART_HEADER: Final = re.compile(rb"(?im)^" + header_line_regex("content-type").encode())
 PART_LIMIT_DEFECT: Final = "PartLimitExceeded"
+# RFC 5322 §4.5.2 obs-optional: field-name *WSP ":". A name is printable ASCII but ":".
+_SPACED_NAME: Final = re.compile(rb"(?m)^([\x21-\x39\x3b-\x7e]+)[ \t]+:")
+# The first line that is no header field, no spaced one, no continuation and no mbox
+# "From " line: the end of the header section as the repaired parser will read it.
+_HEADER_SECTION_END: Final = re.compile(rb"(?m)^(?![\x21-\x39\x3b-\x7e]+[ \t]*:|[ \t]|From )")
 PARSE_FAILURE_DEFECT: Final = "ParseFailure"
 
 _MSGID_TOKEN: Final = re.compile(r"<([^<>]*)>")
@@ -88,7 +95,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
 
 
 def _parse(raw: bytes) -> ParsedMessage:
-    bounded, cut = bound_parts(raw)
+    bounded, cut = bound_parts(repair_header_names(raw))
     msg = _parse_tree(bounded)
     visits = list(_walk(msg))
     hints = _declared_charsets(visits)
@@ -97,14 +104,19 @@ def _parse(raw: bytes) -> ParsedMessage:
     undecoded = _first_values(
         (k.lower(), unsurrogate(unfold(v), hints)) for k, v in _raw_headers(msg)
     )
-    body_text, body_html = _select_bodies(visits)
+    body_text, body_html, from_attachment = _select_bodies(visits)
+    new_text, signature = split_reply(body_text)
+    subject = first.get("subject", "")
+    forwarded = find_forward(body_text, subject) or _attached_report(
+        visits, "" if from_attachment else new_text, hints
+    )
     from_name, from_address = _first_mailbox(msg, undecoded.get("from", ""))
     message_id = _message_id(msg)
     defects = _defect_names(visits) | ({PART_LIMIT_DEFECT} if cut else set())
     return ParsedMessage(
         message_id=message_id or generated_message_id(raw),
         message_id_generated=message_id is None,
-        subject=first.get("subject", ""),
+        subject=subject,
         from_address=from_address,
         from_name=from_name,
         reply_to=_addr_specs(msg, "reply-to", undecoded),
@@ -116,11 +128,13 @@ def _parse(raw: bytes) -> ParsedMessage:
         content_type=_type_of(msg),
         body_text=body_text,
         body_html=body_html,
-        new_text=extract_new_text(body_text),
+        new_text=new_text,
         attachments=tuple(_attachments(visits)),
         headers=headers,
         defects=tuple(sorted(defects)),
         part_types=tuple(_type_of(visit.part) for visit in visits),
+        forwarded=forwarded,
+        signature=signature,
     )
 
 
@@ -131,7 +145,9 @@ def read_message_id(raw: bytes) -> str:
     need the idempotency key before they parse the whole message.
     """
     try:
-        msg = BytesParser(policy=_MemoPolicy()).parsebytes(raw, headersonly=True)
+        msg = BytesParser(policy=_MemoPolicy()).parsebytes(
+            repair_header_names(raw), headersonly=True
+        )
         return _message_id(msg) or generated_message_id(raw)
     except Exception:  # parse_message falls back to the generated id in the same case
         return generated_message_id(raw)
@@ -197,6 +213,21 @@ def _lost_boundaries(msg: Message) -> int:
         for visit in _walk(msg)
         for defect in visit.part.defects
     )
+
+
+def repair_header_names(raw: bytes) -> bytes:
+    """``Subject : x`` -> ``Subject: x`` in the top-level header section.
+
+    RFC 5322 §4.5.2 (obsolete syntax) allows white space between a field name and its
+    colon, and old clients wrote it; the email package takes such a line for the first
+    body line and loses every header after it. Continuation lines start with white space
+    and never match; the rest of the message is left byte for byte as it was.
+    """
+    end = _HEADER_SECTION_END.search(raw)
+    head = raw[: end.start()] if end else raw
+    if not _SPACED_NAME.search(head):
+        return raw
+    return _SPACED_NAME.sub(rb"\1:", head) + raw[len(head) :]
 
 
 def bound_parts(raw: bytes) -> tuple[bytes, bool]:
@@ -280,8 +311,9 @@ def _first_values(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return first
 
 
-def _select_bodies(visits: list[_Visit]) -> tuple[str, str | None]:
-    """(body_text, body_html) from the inline parts, else from the first attached message.
+def _select_bodies(visits: list[_Visit]) -> tuple[str, str | None, bool]:
+    """(body_text, body_html, taken from an attached message) from the inline parts, else
+    from the first attached message.
 
     Inline parts of one type in a multipart/mixed are joined (iPhone and Apple Mail split
     the text around inline images: flanker iphone.eml, zammad mail085's two HTML parts);
@@ -291,14 +323,36 @@ def _select_bodies(visits: list[_Visit]) -> tuple[str, str | None]:
     walked = {id(v.part) for v in visits}
     roots = [visits[0].part] if visits else []
     roots += [v.part for v in visits if _is_attached_message(v)]
-    for root in roots:
-        plain = _collect(root, "text/plain", walked)
-        html = _collect(root, "text/html", walked)
+    for index, root in enumerate(roots):
+        text, html = _bodies_of(root, walked)
+        if text or html:
+            return text, html, index > 0
+    return "", None, False
+
+
+def _bodies_of(root: Message, walked: set[int]) -> tuple[str, str | None]:
+    for named in (False, True):
+        plain = _collect(root, "text/plain", walked, named_inline=named)
+        html = _collect(root, "text/html", walked, named_inline=named)
         if plain or html:
             joined_html = "\n".join(html) or None
-            text = "\n".join(plain) if plain else html_to_text(joined_html or "")
-            return text, joined_html
+            return ("\n".join(plain) if plain else html_to_text(joined_html or "")), joined_html
     return "", None
+
+
+def _attached_report(visits: list[_Visit], note: str, hints: tuple[str, ...]) -> Forwarded | None:
+    """The first attached message (message/rfc822) as a forwarded report, or None."""
+    walked = {id(v.part) for v in visits}
+    for visit in visits:
+        inner = _children(visit.part)
+        if not (_is_attached_message(visit) and inner):
+            continue
+        headers = _first_values(_decode_headers(inner[0], hints))
+        text, html = _bodies_of(visit.part, walked)
+        return attached_forward(
+            note, headers.get("subject", ""), headers.get("from", ""), text, html
+        )
+    return None
 
 
 def _is_attached_message(visit: _Visit) -> bool:
@@ -310,36 +364,48 @@ def _is_attached_message(visit: _Visit) -> bool:
     )
 
 
-def _collect(part: Message, wanted: str, walked: set[int], depth: int = 0) -> list[str]:
+def _collect(
+    part: Message, wanted: str, walked: set[int], depth: int = 0, *, named_inline: bool = False
+) -> list[str]:
     """Non-blank texts of type ``wanted`` under ``part``, skipping attachments.
 
     Only parts the bounded walk visited are entered, so the parse budget holds here too.
+    ``named_inline``: a text part marked ``inline`` counts even when it has a filename
+    (the second pass, for clients that name their only text part; RFC 2183 §2.1 makes
+    ``inline`` mean "show it as the body", whatever the name).
     """
     if id(part) not in walked or (depth and is_attachment(part) and _children(part)):
         return []
     children = [c for c in _children(part) if id(c) in walked]
     if not children:
-        return _leaf_text(part, wanted, depth)
+        return _leaf_text(part, wanted, depth, named_inline)
+    collect = functools.partial(_collect, wanted=wanted, walked=walked, named_inline=named_inline)
     if _type_of(part) == "multipart/alternative":
         for child in children:
-            found = _collect(child, wanted, walked, depth + 1)
+            found = collect(child, depth=depth + 1)
             if found:
                 return found
         return []
     # Parts of this message first; an enclosed inline message only if this one has no text.
     enclosed = [c for c in children if _type_of(c).startswith("message/")]
     own = [c for c in children if not _type_of(c).startswith("message/")]
-    found = [text for child in own for text in _collect(child, wanted, walked, depth + 1)]
+    found = [text for child in own for text in collect(child, depth=depth + 1)]
     for child in enclosed:
-        found = found or _collect(child, wanted, walked, depth + 1)
+        found = found or collect(child, depth=depth + 1)
     return found
 
 
-def _leaf_text(part: Message, wanted: str, depth: int) -> list[str]:
-    if _type_of(part) != wanted or (depth and is_attachment(part)):
+def _leaf_text(part: Message, wanted: str, depth: int, named_inline: bool) -> list[str]:
+    if _type_of(part) != wanted:
+        return []
+    if depth and is_attachment(part) and not (named_inline and _is_inline(part)):
         return []
     text = _part_text(part)
     return [text] if text.strip() else []
+
+
+def _is_inline(part: Message) -> bool:
+    return _guard(part.get_content_disposition, None) == "inline"
 
 
 def _type_of(part: Message) -> str:

@@ -28,6 +28,9 @@ from typing import Final
 import html2text
 from mailparser_reply.parser import EmailMessage as _ReplyMessage
 
+# Our decoder for Microsoft's ISO-2022-JP (no Python codec has that name): see _decode_cp50220.
+_CP50220: Final = "x-cp50220"
+
 # Labels seen in real mail that Python does not know or that lie about their bytes. Each maps
 # to the codecs to try, in order, before the generic UTF-8 / Windows-1252 / Latin-1 chain.
 # The WHATWG Encoding Standard makes the same substitutions (Latin-1 -> Windows-1252,
@@ -62,7 +65,19 @@ _CHARSET_ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "windows-31j": ("cp932",),
     # ISO-2022-JP is 7-bit; 8-bit bytes under that label are Shift_JIS in practice
     # (zammad mail093), so the Japanese 8-bit codecs follow the strict ones.
-    "iso-2022-jp": ("iso2022_jp", "iso2022_jp_ext", "iso2022_jp_2", "cp932", "euc_jp"),
+    # Outlook and Exchange write Microsoft's variant (CP50220/CP50221): the escapes of
+    # RFC 1468, but the NEC and IBM characters of CP932 (①, ㈱, Ⅱ, 髙) in the JIS X 0208
+    # rows the standard leaves empty; Python's strict codecs refuse those bytes.
+    "iso-2022-jp": (
+        "iso2022_jp",
+        _CP50220,
+        "iso2022_jp_ext",
+        "iso2022_jp_2",
+        "cp932",
+        "euc_jp",
+    ),
+    "csiso2022jp": ("iso2022_jp", _CP50220),
+    "cp50220": (_CP50220,),
     "euc-jp": ("euc_jp", "cp932"),
     "iso-8859-8-i": ("iso-8859-8",),
     "tis-620": ("cp874",),
@@ -110,6 +125,8 @@ def codecs_for(charset: str | None) -> tuple[str, ...]:
 
 
 def _is_text_codec(name: str) -> bool:
+    if name == _CP50220:
+        return True
     try:
         info = codecs.lookup(name)
     except (LookupError, ValueError):
@@ -125,10 +142,60 @@ def decode_bytes(data: bytes, charset: str | None = None, hints: Sequence[str] =
     """
     for codec in _candidate_codecs(charset, hints):
         try:
-            return data.decode(codec)
+            return _decode_cp50220(data) if codec == _CP50220 else data.decode(codec)
         except (UnicodeError, LookupError, ValueError):
             continue
     return data.decode("latin-1", errors="replace")
+
+
+# ISO-2022 escape sequences (RFC 1468) -> the character set they switch to.
+_JIS_ESCAPES: Final[dict[bytes, str]] = {
+    b"\x1b(B": "ascii",
+    b"\x1b(J": "ascii",  # JIS X 0201 Roman: ASCII but for ¥ and ‾, read as ASCII by mailers
+    b"\x1b(I": "katakana",  # JIS X 0201 half-width katakana (CP50222)
+    b"\x1b$@": "jis0208",
+    b"\x1b$B": "jis0208",
+    b"\x1b&@\x1b$B": "jis0208",  # JIS X 0208-1990, announced by "&@"
+}
+_JIS_ESCAPE: Final = re.compile(rb"\x1b&@\x1b\$B|\x1b[($][@BJI]")
+
+
+def _decode_cp50220(data: bytes) -> str:
+    """Microsoft's ISO-2022-JP: each JIS X 0208 pair maps to its Shift_JIS pair in CP932.
+
+    The JIS -> Shift_JIS arithmetic is the standard one (JIS X 0208 Annex 1); CP932 then
+    holds the NEC row 13 and the IBM rows 89-92 that the strict codec rejects. Raises
+    UnicodeDecodeError on bytes that are not this encoding, so the next codec is tried.
+    """
+    out: list[str] = []
+    mode = "ascii"
+    position = 0
+    for match in _JIS_ESCAPE.finditer(data):
+        out.append(_decode_jis_run(data[position : match.start()], mode))
+        mode = _JIS_ESCAPES[match[0]]
+        position = match.end()
+    out.append(_decode_jis_run(data[position:], mode))
+    return "".join(out)
+
+
+def _decode_jis_run(run: bytes, mode: str) -> str:
+    if mode == "jis0208":
+        if len(run) % 2 or any(not 0x21 <= b <= 0x7E for b in run):
+            raise UnicodeDecodeError("x-cp50220", run, 0, len(run), "not a JIS X 0208 pair")
+        pairs = (_jis_to_sjis(run[i], run[i + 1]) for i in range(0, len(run), 2))
+        return b"".join(pairs).decode("cp932")
+    if mode == "katakana":
+        return bytes(b + 0x80 for b in run).decode("cp932")
+    if any(b > 0x7F for b in run):
+        raise UnicodeDecodeError("x-cp50220", run, 0, len(run), "8-bit byte in 7-bit text")
+    return run.decode("ascii")
+
+
+def _jis_to_sjis(j1: int, j2: int) -> bytes:
+    s1 = ((j1 + 1) >> 1) + (0x70 if j1 <= 0x5E else 0xB0)
+    # Odd JIS rows take the low half of a Shift_JIS trail byte (skipping 0x7F), even the high.
+    odd = j2 + (0x1F if j2 <= 0x5F else 0x20)
+    return bytes([s1, odd if j1 % 2 else j2 + 0x7E])
 
 
 def _candidate_codecs(charset: str | None, hints: Sequence[str]) -> Iterator[str]:
@@ -165,7 +232,10 @@ def decode_words(value: str, hints: Sequence[str] = ()) -> str:
     words in the same charset are joined as bytes first, so a multi-byte character split
     across two words still decodes.
     """
-    text = unsurrogate(unfold(value), hints)
+    # Raw 8-bit bytes stay surrogate escapes until we know where they are: inside an
+    # encoded word they are that word's charset (Eudora wrote "=?iso-8859-1?Q?Fr\xf6sche?="
+    # with the byte unencoded), outside it they are decoded with the message's hints.
+    text = unfold(value)
     out: list[str] = []
     pending: list[tuple[str, bytes]] = []
     position = 0
@@ -173,11 +243,11 @@ def decode_words(value: str, hints: Sequence[str] = ()) -> str:
         gap = text[position : match.start()]
         if gap and (gap.strip() or not pending):
             out.append(_flush(pending, hints))
-            out.append(gap)
+            out.append(unsurrogate(gap, hints))
         pending.append((match["charset"], _decode_word_bytes(match["enc"], match["text"])))
         position = match.end()
     out.append(_flush(pending, hints))
-    out.append(text[position:])
+    out.append(unsurrogate(text[position:], hints))
     return "".join(out)
 
 
@@ -193,9 +263,17 @@ def _flush(pending: list[tuple[str, bytes]], hints: Sequence[str]) -> str:
 def _decode_word_bytes(encoding: str, text: str) -> bytes:
     if encoding.lower() == "q":
         # RFC 2047 §4.2: "_" is a space, "=XX" a byte, anything else stands for itself.
-        data = text.replace("_", " ").encode("utf-8", errors="replace")
+        data = _word_bytes(text.replace("_", " "))
         return _Q_ESCAPE.sub(lambda m: bytes([int(m[1], 16)]), data)
     return _decode_b(text)
+
+
+def _word_bytes(text: str) -> bytes:
+    """The bytes an encoded word's text stands for; raw 8-bit bytes come back as they were."""
+    try:
+        return text.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no byte made (a caller's own text)
+        return text.encode("utf-8", errors="replace")
 
 
 def _decode_b(text: str) -> bytes:
@@ -339,11 +417,23 @@ def extract_new_text(text: str) -> str:
     also cleans the library's answer: ``>`` lines go, and so does everything after an
     ``On … wrote:`` / ``-----Original Message-----`` line.
     """
+    return split_reply(text)[0]
+
+
+def split_reply(text: str) -> tuple[str, str]:
+    """(new text, signature) of a reply: ``extract_new_text`` and the signature block below it.
+
+    The signature is what mail-parser-reply tells apart from the new text ("Thanks,\nJane
+    Doe\nDirect: …", "Sent from my iPhone"), quoted history removed the same way; empty
+    when the library finds none (its lines then stay in the new text).
+    """
     if not text.strip():
-        return ""
+        return "", ""
     reply = _reply_from_library(text) if len(text) <= _MAX_REPLY_INPUT else None
+    body, signature = reply or (None, "")
     # The library leaves ">" lines that no "On … wrote:" header introduces; drop them too.
-    return _drop_trailing_rules(strip_quoted(reply or text))
+    new_text = _drop_trailing_rules(strip_quoted(body or text))
+    return new_text, _drop_trailing_rules(strip_quoted(signature)) if signature else ""
 
 
 def _drop_trailing_rules(text: str) -> str:
@@ -353,16 +443,19 @@ def _drop_trailing_rules(text: str) -> str:
     return "\n".join(lines).strip()
 
 
-def _reply_from_library(text: str) -> str | None:
+def _reply_from_library(text: str) -> tuple[str | None, str] | None:
+    """(new text or None when empty, signature) as mail-parser-reply reads them."""
     try:
         # keep_hyphen_lists: "- Serial: X" bullets are report fields, not a "-Name" signature.
         message = _ReplyMessage(
             text=text, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True
         ).read()
-        body = str(message.replies[0].body) if message.replies else ""
+        reply = message.replies[0] if message.replies else None
+        body = str(reply.body) if reply else ""
+        signature = str(reply.signatures or "") if reply else ""
     except Exception:  # a third-party regex engine on hostile text: fall back, never fail
         return None
-    return body.strip() or None
+    return (body.strip() or None), signature.strip()
 
 
 def strip_quoted(text: str) -> str:

@@ -42,6 +42,24 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class Forwarded:
+    """The report a message forwards (``parsing.forwards``): the forwarded content is the report.
+
+    ``how``: ``marker`` (Gmail, Thunderbird, Apple Mail), ``outlook`` (its From/Sent/Subject
+    block under a ``FW:`` subject) or ``attached`` (a message/rfc822 part).
+    """
+
+    how: str
+    subject: str  # the forwarded message's own subject, decoded
+    sender: str  # its From, as written (display name and address)
+    note: str  # what the forwarder wrote above it, quoted history and signature removed
+    text: str  # the forwarded message's new text (its own history and signature removed)
+    body: str  # the forwarded message's whole text, signature included
+    html: str | None = None  # an attached message's HTML part, for its field tables
+    signature: str = ""  # the forwarded message's signature block (its sender's phone)
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedMessage:
     """A decoded message. Every string is already decoded Unicode with no CR/LF in headers.
 
@@ -72,6 +90,12 @@ class ParsedMessage:
     # content type of every MIME part the bounded walk visited, in order, top level first.
     # Classification needs it to see a message/delivery-status part (RFC 3464).
     part_types: tuple[str, ...] = ()
+    # The forwarded report, when this message forwards one (issue 10): its fields and,
+    # when the outer subject does not follow the grammar, its subject are the report's.
+    forwarded: Forwarded | None = None
+    # The signature block below the new text (no quoted history): where a contact's
+    # phone number often is when no "Phone:" line gives it.
+    signature: str = ""
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -129,6 +153,16 @@ class CallExample:
 
 
 @dataclass(frozen=True, slots=True)
+class PhoneFound:
+    """A contact phone number read without a ``Phone:`` label (``parsing.phones``)."""
+
+    number: str  # international format, e.g. "+1 303-555-0142"
+    e164: str  # "+13035550142"
+    found_in: str  # "sentence" (the new text asks to be called there) | "signature"
+    line: str  # the line it was read from (for --explain; never logged)
+
+
+@dataclass(frozen=True, slots=True)
 class FieldExtraction:
     """What the body says for each known label.
 
@@ -141,3 +175,4 @@ class FieldExtraction:
     blank: frozenset[str] = frozenset()
     call_examples: tuple[CallExample, ...] = ()
     free_text: str = ""
+    phone: PhoneFound | None = None  # set by parsing.phones when no label gave one

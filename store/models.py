@@ -180,6 +180,9 @@ class ChargeRow(Base):
     created_at: Mapped[datetime]
     settled_at: Mapped[datetime | None]
     settled_note: Mapped[str | None] = mapped_column(Text)
+    # A credit line (kind "waiver", negative amount) names the line it reverses; the
+    # reversed line stays as it was, so the ledger keeps what was charged and why not.
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("charge.id"), default=None)
 
     ticket: Mapped[Ticket] = relationship(back_populates="charges")
 

@@ -179,6 +179,7 @@ def add_charge(
     reason: str,
     status: str,
     now: datetime,
+    reverses_id: int | None = None,
 ) -> bool:
     """Write one ledger line unless ``ledger_key`` already has one. True when written."""
     insert = _insert_for(session)
@@ -193,6 +194,7 @@ def add_charge(
             reason=reason,
             status=status,
             created_at=now,
+            reverses_id=reverses_id,
         )
         .on_conflict_do_nothing(index_elements=["ledger_key"])
         .returning(ChargeRow.id)
@@ -306,6 +308,38 @@ def settle_charge(
         return None
     row.status, row.settled_at, row.settled_note = outcome, now, note
     return row
+
+
+WAIVER_KIND = "waiver"
+
+
+def waive_charge(session: Session, charge_id: int, note: str, now: datetime) -> ChargeRow | None:
+    """Reverse an applied or billed line with a credit line; None when it cannot be waived.
+
+    Nothing is deleted or rewritten: the credit (kind ``waiver``, the negative amount,
+    ``note`` as its reason) is a new ledger line naming the one it reverses. Its ledger
+    key is derived from that line, so a line is waived at most once, even by two staff
+    at the same moment. Pending lines are settled instead; a credit is not waived.
+    """
+    row = session.get(ChargeRow, charge_id)
+    if row is None or row.status not in {"applied", "billed"} or row.reverses_id is not None:
+        return None
+    key = f"{WAIVER_KIND}:{row.id}"
+    written = add_charge(
+        session,
+        ledger_key=key,
+        ticket_id=row.ticket_id,
+        kind=WAIVER_KIND,
+        amount=-row.amount,
+        currency=row.currency,
+        reason=note,
+        status="applied",
+        now=now,
+        reverses_id=row.id,
+    )
+    if not written:
+        return None
+    return session.execute(select(ChargeRow).where(ChargeRow.ledger_key == key)).scalar_one()
 
 
 def tickets_waiting_since(session: Session, before: datetime) -> list[Ticket]:

@@ -91,7 +91,7 @@ def tickets_autoclose(**common: Any) -> None:
 
 @click.group()
 def charges() -> None:
-    """The charge ledger: list charges, settle pending ones."""
+    """The charge ledger: list charges, settle pending ones, waive applied ones."""
 
 
 @charges.command(name="list")
@@ -106,7 +106,7 @@ def charges_list(status: str | None, as_json: bool, **common: Any) -> None:
     app = open_app(settings_from(common))
     with session_scope(app.sessions) as session:
         rows = [charge_view(c) for c in repo.list_charges(session, status)]
-    columns = ["id", "ticket", "kind", "amount", "currency", "status", "created_at"]
+    columns = ["id", "ticket", "kind", "amount", "currency", "status", "created_at", "reverses"]
     print_rows(rows, as_json, columns)
 
 
@@ -130,6 +130,29 @@ def charges_settle(charge_id: int, outcome: str | None, note: str | None, **comm
     if view is None:
         raise click.ClickException(f"charge {charge_id} is not pending (or does not exist)")
     click.echo(f"charge {charge_id}: {view['amount']} {view['currency']} {outcome}")
+
+
+@charges.command(name="waive")
+@click.argument("charge_id", type=int)
+@click.option("--note", required=True, help="Why the charge is reversed, for the record.")
+@common_options
+def charges_waive(charge_id: int, note: str, **common: Any) -> None:
+    """Reverse an applied (or billed) charge: a credit line in the ledger, nothing deleted."""
+    from store import repository as repo
+    from store.db import session_scope
+
+    if not note.strip():
+        raise click.UsageError("--note must say why")
+    app = open_app(settings_from(common))
+    with session_scope(app.sessions) as session:
+        row = repo.waive_charge(session, charge_id, note.strip(), utc_now())
+        view = charge_view(row) if row else None
+    if view is None:
+        raise click.ClickException(
+            f"charge {charge_id} cannot be waived (unknown, pending, a credit, or waived already)"
+        )
+    credit = f"{view['amount']} {view['currency']}"
+    click.echo(f"charge {charge_id}: credited {credit} as charge {view['id']}")
 
 
 COMMANDS: tuple[click.Command, ...] = (tickets, charges)

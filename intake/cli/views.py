@@ -190,6 +190,7 @@ def charge_view(charge: ChargeRow) -> dict[str, Any]:
         "status": charge.status,
         "reason": charge.reason,
         "created_at": _iso(charge.created_at),
+        "reverses": charge.reverses_id,  # a waiver's credit line names the line it reverses
     }
 
 

@@ -9,7 +9,7 @@ daemon calls it inside COMMIT 2, so both say the same thing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -25,7 +25,7 @@ from intake.pipeline.checks import (
 from intake.pipeline.customers import CustomerMatch, CustomerRecord, match_customer
 from intake.pipeline.identity import Identity
 from intake.policy.findings import FindingCode
-from intake.policy.policy import Policy, PolicyBook
+from intake.policy.policy import Policy, PolicyBook, ReportField
 from intake.policy.sla import Deadlines, compute_deadlines
 from parsing import (
     FieldExtraction,
@@ -37,7 +37,9 @@ from parsing import (
     extract_fields,
     parse_message,
     parse_subject,
+    report_text,
 )
+from parsing.phones import contact_phone
 
 
 class Disposition(StrEnum):
@@ -140,7 +142,8 @@ def assess(
         priority=priority,
         fields=_field_values(ctx),
         findings=checks.findings,
-        charges=_charges(checks.findings, ctx),
+        # The dry run and the daemon read this same value: what check lists is what is charged.
+        charges=_charges(checks.findings, ctx) if _chargeable(message, verdict) else (),
         disposition=Disposition.IGNORE if verdict.is_machine else Disposition.NEW_TICKET,
         reply_address=None if verdict.is_machine else reply_address(message),
         policy=policy,
@@ -150,6 +153,16 @@ def assess(
         checks_hit=checks.hits,
         checks_missed=checks.misses,
     )
+
+
+def _chargeable(message: ParsedMessage, verdict: Verdict) -> bool:
+    """Only a person's report is charged: never machine mail, never bytes that are no mail.
+
+    Empty input and bytes without a header section (RFC 5322 §2.1: a message is header
+    fields, then optionally a body) name nobody who could have given the details; the
+    ticket still records them (``not_a_mail`` finding), but nobody is charged.
+    """
+    return not verdict.is_machine and bool(message.headers)
 
 
 def _read_for_customer(
@@ -174,10 +187,24 @@ def _read(
     message: ParsedMessage, policy: Policy, tag: TicketTag
 ) -> tuple[SubjectParse, FieldExtraction]:
     subject = parse_subject(message.subject, policy.priority_aliases(), tag)
+    forwarded = message.forwarded
+    if forwarded and not subject.follows_grammar:
+        # A forward's own subject is often just "FW: the phones": the report's may follow.
+        inner = parse_subject(forwarded.subject, policy.priority_aliases(), tag)
+        subject = inner if inner.follows_grammar else subject
+    html = message.body_html or (forwarded.html if forwarded else None)
     extraction = extract_fields(
-        message.new_text, message.body_html, policy.field_specs(), policy.placeholders
+        report_text(message), html, policy.field_specs(), policy.placeholders
     )
+    if any(f.name not in extraction.values for f in _phone_fields(policy)):
+        phone = contact_phone(message, extraction.free_text, policy.phone_region)
+        extraction = replace(extraction, phone=phone)
     return subject, extraction
+
+
+def _phone_fields(policy: Policy) -> tuple[ReportField, ...]:
+    """The fields a number written without a label may give (``phone_in_text``)."""
+    return tuple(f for f in policy.fields if "phone_in_text" in f.satisfied_by)
 
 
 def _effective_priority(subject: SubjectParse, policy: Policy) -> int:
@@ -201,6 +228,11 @@ def _field_values(ctx: CheckContext) -> dict[str, Any]:
     for name, value in fallbacks.items():
         if value and name not in values and any(f.name == name for f in ctx.policy.fields):
             values[name] = value
+    phone = ctx.extraction.phone
+    for spec in _phone_fields(ctx.policy) if phone else ():
+        if phone and spec.name not in values:
+            values[spec.name] = phone.number
+            values[f"{spec.name}_found_in"] = phone.found_in  # "sentence" | "signature"
     examples = [
         {"when": e.when, "calling": e.calling, "called": e.called}
         for e in ctx.extraction.call_examples

@@ -106,6 +106,17 @@ class ReplyAddress:
 
 
 @dataclass(frozen=True)
+class HeaderSection:
+    name: str = "header_section"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.message.headers:
+            return ()
+        text = "The input has no header section, so it is no mail: recorded, never charged."
+        return (Finding(FindingCode.NOT_A_MAIL, text),)
+
+
+@dataclass(frozen=True)
 class MimeDefects:
     name: str = "mime_defects"
 
@@ -199,6 +210,7 @@ CHECKS: tuple[Check, ...] = (
     OutageEscalation(),
     RequiredFields(),
     ReplyAddress(),
+    HeaderSection(),
     MimeDefects(),
     KnownCustomer(),
     AuthorizedContact(),
@@ -249,17 +261,17 @@ def _satisfied(spec: ReportField, ctx: CheckContext) -> bool:
 
 def _satisfied_by(how: str, spec: ReportField, ctx: CheckContext) -> bool:
     message, extraction = ctx.message, ctx.extraction
-    if how == "subject_customer":
-        return bool(ctx.subject.customer)
-    if how == "from_address":
-        return bool(message.from_address)
-    if how == "from_name":
-        return bool(message.from_name and message.from_name.strip())
     if how == "free_text":
         return len(extraction.free_text.split()) >= spec.min_words
     if how == "call_examples":
         return any(example.complete for example in extraction.call_examples)
-    return False
+    present = {
+        "subject_customer": ctx.subject.customer,
+        "from_address": message.from_address,
+        "from_name": (message.from_name or "").strip(),
+        "phone_in_text": extraction.phone,  # parsing.phones: a sentence or the signature
+    }
+    return bool(present.get(how))
 
 
 def _missing(spec: ReportField, extraction: FieldExtraction) -> Finding:

@@ -19,6 +19,7 @@ class FindingCode(StrEnum):
     OUTAGE_ESCALATED = "outage_escalated"
     MISSING_FIELD = "missing_field"
     NO_REPLY_ADDRESS = "no_reply_address"
+    NOT_A_MAIL = "not_a_mail"  # no header section at all: recorded, never charged
     MIME_DEFECTS = "mime_defects"
     UNKNOWN_CUSTOMER = "unknown_customer"
     UNAUTHORIZED_CONTACT = "unauthorized_contact"

@@ -30,7 +30,10 @@ from parsing import DEFAULT_PLACEHOLDERS, FieldSpec
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 # How a required field can be satisfied without a labelled line in the body.
-Satisfier = Literal["subject_customer", "from_address", "from_name", "free_text", "call_examples"]
+# phone_in_text: a number the contact wrote without a label (parsing.phones).
+Satisfier = Literal[
+    "subject_customer", "from_address", "from_name", "free_text", "call_examples", "phone_in_text"
+]
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -183,6 +186,8 @@ class Policy(BaseModel):
     outage_keywords: tuple[str, ...] = ()
     outage_priority: int | None = None
     staff_cc_reminder: str | None = None  # shown when the customer CCs staff directly
+    # ISO 3166 region for phone numbers written without a country code (parsing.phones).
+    phone_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
     auto_close: AutoClose | None = None
     # Findings that make a ticket billable hourly, and those the confirmation shows as
     # notices (in the order the checks found them).

@@ -269,6 +269,18 @@ _PRIORITY_FORMS = st.sampled_from(
         ("Severity {n}", None),
         ("Severity Level {n}", None),
         ("{n}", None),
+        ("P-{n}", None),
+        ("(P{n})", None),
+        ("[P{n}]", None),
+        ("Priorität {n}", None),
+        ("Priorité {n}", None),
+        ("Prioridad {n}", None),
+        ("Priority - High", 2),
+        ("Prio: Urgent", 1),
+        ("Priorité haute", 2),
+        ("Prioridad alta", 2),
+        ("Hohe Priorität", 2),
+        ("dringend", 1),
         ("Critical", 1),
         ("urgent", 1),
         ("HIGH", 2),
@@ -453,3 +465,24 @@ PREFIX_CASES = [
 )
 def test_strip_reply_prefixes(subject: str, stripped: str) -> None:
     assert strip_reply_prefixes(subject) == stripped
+
+
+_GLUED_FORMS = st.sampled_from(["P{n}", "(P{n})", "[P{n}]", "P-{n}", "(Priority {n})"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    customer=_PART,
+    location=_PART,
+    issue=_PART,
+    form=_GLUED_FORMS,
+    level=st.integers(min_value=1, max_value=9),
+    tag=st.sampled_from(["", " [TKT-000042]", " [CASE#7781]"]),
+)
+def test_round_trip_priority_glued_to_the_issue(
+    customer: str, location: str, issue: str, form: str, level: int, tag: str
+) -> None:
+    priority = form.format(n=level)
+    parsed = parse_subject(f"{customer} – {location} – {issue} {priority}{tag}")
+    assert (parsed.customer, parsed.location, parsed.issue) == (customer, location, issue)
+    assert (parsed.priority, parsed.priority_text, parsed.problem) == (level, priority, None)

@@ -136,3 +136,31 @@ def test_a_settled_charge_cannot_be_settled_again(sessions: sessionmaker[Session
 def test_settling_an_unknown_charge_is_none(sessions: sessionmaker[Session]) -> None:
     with session_scope(sessions) as session:
         assert repo.settle_charge(session, 4711, "billed", None, NOW) is None
+
+
+@pytest.mark.parametrize("status", ["applied", "billed"], ids=str)
+def test_waive_adds_one_credit_line_and_keeps_the_original(
+    sessions: sessionmaker[Session], status: str
+) -> None:
+    with session_scope(sessions) as session:
+        ticket_id = stored_ticket(session).id
+        charge(session, ticket_id, "in:1:missing_information", amount="100.00", status=status)
+        [original] = repo.list_charges(session)
+        credit = repo.waive_charge(session, original.id, "all details were given", NOW)
+        assert credit is not None
+        credit_id = credit.id
+    with session_scope(sessions) as session:
+        credit_row, original_row = repo.list_charges(session)
+        assert (credit_row.id, credit_row.kind, credit_row.amount) == (
+            credit_id,
+            "waiver",
+            Decimal("-100.00"),
+        )
+        assert (credit_row.reverses_id, credit_row.ticket_id) == (original_row.id, ticket_id)
+        assert credit_row.reason == "all details were given"
+        assert (original_row.status, original_row.amount) == (status, Decimal("100.00"))
+        # A second waiver of the same line, in a later transaction, writes nothing.
+        assert repo.waive_charge(session, original_row.id, "again", NOW) is None
+        assert repo.waive_charge(session, credit_row.id, "credit of a credit", NOW) is None
+    with session_scope(sessions) as session:
+        assert len(repo.list_charges(session)) == 2

@@ -15,9 +15,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
 from store import migrate
-from store.db import make_engine
+from store import repository as repo
+from store.db import make_engine, make_session_factory, session_scope
 from store.models import Base
 from tests.store import models_1abcf39
+from tests.store.conftest import NOW, stored_ticket
 
 
 @pytest.fixture
@@ -120,3 +122,25 @@ def test_create_if_new_leaves_an_old_database_for_the_operator(engine: Engine) -
     status = migrate.create_if_new(engine)
     assert status.legacy and not status.up_to_date
     assert "alembic_version" not in inspect(engine).get_table_names()
+
+
+def test_0003_lets_a_charge_be_waived_on_a_migrated_database(engine: Engine) -> None:
+    migrate.upgrade(engine, "0002_outbox_claim_owner")
+    with session_scope(make_session_factory(engine)) as session:  # a line from before 0003
+        ticket_id = stored_ticket(session).id
+        session.execute(  # raw SQL: the models already know the column 0003 adds
+            text(
+                "INSERT INTO charge (ledger_key, ticket_id, kind, amount, currency, status,"
+                " reason, created_at) VALUES ('k', :t, 'missing_information', 100, 'USD',"
+                " 'applied', 'r', :now)"
+            ),
+            {"t": ticket_id, "now": NOW},
+        )
+    migrate.upgrade(engine)
+    columns = {c["name"]: c for c in inspect(engine).get_columns("charge")}
+    assert columns["reverses_id"]["nullable"]
+    with session_scope(make_session_factory(engine)) as session:
+        [original] = repo.list_charges(session)
+        assert original.reverses_id is None
+        credit = repo.waive_charge(session, original.id, "all details were given", NOW)
+        assert credit is not None and credit.reverses_id == original.id

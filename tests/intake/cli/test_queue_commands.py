@@ -64,8 +64,9 @@ def test_charges_list_json_and_status_filter(cli: Cli) -> None:
 def test_charges_list_text_columns(cli: Cli) -> None:
     pending_charge(cli)
     header, row = cli("charges", "list").stdout.splitlines()
-    assert header == "id  ticket  kind  amount  currency  status  created_at"
+    assert header == "id  ticket  kind  amount  currency  status  created_at  reverses"
     assert row.startswith("1  TKT-000001  off_hours_emergency  200.00  USD  pending  ")
+    assert row.endswith("  -")
 
 
 @pytest.mark.parametrize(
@@ -249,3 +250,75 @@ def test_outbox_flush_delivers_what_is_due(cli: Cli) -> None:
     assert (result.exit_code, result.stdout) == (0, "attempted 1 replies\n")
     assert cli("outbox", "flush").stdout == "attempted 0 replies\n"
     assert len(cli.sent_files()) == 1
+
+
+# --- charges waive: a credit line, never a deletion ----------------------------------------
+
+
+def applied_charge(cli: Cli) -> int:
+    """A partial report: the missing-information charge, applied at once."""
+    cli.deliver(make_mail(body="Serial Number: MX-1\nPhone: N/A\n"))
+    with cli.session() as session:
+        [row] = repo.list_charges(session, "applied")
+        return row.id
+
+
+def test_waive_records_a_credit_and_keeps_the_charge(cli: Cli) -> None:
+    charge_id = applied_charge(cli)
+    result = cli("charges", "waive", str(charge_id), "--note", "serials were in the table")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"charge {charge_id}: credited -100.00 USD as charge {charge_id + 1}\n"
+    rows = json.loads(cli("charges", "list", "--json").stdout)
+    shown = [(r["id"], r["kind"], r["amount"], r["status"], r["reverses"]) for r in rows]
+    assert shown == [
+        (charge_id + 1, "waiver", "-100.00", "applied", charge_id),
+        (charge_id, "missing_information", "100.00", "applied", None),
+    ]
+    assert rows[0]["reason"] == "serials were in the table" and rows[0]["ticket"] == "TKT-000001"
+    with cli.session() as session:
+        total = sum(c.amount for c in repo.list_charges(session))
+    assert total == Decimal("0.00")
+
+
+@pytest.mark.parametrize("which", ["twice", "the-credit", "pending", "unknown"], ids=str)
+def test_waive_refuses_what_cannot_be_reversed(cli: Cli, which: str) -> None:
+    charge_id = applied_charge(cli)
+    cli("charges", "waive", str(charge_id), "--note", "first")
+    target = {
+        "twice": charge_id,
+        "the-credit": charge_id + 1,
+        "pending": pending_charge_on_existing(cli),
+        "unknown": 999,
+    }[which]
+    result = cli("charges", "waive", str(target), "--note", "again")
+    assert result.exit_code == 1 and "cannot be waived" in result.stderr
+    with cli.session() as session:
+        assert [c.kind for c in repo.list_charges(session)].count("waiver") == 1
+
+
+def pending_charge_on_existing(cli: Cli) -> int:
+    with cli.session() as session:
+        ticket = repo.ticket_by_number(session, "TKT-000001")
+        assert ticket is not None
+        repo.add_charge(
+            session,
+            ledger_key="test:pending",
+            ticket_id=ticket.id,
+            kind="off_hours_emergency",
+            amount=Decimal("200.00"),
+            currency="USD",
+            reason="P1 outside support hours",
+            status="pending",
+            now=datetime.now(UTC),
+        )
+        [row] = repo.list_charges(session, "pending")
+        return row.id
+
+
+@pytest.mark.parametrize("args", [[], ["--note", "  "]], ids=["no-note", "blank-note"])
+def test_waive_needs_a_reason(cli: Cli, args: list[str]) -> None:
+    charge_id = applied_charge(cli)
+    result = cli("charges", "waive", str(charge_id), *args)
+    assert result.exit_code == 2
+    with cli.session() as session:
+        assert [c.kind for c in repo.list_charges(session)] == ["missing_information"]

@@ -301,3 +301,48 @@ def test_autoclose_closes_a_long_waiting_ticket_and_notifies(cli: Cli) -> None:
     assert len(cli.sent_files()) == 2  # the confirmation, then the closing notice
     shown = json.loads(cli("tickets", "show", "TKT-000001", "--json").stdout)
     assert shown["status"] == "closed" and shown["closed_at"] is not None
+
+
+# --- never a charge for what is not a report (issue 10 item 9) ---------------------------------
+
+AUTO_REPLY = make_mail(
+    subject="Automatic reply: Acme Corp – Denver – Phones down – P1",
+    body="I am out of the office until Monday.\n",
+    headers={"Auto-Submitted": "auto-replied"},
+)
+NOT_A_REPORT = {
+    "auto-reply": AUTO_REPLY,
+    "empty-input": b"",
+    "no-header-section": b"the phones are down, please call\nSerial: X\n",
+    "blank-lines-only": b"\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("raw", NOT_A_REPORT.values(), ids=NOT_A_REPORT.keys())
+def test_check_shows_no_charge_for_what_is_not_a_report(cli: Cli, raw: bytes) -> None:
+    record = json.loads(cli("check", "--json", "-", stdin=raw).stdout)
+    assert (record["charges"], record["reply_to"]) == ([], None)
+    machine = raw is AUTO_REPLY
+    assert record["decision"] == ("ignore" if machine else "new_ticket")
+    codes = {f["code"] for f in record["findings"]}
+    assert ("not_a_mail" in codes) is not machine
+
+
+@pytest.mark.parametrize("raw", NOT_A_REPORT.values(), ids=NOT_A_REPORT.keys())
+def test_the_daemon_agrees_with_check_no_charge_no_reply(cli: Cli, raw: bytes) -> None:
+    cli("deliver", "--sender", "jane@acme.example", stdin=raw)
+    with cli.session() as session:
+        assert repo.list_charges(session) == []
+        # Bytes that are no mail are still recorded on a ticket; machine mail is not.
+        assert len(repo.list_tickets(session)) == (0 if raw is AUTO_REPLY else 1)
+    assert cli.sent_files() == []
+
+
+def test_check_and_the_daemon_charge_the_same_partial_report(cli: Cli) -> None:
+    raw = make_mail(body=PARTIAL_BODY)
+    record = json.loads(cli("check", "--json", "-", stdin=raw).stdout)
+    cli.deliver(raw)
+    with cli.session() as session:
+        ledger = [(c.kind, f"{c.amount:.2f}", c.status) for c in repo.list_charges(session)]
+    assert ledger == [(c["kind"], c["amount"], c["status"]) for c in record["charges"]]
+    assert ledger  # a partial report is charged, by both

@@ -38,6 +38,7 @@ def test_finding_codes_keep_their_stored_names() -> None:
         "outage_escalated",
         "missing_field",
         "no_reply_address",
+        "not_a_mail",
         "mime_defects",
         "unknown_customer",
         "unauthorized_contact",

@@ -176,7 +176,8 @@ def test_unparseable_garbage_is_still_ticketed_with_findings(app: App) -> None:
     with session_scope(app.sessions) as session:
         ticket = session.execute(select(Ticket)).scalar_one()
         codes = {f["code"] for f in ticket.findings}
-        assert {"subject_unreadable", "no_reply_address"} <= codes
+        assert {"subject_unreadable", "no_reply_address", "not_a_mail"} <= codes
+        assert ticket.charges == []  # no header section: nobody gave or omitted details
 
 
 def test_two_workers_processing_one_message_make_one_ticket(app: App) -> None:
