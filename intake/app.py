@@ -32,6 +32,7 @@ from intake.edges.groupcommit import GroupCommitWriter
 from intake.edges.imap import MailboxPoller, MailboxStore, make_pollers
 from intake.edges.pipe import PipeEdge
 from intake.edges.smtp import IntakeHandler, SmtpListener
+from intake.errors import ListenError
 from intake.logs import configure_logging, throttled_loop_errors
 from intake.metrics import Metrics
 from intake.pipeline.conversation import ThreadContext
@@ -268,13 +269,16 @@ async def _bind(listener: SmtpListener, web: WebServer) -> int:
     The listener accepts from here on; what a client sends before the writer runs waits
     in the writer's queue.
     """
-    port = await listener.start()
+    smtp = listener.settings
+    try:
+        port = await listener.start()
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {smtp.host}:{smtp.port}: {exc} (smtp)") from exc
     try:
         web.bind()
     except OSError as exc:
         await listener.close()
-        where = f"{web.host}:{web.port}"
-        raise OSError(exc.errno, f"web.listen {where}: {exc.strerror}") from exc
+        raise ListenError(f"cannot listen on {web.host}:{web.port}: {exc} (web.listen)") from exc
     return port
 
 

@@ -176,7 +176,7 @@ def oldest_waiting(
 
 def count_inbound_by_status(session: Session) -> dict[str, int]:
     statement = select(InboundMessage.status, func.count()).group_by(InboundMessage.status)
-    return dict(session.execute(statement).tuples())
+    return dict(session.execute(statement).all())
 
 
 def count_outbox_by_status(session: Session) -> dict[str, int]:
@@ -184,7 +184,7 @@ def count_outbox_by_status(session: Session) -> dict[str, int]:
     retrying = (OutboxMessage.status == OutboxStatus.QUEUED) & (OutboxMessage.attempts > 0)
     status = case((retrying, "failed"), else_=OutboxMessage.status)
     statement = select(status, func.count()).group_by(status)
-    return dict(session.execute(statement).tuples())
+    return dict(session.execute(statement).all())
 
 
 def charge_totals(session: Session) -> list[tuple[str, str, str, int, Decimal]]:
@@ -196,7 +196,7 @@ def charge_totals(session: Session) -> list[tuple[str, str, str, int, Decimal]]:
         func.count(),
         func.sum(ChargeRow.amount),
     ).group_by(ChargeRow.kind, ChargeRow.status, ChargeRow.currency)
-    return [(k, s, c, n, Decimal(a or 0)) for k, s, c, n, a in session.execute(statement).tuples()]
+    return [(k, s, c, n, Decimal(a or 0)) for k, s, c, n, a in session.execute(statement).all()]
 
 
 def add_ticket(session: Session, ticket: Ticket, number_format: str) -> Ticket:

@@ -151,6 +151,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         values: dict[str, Any] = {
             "database.url": db or f"sqlite:///{tmp_path / 'intake.db'}",
             "smtp.port": free_port(),
+            "web.listen": f"127.0.0.1:{free_port()}",
             "outbound.directory": str(tmp_path / "outbox"),
             "outbound.poll_interval": 0.05,
             "intake.sweep_interval": 0.2,

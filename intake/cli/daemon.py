@@ -64,12 +64,8 @@ def serve_command(
     app = open_app(settings, policy)
     try:
         asyncio.run(serve(app))
-    except IntakeError as exc:
+    except IntakeError as exc:  # ListenError: a busy SMTP or web port, named
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot listen on {settings.smtp.host}:{settings.smtp.port}: {exc}"
-        ) from None
 
 
 @click.command(name="poll")
