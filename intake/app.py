@@ -139,7 +139,7 @@ def readiness_checks(app: App, *, live: bool = True) -> list[Check]:
     """What ``/readyz`` and ``intake health`` check. ``live``: this process runs the sender,
     so its last delivery attempt counts; ``intake health`` (another process) has none."""
     last = (lambda: app.outbox.last_delivery) if live else (lambda: None)
-    return readiness(app.sessions, app.settings, utc_now, last)
+    return readiness(app.engine, app.sessions, app.settings, utc_now, last)
 
 
 def imap_pollers(

@@ -6,7 +6,8 @@ is well, else one line saying what is wrong; a probe that raises fails with the 
 first line (never SQL parameters: the engine hides them). The composition root builds the
 list (``intake.app.readiness_checks``) and may add its own (the schema check).
 
-What "ready" means (ARCHITECTURE invariant 9): the store answers; no message this
+What "ready" means (ARCHITECTURE invariant 9): the store answers; its schema is the one
+this version runs on (``store.migrate``); no message this
 instance can take (SMTP and pipe mail, and the IMAP mail of the mailboxes it polls) has
 waited past ``intake.stall_after``; none of its mailboxes has been failing past
 ``imap.failing_after``; and the outbox can take replies (the directory is writable, and the
@@ -25,12 +26,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.replies.sender import DeliveryState
 from intake.settings import OutboundSettings, Settings, SmtpSettings, WebSettings
 from store import repository as repo
 from store.db import session_scope
+from store.migrate import BASELINE, schema_status
 from store.models import MailboxState
 
 Clock = Callable[[], datetime]
@@ -69,6 +73,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def readiness(
+    engine: Engine,
     sessions: sessionmaker[Session],
     settings: Settings,
     clock: Clock,
@@ -76,8 +81,10 @@ def readiness(
 ) -> list[Check]:
     """The checks for one instance: its settings say which mailboxes it polls."""
     mailboxes = tuple(m.name for m in settings.imap.mailboxes)
+    where = make_url(settings.database.url).render_as_string(hide_password=True)
     return [
         Check("store", lambda: store_problem(sessions)),
+        Check("schema", lambda: schema_problem(engine, where)),
         Check("stall", lambda: stall_problem(sessions, mailboxes, settings, clock())),
         Check("mailboxes", lambda: mailboxes_problem(sessions, mailboxes, settings, clock())),
         Check("outbox", lambda: outbox_problem(settings.outbound, last_delivery())),
@@ -87,6 +94,20 @@ def readiness(
 def store_problem(sessions: sessionmaker[Session]) -> str | None:
     with session_scope(sessions) as session:
         repo.ping(session)
+    return None
+
+
+def schema_problem(engine: Engine, where: str) -> str | None:
+    """The schema is at the newest revision this version ships (``store.migrate``)."""
+    status = schema_status(engine)
+    if not status.exists:
+        return f"no schema in the store at {where} (intake serve creates it)"
+    if status.newer:
+        return f"the store is at revision {status.current}, newer than this version's {status.head}"
+    # Created before migrations existed: that schema is the baseline revision.
+    current = status.current or BASELINE
+    if current != status.head:
+        return f"the store is at revision {current}, behind {status.head}: run `intake db upgrade`"
     return None
 
 

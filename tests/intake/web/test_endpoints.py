@@ -171,7 +171,13 @@ def test_readyz_names_every_check_and_is_ready_on_a_fresh_daemon(
 ) -> None:
     status, body = get(running(), "/readyz")
     assert status == 200 and body["status"] == "ok"
-    assert [c["name"] for c in body["checks"]] == ["store", "stall", "mailboxes", "outbox"]
+    assert [c["name"] for c in body["checks"]] == [
+        "store",
+        "schema",
+        "stall",
+        "mailboxes",
+        "outbox",
+    ]
     assert all(c["ok"] and c["detail"] == "ok" for c in body["checks"])
 
 
