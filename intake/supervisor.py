@@ -32,6 +32,7 @@ ThreadUnit = Callable[[threading.Event], None]
 
 _JITTER = 0.2  # ±20 % around each restart delay
 _MAX_ERROR = 300  # characters of an error kept for health: its first line, shortened
+_HEALTHY_AFTER = 60.0  # seconds: a unit that ran this long before failing starts a new streak
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +73,11 @@ class Supervisor:
         restart_initial: float = 1.0,
         restart_max: float = 60.0,
         jitter: float = _JITTER,
+        healthy_after: float = _HEALTHY_AFTER,
     ) -> None:
         self.clock = clock
         self.restart_initial, self.restart_max, self.jitter = restart_initial, restart_max, jitter
+        self.healthy_after = healthy_after
         self._tasks: list[_Task] = []
         self.log = structlog.get_logger("intake.supervisor")
 
@@ -130,7 +133,7 @@ class Supervisor:
             error = await self._run_once(task)
             if task.stop.is_set():
                 break
-            if time.monotonic() - started > self.restart_max:
+            if time.monotonic() - started > self.healthy_after:
                 task.failures = 0  # it ran well for a while: this is a new streak
             self._down(task, error)
             delay = backoff_delay(

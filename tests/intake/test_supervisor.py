@@ -159,3 +159,27 @@ def test_a_thread_unit_is_asked_to_stop_through_its_event_and_its_hook(with_hook
 
     run(scenario)
     assert hooked.is_set() is with_hook
+
+
+def test_a_unit_that_ran_well_for_a_while_before_failing_starts_a_new_streak() -> None:
+    runs: list[int] = []
+
+    async def unit(stop: asyncio.Event) -> None:
+        runs.append(1)
+        if len(runs) in (1, 3):
+            await asyncio.sleep(0.2)  # longer than healthy_after: it worked for a while
+        if len(runs) <= 3:
+            raise RuntimeError("relay vanished")
+        await stop.wait()
+
+    async def scenario() -> None:
+        sup = Supervisor(lambda: NOW, restart_initial=0.01, restart_max=0.05, healthy_after=0.1)
+        sup.add("outbox", unit)
+        with capture_logs() as logs:
+            sup.start()
+            await until(lambda: len(runs) == 4)
+            await sup.stop()
+        events = [e["event"] for e in logs if e["event"].startswith("task.failed")]
+        assert events == ["task.failed", "task.failed_again", "task.failed"]
+
+    run(scenario)

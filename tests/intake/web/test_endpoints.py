@@ -102,8 +102,8 @@ def test_a_crashed_writer_thread_is_logged_once_reported_down_then_restarted(
         real_run(self)
 
     monkeypatch.setattr(GroupCommitWriter, "run", crashing_once)
-    # 3 s (±20 %) down before the restart: a window the probes below cannot miss.
-    daemon = running(**{"intake.restart_initial": 3.0, "intake.restart_max": 3.0})
+    # 5 s (±20 %) down before the restart: a window the probes below cannot miss.
+    daemon = running(**{"intake.restart_initial": 5.0, "intake.restart_max": 5.0})
     assert task(daemon, "writer")[0] == 200
     with capture_logs() as logs:
         crash.set()
