@@ -22,8 +22,16 @@ from sqlalchemy import text
 from structlog.testing import capture_logs
 
 from intake.edges.groupcommit import GroupCommitWriter
+from intake.edges.imap import MailboxPoller
 from intake.settings import Settings
-from tests.conftest import RunningDaemon, make_mail, start_daemon, stop_daemon, wait_for
+from tests.conftest import (
+    RunningDaemon,
+    free_port,
+    make_mail,
+    start_daemon,
+    stop_daemon,
+    wait_for,
+)
 
 BOUND = 60.0  # seconds: generous on a loaded machine, reached only when something is wrong
 
@@ -115,6 +123,26 @@ def test_a_crashed_writer_thread_is_logged_once_reported_down_then_restarted(
     assert send(daemon, make_mail()) == 250  # the restarted writer stores mail again
     failed = [e for e in logs if e["event"] == "task.failed" and e["task"] == "writer"]
     assert len(failed) == 1 and isinstance(failed[0]["exc_info"], RuntimeError)
+
+
+def test_a_dead_imap_poller_thread_is_reported_and_restarted(
+    running: Callable[..., RunningDaemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_run, calls = MailboxPoller.run, []
+
+    def dying_once(self: MailboxPoller, stop: threading.Event) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("poller thread died")
+        real_run(self, stop)
+
+    monkeypatch.setattr(MailboxPoller, "run", dying_once)
+    url = f"imap://alice:pw@127.0.0.1:{free_port()}/INBOX"  # nothing listens: it just fails
+    daemon = running(**{"imap.mailboxes": [{"url": url}]})
+    name = f"imap {daemon.app.settings.imap.mailboxes[0].name}"
+    status, entry = wait_for(lambda: (s := task(daemon, name))[1]["restarts"] == 1 and s, BOUND)
+    assert entry["alive"] and entry["last_error"] == "RuntimeError: poller thread died"
+    assert len(calls) == 2
 
 
 def test_the_outbox_sender_survives_a_store_error_and_health_shows_it_meanwhile(
