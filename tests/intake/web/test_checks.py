@@ -77,3 +77,14 @@ def test_a_check_that_raises_fails_with_its_first_line_and_the_others_still_run(
         ("store", False, "RuntimeError: store down"),
         ("outbox", True, "ok"),
     ]
+
+
+def test_a_store_one_revision_behind_fails_naming_the_command(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
+    migrate.upgrade(engine, migrate.BASELINE)
+    found = schema_problem(engine, WHERE)
+    engine.dispose()
+    assert found == (
+        f"the store is at revision {migrate.BASELINE}, behind {migrate.head()}: "
+        "run `intake db upgrade`"
+    )
