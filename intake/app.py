@@ -257,7 +257,8 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
     try:
         await stop.wait()
     finally:
-        await supervisor.stop()
+        # Each unit gets the SMTP drain's grace and then some: none is cut off mid-drain.
+        await supervisor.stop(grace=app.settings.smtp.shutdown_grace + 30.0)
         for collector in collectors:
             app.metrics.registry.unregister(collector)
         structlog.get_logger("intake.serve").info("intake.stopped")
