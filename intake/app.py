@@ -2,9 +2,11 @@
 
 It wires logging (once per process), creates the engine and schema, loads the policy, the
 templates and the identity, and wires the pipeline, the group-commit writer, the processing
-worker, the outbox sender, the SMTP listener and the IMAP pollers. ``serve`` runs them until
-SIGTERM/SIGINT and stops them in order: stop accepting, finish storing, finish processing,
-flush the outbox.
+worker, the outbox sender, the SMTP listener, the IMAP pollers and the HTTP server
+(``intake.web``). ``serve`` binds both ports first (a busy port fails before any thread
+starts), then runs every long-running task under one ``Supervisor`` until SIGTERM/SIGINT,
+and stops them in order: stop accepting, finish polling and storing, finish processing,
+flush the outbox, and answer health until the end.
 """
 
 from __future__ import annotations
@@ -14,20 +16,25 @@ import contextlib
 import secrets
 import signal
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import structlog
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.applications import Starlette
 
 from intake.edges.groupcommit import GroupCommitWriter
-from intake.edges.imap import MailboxPoller, MailboxStore, PollerGroup, make_pollers
+from intake.edges.imap import MailboxPoller, MailboxStore, make_pollers
 from intake.edges.pipe import PipeEdge
 from intake.edges.smtp import IntakeHandler, SmtpListener
+from intake.errors import ListenError
 from intake.logs import configure_logging, throttled_loop_errors
+from intake.metrics import Metrics
 from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
 from intake.pipeline.identity import Identity
@@ -40,6 +47,10 @@ from intake.replies.outbox import Outbox
 from intake.replies.render import Sender, make_template_environment
 from intake.replies.sender import OutboxSender, Transport
 from intake.settings import MailboxSettings, Settings
+from intake.supervisor import Supervisor
+from intake.web.checks import Check, readiness
+from intake.web.collectors import CheckCollector, StoreCollector, TaskCollector
+from intake.web.server import WebServer, make_web_app
 from parsing import address_domain, address_key, canonical_domain, ticket_tag
 from store import repository as repo
 from store.db import create_schema, make_engine, make_session_factory, session_scope
@@ -58,6 +69,7 @@ class App:
     pipeline: Pipeline
     outbox: OutboxSender
     autocloser: AutoCloser
+    metrics: Metrics = field(default_factory=Metrics.create)  # one registry per App
 
 
 def load_policies(settings: Settings, default: str | None = None) -> PolicyBook:
@@ -116,9 +128,18 @@ def build_app(settings: Settings, *, policy_name: str | None = None, dry_run: bo
         reopen_window=timedelta(days=settings.intake.reopen_window_days),
         outbox=replies,
     )
-    outbox = OutboxSender(sessions, Transport(settings.outbound), settings.outbound, utc_now)
+    metrics = Metrics.create()
+    transport = Transport(settings.outbound)
+    outbox = OutboxSender(sessions, transport, settings.outbound, utc_now, metrics=metrics)
     autocloser = AutoCloser(sessions, policies, replies, templates)
-    return App(settings, engine, sessions, policy, pipeline, outbox, autocloser)
+    return App(settings, engine, sessions, policy, pipeline, outbox, autocloser, metrics)
+
+
+def readiness_checks(app: App, *, live: bool = True) -> list[Check]:
+    """What ``/readyz`` and ``intake health`` check. ``live``: this process runs the sender,
+    so its last delivery attempt counts; ``intake health`` (another process) has none."""
+    last = (lambda: app.outbox.last_delivery) if live else (lambda: None)
+    return readiness(app.engine, app.sessions, app.settings, utc_now, last)
 
 
 def imap_pollers(
@@ -198,57 +219,120 @@ def loop_marker(settings: Settings) -> str:
 
 
 async def serve(app: App, stop: asyncio.Event | None = None) -> None:
-    """Run the SMTP listener, processing worker and outbox sender until ``stop``.
+    """Run the SMTP listener, IMAP pollers, writer, worker, outbox sender, auto-close and the
+    HTTP server under one supervisor until ``stop``.
 
-    Then, losing nothing: the listener stops accepting (421), the sessions in DATA get
-    their answer within ``smtp.shutdown_grace``, the writer commits what is queued, the
-    worker and the outbox sender finish their round.
+    Then, losing nothing, the supervisor stops them in the order they were added: the
+    listener stops accepting (421) and the sessions in DATA get their answer within
+    ``smtp.shutdown_grace``, the pollers finish, the writer commits what is queued, the
+    worker and the outbox sender finish their round, and HTTP answers until the end.
     """
     stop = stop or _stop_on_signals()
-    log = structlog.get_logger("intake.serve")
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(throttled_loop_errors(app.settings.logging.repeat_interval))
     writer = GroupCommitWriter(app.pipeline)
-    writer.start()
-    worker = ProcessingWorker(app.pipeline, app.sessions, app.settings.intake.sweep_interval)
-    handler = IntakeHandler(
+    worker = ProcessingWorker(
+        app.pipeline, app.sessions, app.settings.intake.sweep_interval, app.metrics
+    )
+    pollers = imap_pollers(app, _on_loop(worker.submit))  # ConfigError before any bind
+    supervisor = Supervisor(
+        utc_now,
+        restart_initial=app.settings.intake.restart_initial,
+        restart_max=app.settings.intake.restart_max,
+    )
+    listener = SmtpListener(_smtp_handler(app, writer, worker), app.settings.smtp)
+    web = WebServer(_web_app(app, supervisor), app.settings.web.host, app.settings.web.port)
+    port = await _bind(listener, web)
+    supervisor.add("smtp", partial(_listen, listener))
+    for poller in pollers:
+        supervisor.add_thread(f"imap {poller.mailbox.name}", poller.run)
+    supervisor.add_thread("writer", lambda _stop: writer.run(), writer.request_stop)
+    supervisor.add("worker", worker.run)
+    supervisor.add("outbox", app.outbox.run)
+    supervisor.add("autoclose", partial(_autoclose_loop, app))
+    supervisor.add("web", web.run)
+    collectors = _collectors(app, supervisor, pollers)
+    supervisor.start()
+    _log_started(app, port, web, pollers)
+    try:
+        await stop.wait()
+    finally:
+        # Each unit gets the SMTP drain's grace and then some: none is cut off mid-drain.
+        await supervisor.stop(grace=app.settings.smtp.shutdown_grace + 30.0)
+        for collector in collectors:
+            app.metrics.registry.unregister(collector)
+        structlog.get_logger("intake.serve").info("intake.stopped")
+
+
+async def _bind(listener: SmtpListener, web: WebServer) -> int:
+    """Both ports, before anything runs: a busy one fails start-up and leaks nothing.
+
+    The listener accepts from here on; what a client sends before the writer runs waits
+    in the writer's queue.
+    """
+    smtp = listener.settings
+    try:
+        port = await listener.start()
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {smtp.host}:{smtp.port}: {exc} (smtp)") from exc
+    try:
+        web.bind()
+    except OSError as exc:
+        await listener.close()
+        raise ListenError(f"cannot listen on {web.host}:{web.port}: {exc} (web.listen)") from exc
+    return port
+
+
+async def _listen(listener: SmtpListener, stop: asyncio.Event) -> None:
+    """The listener as a supervised unit: serve until ``stop``, then drain and close."""
+    if not listener.serving:  # a restart: listen again
+        await listener.start()
+    try:
+        await stop.wait()
+        listener.stop_accepting()
+        await listener.drain(listener.settings.shutdown_grace)
+    finally:
+        await listener.close()
+
+
+def _smtp_handler(app: App, writer: GroupCommitWriter, worker: ProcessingWorker) -> IntakeHandler:
+    return IntakeHandler(
         app.settings.intake.support_addresses,
         app.settings.smtp.max_recipients,
         writer,
         worker.submit,
         utc_now,
+        app.metrics,
     )
-    smtp = app.settings.smtp
-    listener = SmtpListener(handler, smtp)
-    try:
-        port = await listener.start()
-    except BaseException:
-        await asyncio.to_thread(writer.stop)
-        raise
-    pollers = _start_pollers(app, worker.submit)
-    tasks = [
-        asyncio.create_task(worker.run(stop)),
-        asyncio.create_task(app.outbox.run(stop)),
-        asyncio.create_task(_autoclose_loop(app, stop)),
+
+
+def _web_app(app: App, supervisor: Supervisor) -> Starlette:
+    return make_web_app(supervisor.health, readiness_checks(app), app.metrics.registry)
+
+
+def _collectors(app: App, supervisor: Supervisor, pollers: list[MailboxPoller]) -> list[Collector]:
+    mailboxes = [poller.mailbox.name for poller in pollers]
+    owner = pollers[0].owner if pollers else None
+    collectors: list[Collector] = [
+        StoreCollector(app.sessions, utc_now, mailboxes, owner),
+        TaskCollector(supervisor.health),
+        CheckCollector(readiness_checks(app)),
     ]
-    log.info(
+    for collector in collectors:
+        app.metrics.registry.register(collector)
+    return collectors
+
+
+def _log_started(app: App, port: int, web: WebServer, pollers: list[MailboxPoller]) -> None:
+    structlog.get_logger("intake.serve").info(
         "intake.started",
-        listen=f"{smtp.host}:{port}",
+        listen=f"{app.settings.smtp.host}:{port}",
+        web=f"{web.host}:{web.port}",
         policy=app.policy.name,
         database=_safe_url(app),
         deliver=_deliver_target(app),
-        imap=[poller.mailbox.name for poller in pollers.pollers],
+        imap=[poller.mailbox.name for poller in pollers],
     )
-    try:
-        await stop.wait()
-    finally:
-        listener.stop_accepting()
-        await listener.drain(smtp.shutdown_grace)
-        await listener.close()
-        await asyncio.to_thread(pollers.stop)
-        await asyncio.to_thread(writer.stop)
-        await asyncio.gather(*tasks, return_exceptions=True)
-        log.info("intake.stopped")
 
 
 async def _autoclose_loop(app: App, stop: asyncio.Event) -> None:
@@ -262,16 +346,14 @@ async def _autoclose_loop(app: App, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), interval)
 
 
-def _start_pollers(app: App, submit: Callable[[int], None]) -> PollerGroup:
-    """One IMAP poller thread per mailbox; the ids they store reach the worker on the loop."""
+def _on_loop(submit: Callable[[int], None]) -> Callable[[int], None]:
+    """The ids IMAP poller threads store reach the worker on the event loop."""
     loop = asyncio.get_running_loop()
 
     def hand_over(inbound_id: int) -> None:
         loop.call_soon_threadsafe(submit, inbound_id)
 
-    group = PollerGroup(imap_pollers(app, hand_over))
-    group.start()
-    return group
+    return hand_over
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -32,3 +32,7 @@ class MailboxError(IntakeError):
 
 class TokenError(IntakeError):
     """An OAuth 2 token command or file gave no usable access token (XOAUTH2)."""
+
+
+class ListenError(IntakeError):
+    """A port the daemon should listen on is taken or not ours (SMTP, ``web.listen``)."""

@@ -180,6 +180,9 @@ class IntakeSettings(BaseModel):
     sweep_interval: float = Field(default=5.0, gt=0)
     autoclose_interval: float = Field(default=300.0, gt=0)  # seconds between auto-close scans
     stall_after: float = Field(default=300.0, gt=0)  # health fails past this backlog age
+    # The supervisor restarts a task that died after this, doubled per failure in a row.
+    restart_initial: float = Field(default=1.0, gt=0)
+    restart_max: float = Field(default=60.0, gt=0)
     # The outbound budget (intake.replies.budget; RFC 3834 §2): automatic replies per recipient
     # in a rolling hour / day, and how long a permanent bounce silences an address.
     replies_per_hour: int = Field(default=10, ge=1)
@@ -298,6 +301,37 @@ class ImapSettings(BaseModel):
         return value
 
 
+class WebSettings(BaseModel):
+    """The HTTP server inside ``intake serve``: /healthz, /readyz, /metrics."""
+
+    model_config = _STRICT
+    # HOST:PORT; port 0 takes a free port (the test suite). Keep it on loopback or behind a
+    # proxy: the endpoints need no login.
+    listen: str = "127.0.0.1:8025"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_host_port(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        return split_host_port(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_host_port(self.listen)[1]
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8025`` for IPv6) to its parts; ValueError when malformed."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
 class LoggingSettings(BaseModel):
     model_config = _STRICT
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -318,6 +352,7 @@ class Settings(BaseSettings):
     outbound: OutboundSettings = OutboundSettings()
     intake: IntakeSettings = IntakeSettings()
     imap: ImapSettings = ImapSettings()
+    web: WebSettings = WebSettings()
     logging: LoggingSettings = LoggingSettings()
 
 

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -152,11 +152,51 @@ def requeue_inbound(session: Session, inbound_id: int) -> bool:
     return True
 
 
-def oldest_unprocessed(session: Session) -> datetime | None:
-    statement = select(func.min(InboundMessage.received_at)).where(
-        InboundMessage.status.in_([InboundStatus.RECEIVED, InboundStatus.FAILED])
+def oldest_waiting(
+    session: Session, mailboxes: Sequence[str], origins: Sequence[str] = ("smtp", "pipe")
+) -> datetime | None:
+    """Since when the longest-waiting message one instance can take has waited.
+
+    An instance takes the mail of its own edges: every ``origins`` row, and the IMAP rows
+    of ``mailboxes`` (their origin_ref starts ``mailbox/``). A received row waits since it
+    was stored, a failed one since its retry fell due.
+    """
+    theirs = [
+        (InboundMessage.origin == "imap")
+        & InboundMessage.origin_ref.startswith(f"{name}/", autoescape=True)
+        for name in mailboxes
+    ]
+    since = func.coalesce(InboundMessage.next_attempt_at, InboundMessage.received_at)
+    statement = select(func.min(since)).where(
+        InboundMessage.status.in_([InboundStatus.RECEIVED, InboundStatus.FAILED]),
+        or_(InboundMessage.origin.in_(origins), *theirs),
     )
     return session.execute(statement).scalar_one_or_none()
+
+
+def count_inbound_by_status(session: Session) -> dict[str, int]:
+    statement = select(InboundMessage.status, func.count()).group_by(InboundMessage.status)
+    return dict(session.execute(statement).all())
+
+
+def count_outbox_by_status(session: Session) -> dict[str, int]:
+    """Replies per status; a queued reply that has failed before counts as ``failed``."""
+    retrying = (OutboxMessage.status == OutboxStatus.QUEUED) & (OutboxMessage.attempts > 0)
+    status = case((retrying, "failed"), else_=OutboxMessage.status)
+    statement = select(status, func.count()).group_by(status)
+    return dict(session.execute(statement).all())
+
+
+def charge_totals(session: Session) -> list[tuple[str, str, str, int, Decimal]]:
+    """``(kind, status, currency, count, amount)`` over the whole ledger."""
+    statement = select(
+        ChargeRow.kind,
+        ChargeRow.status,
+        ChargeRow.currency,
+        func.count(),
+        func.sum(ChargeRow.amount),
+    ).group_by(ChargeRow.kind, ChargeRow.status, ChargeRow.currency)
+    return [(k, s, c, n, Decimal(a or 0)) for k, s, c, n, a in session.execute(statement).all()]
 
 
 def add_ticket(session: Session, ticket: Ticket, number_format: str) -> Ticket:

@@ -39,6 +39,10 @@ def configure_test_logging() -> None:
 
 configure_test_logging()
 
+# Every daemon a test starts, in-process or as a subprocess, serves HTTP on a free port
+# unless the test names one: many tests (and test runs) share this machine's 8025.
+os.environ.setdefault("INTAKE_WEB__LISTEN", "127.0.0.1:0")
+
 PG_ADMIN = os.environ.get("INTAKE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 CORPUS = Path(
     os.environ.get("INTAKE_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus")
@@ -147,11 +151,14 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         values: dict[str, Any] = {
             "database.url": db or f"sqlite:///{tmp_path / 'intake.db'}",
             "smtp.port": free_port(),
+            "web.listen": f"127.0.0.1:{free_port()}",
             "outbound.directory": str(tmp_path / "outbox"),
             "outbound.poll_interval": 0.05,
             "intake.sweep_interval": 0.2,
             "intake.retry_initial": 0.05,
             "intake.retry_max": 0.2,
+            "intake.restart_initial": 0.1,
+            "intake.restart_max": 1.0,
             "logging.format": "json",
         }
         values.update(overrides)

@@ -15,7 +15,7 @@ import click
 
 from intake.app import App, build_app
 from intake.errors import ConfigError, IntakeError
-from intake.settings import Settings, load_settings
+from intake.settings import Settings, load_settings, split_host_port
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,10 +86,10 @@ def imap_overrides(urls: tuple[str, ...]) -> dict[str, Any]:
 
 
 def split_listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise click.BadParameter(f"{value!r}: expected HOST:PORT", param_hint="--listen")
-    return host.strip("[]"), int(port)
+    try:
+        return split_host_port(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
 
 
 def parse_instant(value: str, option: str = "--received-at") -> datetime:

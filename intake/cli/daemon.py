@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from intake.app import App, build_app, serve, utc_now
+from intake.app import App, build_app, readiness_checks, serve, utc_now
 from intake.cli.common import (
     common_options,
     imap_option,
@@ -26,15 +26,11 @@ from intake.cli.common import (
     split_listen,
 )
 from intake.cli.output import print_rows
-from intake.cli.views import (
-    check_record,
-    format_check_text,
-    health_problems,
-    stored_directory,
-)
+from intake.cli.views import check_record, format_check_text, stored_directory
 from intake.edges.pipe import PROCESS_TIMEOUT, mta_output
 from intake.errors import ConfigError, IntakeError
 from intake.settings import parse_deliver_target
+from intake.web.checks import run_checks, smtp_check, tasks_check
 
 
 @click.command(name="serve")
@@ -68,12 +64,8 @@ def serve_command(
     app = open_app(settings, policy)
     try:
         asyncio.run(serve(app))
-    except IntakeError as exc:
+    except IntakeError as exc:  # ListenError: a busy SMTP or web port, named
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot listen on {settings.smtp.host}:{settings.smtp.port}: {exc}"
-        ) from None
 
 
 @click.command(name="poll")
@@ -234,17 +226,29 @@ def check(
 
 @click.command()
 @click.option("--listen", metavar="HOST:PORT", help="Where the SMTP listener should answer.")
+@imap_option
 @common_options
-def health(listen: str | None, **common: Any) -> None:
-    """Exit 0 when the listener greets with 220, the store answers and intake is not stalled."""
-    overrides: dict[str, Any] = {}
+def health(listen: str | None, imap_urls: tuple[str, ...], **common: Any) -> None:
+    """Exit 0 when the daemon is healthy and ready; else exit 1 naming each failing check.
+
+    The checks: the SMTP listener greets (smtp), every supervised task is alive (tasks: the
+    daemon's /healthz on web.listen), and /readyz's own: store, stall, mailboxes, outbox.
+    Give the same --imap URLs as `intake serve` so their mailboxes are checked too.
+    """
+    overrides: dict[str, Any] = imap_overrides(imap_urls)
     if listen:
         host, port = split_listen(listen)
-        overrides = {"smtp.host": host, "smtp.port": port}
-    app = open_app(settings_from(common, **overrides), dry_run=True)  # a probe writes nothing
-    problems = health_problems(app, utc_now())
-    if problems:
-        raise click.ClickException("unhealthy: " + "; ".join(problems))
+        overrides |= {"smtp.host": host, "smtp.port": port}
+    settings = settings_from(common, **overrides)
+    app = open_app(settings, dry_run=True)  # a probe writes nothing
+    probes = [smtp_check(settings.smtp)]
+    if settings.web.port:  # port 0 (any free port) cannot be found from outside
+        probes.append(tasks_check(settings.web))
+    failing = [r for r in run_checks([*probes, *readiness_checks(app, live=False)]) if not r.ok]
+    if failing:
+        raise click.ClickException(
+            "unhealthy: " + "; ".join(f"{r.name}: {r.detail}" for r in failing)
+        )
     click.echo("ok")
 
 

@@ -6,9 +6,8 @@ Times are ISO 8601 UTC; money is a decimal string with its currency.
 
 from __future__ import annotations
 
-import smtplib
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,7 +17,6 @@ from intake.pipeline.assess import Assessment, assess_bytes
 from intake.pipeline.customers import CustomerRecord, load_directory
 from intake.pipeline.identity import Identity
 from intake.policy.policy import PolicyBook
-from intake.settings import Settings
 from store import repository as repo
 from store.db import session_scope
 from store.models import ChargeRow, InboundMessage, MailboxState, OutboxMessage, Ticket
@@ -220,27 +218,6 @@ def outbox_view(row: OutboxMessage) -> dict[str, Any]:
     }
 
 
-def health_problems(app: App, now: datetime) -> list[str]:
-    """Empty when healthy: the listener greets, the store answers, nothing is stuck."""
-    problems = []
-    smtp = app.settings.smtp
-    try:
-        with smtplib.SMTP(smtp.host, smtp.port, timeout=5) as client:
-            client.noop()
-    except (OSError, smtplib.SMTPException) as exc:
-        problems.append(f"SMTP {smtp.host}:{smtp.port} does not answer: {exc}")
-    try:
-        with session_scope(app.sessions) as session:
-            oldest = repo.oldest_unprocessed(session)
-            mailboxes = [mailbox_view(m) for m in repo.list_mailbox_states(session)]
-    except Exception as exc:
-        return [*problems, f"store does not answer: {exc}"]
-    stall = timedelta(seconds=app.settings.intake.stall_after)
-    if oldest is not None and now - oldest > stall:
-        problems.append(f"intake stalled: a message has waited since {_iso(oldest)}")
-    return problems + mailbox_problems(mailboxes, app.settings, now)
-
-
 def mailbox_view(row: MailboxState) -> dict[str, Any]:
     return {
         "mailbox": row.name,
@@ -252,21 +229,6 @@ def mailbox_view(row: MailboxState) -> dict[str, Any]:
         "lease_owner": row.lease_owner,
         "lease_expires_at": _iso(row.lease_expires_at),
     }
-
-
-def mailbox_problems(
-    mailboxes: list[dict[str, Any]], settings: Settings, now: datetime
-) -> list[str]:
-    """Configured IMAP mailboxes failing for longer than ``imap.failing_after``."""
-    configured = {m.name for m in settings.imap.mailboxes}
-    limit = timedelta(seconds=settings.imap.failing_after)
-    return [
-        f"IMAP {m['mailbox']} failing since {m['failing_since']}: {m['last_error']}"
-        for m in mailboxes
-        if m["mailbox"] in configured
-        and m["failing_since"]
-        and now - datetime.fromisoformat(m["failing_since"].replace("Z", "+00:00")) > limit
-    ]
 
 
 def stored_directory(app: App) -> tuple[CustomerRecord, ...]:

@@ -4,6 +4,9 @@ One fsync per accepted message caps intake at 1/fsync-latency; committing everyt
 that is waiting in one transaction keeps throughput while every caller still gets its
 answer only after *its own* commit (ARCHITECTURE, performance facts). The event loop
 never runs database code: callers await a future the thread resolves.
+
+``intake serve`` runs ``run`` under the supervisor, which restarts the thread if it dies;
+what waits in the queue survives a restart. ``start``/``stop`` run it standalone.
 """
 
 from __future__ import annotations
@@ -30,22 +33,27 @@ class GroupCommitWriter:
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="intake-writer", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Finish what is queued, then end the thread."""
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self.request_stop()
             self._thread.join()
             self._thread = None
+
+    def request_stop(self) -> None:
+        """Ask ``run`` to return once everything queued before now is committed."""
+        self._queue.put(_STOP)
 
     async def store(self, item: NewInbound) -> Stored:
         future: Future[Stored] = Future()
         self._queue.put((item, future))
         return await asyncio.wrap_future(future)
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """The writer loop (blocking): commit what waits, group by group, until asked to stop."""
         while True:
             first = self._queue.get()
             if first is _STOP:

@@ -560,32 +560,6 @@ def lease_owner() -> str:
     return instance_id()
 
 
-@dataclass
-class PollerGroup:
-    """All pollers of one daemon, each in its own thread; ``stop`` ends and joins them."""
-
-    pollers: list[MailboxPoller]
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> None:
-        for poller in self.pollers:
-            thread = threading.Thread(
-                target=poller.run,
-                args=(self._stop,),
-                name=f"imap {poller.mailbox.name}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout)
-        self._threads.clear()
-
-
 def make_pollers(
     settings: ImapSettings,
     pipeline: Pipeline,

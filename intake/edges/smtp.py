@@ -4,7 +4,8 @@ Thin by design: it turns SMTP events into ``(bytes, Envelope)``, stores them thr
 group-commit writer (COMMIT 1) and maps the result onto reply codes (RFC 5321 §4.2,
 enhanced status codes per RFC 3463): 250 only after the commit, 451 when the store
 failed so the client retries, 550 5.1.1 for any other recipient (never an open relay),
-552 above the size limit (enforced by aiosmtpd's ``data_size_limit``).
+552 above the size limit (enforced by aiosmtpd's ``data_size_limit``). Every RCPT and
+DATA answer is counted by code, and each accepted DATA timed, in ``intake.metrics``.
 
 It owns the listener's life as one unit (``SmtpListener``): start, stop accepting (421 to
 new sessions and transactions), drain the sessions in DATA within a grace period, close.
@@ -19,14 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, AnyStr
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from intake.edges.groupcommit import GroupCommitWriter
+from intake.metrics import Metrics
 from intake.pipeline.core import Clock, prepare_inbound, stored_fields
 from intake.pipeline.core import Envelope as IntakeEnvelope
 from intake.settings import SmtpSettings
@@ -40,6 +44,26 @@ STORE_FAILED = "451 4.3.0 Requested action aborted: message could not be stored,
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 TOO_MANY_ERRORS = "421 4.7.0 Too many errors, closing connection"
 
+Hook = Callable[..., Awaitable[str]]
+
+
+def _counted(command: str) -> Callable[[Hook], Hook]:
+    """Count a hook's reply by code; time an accepted DATA (its 250 follows COMMIT 1)."""
+
+    def wrap(hook: Hook) -> Hook:
+        @functools.wraps(hook)
+        async def counted(self: IntakeHandler, *args: Any) -> str:
+            started = time.perf_counter()
+            reply = await hook(self, *args)
+            self.metrics.smtp_reply(command, reply)
+            if command == "DATA" and reply.startswith("250"):
+                self.metrics.accept_seconds.observe(time.perf_counter() - started)
+            return reply
+
+        return counted
+
+    return wrap
+
 
 class IntakeHandler:
     """aiosmtpd handler hooks (``handle_RCPT``, ``handle_DATA``, ``handle_exception``)."""
@@ -51,7 +75,9 @@ class IntakeHandler:
         writer: GroupCommitWriter,
         on_stored: Callable[[int], None],
         clock: Clock,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics.create()
         self.support = frozenset(address_key(a) for a in support_addresses)
         self.domains = frozenset(address_domain(a) for a in self.support) - {None}
         self.max_recipients = max_recipients
@@ -73,6 +99,7 @@ class IntakeHandler:
         local, at, domain = key.rpartition("@") if "@" in key else (key, "", "")
         return local == POSTMASTER and (not at or domain in self.domains)
 
+    @_counted("RCPT")
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
@@ -85,6 +112,7 @@ class IntakeHandler:
             envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
+    @_counted("DATA")
     async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
@@ -238,10 +266,15 @@ class SmtpListener:
 
     async def start(self) -> int:
         """Listen; the port actually bound (``smtp.port`` 0 picks a free one)."""
+        self.accepting = True
         self._server = await asyncio.get_running_loop().create_server(
             self._protocol, host=self.settings.host, port=self.settings.port
         )
         return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None
 
     def _protocol(self) -> asyncio.Protocol:
         if not self.accepting:

@@ -3,18 +3,21 @@
 Edges hand it the ids they just stored; a periodic sweep also picks up whatever the store
 says is due — messages stored before a crash or restart, and failed ones whose backoff
 has passed — so nothing acknowledged waits forever. Processing runs in a thread, never on
-the event loop, and one message at a time so a bad one cannot starve the others.
+the event loop, and one message at a time so a bad one cannot starve the others. Each one
+is counted by outcome and timed (``intake.metrics``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake.pipeline.core import Pipeline
+from intake.metrics import Metrics
+from intake.pipeline.core import Outcome, Pipeline
 from store import repository as repo
 from store.db import session_scope
 
@@ -24,6 +27,7 @@ class ProcessingWorker:
     pipeline: Pipeline
     sessions: sessionmaker[Session]
     sweep_interval: float
+    metrics: Metrics = field(default_factory=Metrics.create)
     _queue: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
 
     def submit(self, inbound_id: int) -> None:
@@ -37,20 +41,27 @@ class ProcessingWorker:
             except TimeoutError:
                 await self.sweep()
                 continue
-            await asyncio.to_thread(self.pipeline.process, inbound_id)
+            await asyncio.to_thread(self._process, inbound_id)
         await self._drain()
 
     async def sweep(self) -> int:
         """Process everything the store says is due; returns how many were tried."""
         due = await asyncio.to_thread(self._due_ids)
         for inbound_id in due:
-            await asyncio.to_thread(self.pipeline.process, inbound_id)
+            await asyncio.to_thread(self._process, inbound_id)
         return len(due)
 
     async def _drain(self) -> None:
         while not self._queue.empty():
             inbound_id = self._queue.get_nowait()
-            await asyncio.to_thread(self.pipeline.process, inbound_id)
+            await asyncio.to_thread(self._process, inbound_id)
+
+    def _process(self, inbound_id: int) -> Outcome:
+        started = time.perf_counter()
+        outcome = self.pipeline.process(inbound_id)
+        self.metrics.processing_seconds.observe(time.perf_counter() - started)
+        self.metrics.processed.labels(outcome=outcome.result.value).inc()
+        return outcome
 
     def _due_ids(self) -> list[int]:
         try:

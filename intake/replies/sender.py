@@ -4,6 +4,10 @@ Replies go to the configured relay with aiosmtplib (plain, STARTTLS per RFC 3207
 implicit TLS per RFC 8314, optional AUTH), or — with no relay — into a directory as
 ``.eml`` files. Every reply keeps the Message-ID it was rendered with, and the file name
 derives from the outbox row, so a delivery repeated after a crash is the same mail.
+
+The sender remembers how its last attempt went (``last_delivery``: the relay answered or
+not, the directory took the file or not) for ``/readyz``, and counts its attempts. Errors
+that are not the relay's (the store down) end ``run``; the supervisor logs and restarts it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake.backoff import backoff_delay
 from intake.errors import RelayError
 from intake.instance import instance_id
+from intake.metrics import Metrics
 from intake.settings import OutboundSettings
 from store import repository as repo
 from store.db import session_scope
@@ -40,6 +45,15 @@ class Claimed:
     recipients: tuple[str, ...]
     raw: bytes
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """How the sender's last attempt went: did the relay (or the directory) take mail?"""
+
+    ok: bool
+    at: datetime
+    error: str | None = None
 
 
 class Transport:
@@ -100,11 +114,15 @@ def eml_path(directory: Path, reply: Claimed) -> Path:
 
 
 def write_eml(directory: Path, reply: Claimed) -> Path:
-    """Write atomically (temp file + fsync + rename): a reader never sees half a mail."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write atomically (temp file + fsync + rename): a reader never sees half a mail.
+
+    Any OSError (a file where the directory should be, no permission, a full disk) is a
+    failed delivery, retried with backoff like a relay that is down.
+    """
     target = eml_path(directory, reply)
     temp = target.with_suffix(".tmp")
     try:
+        directory.mkdir(parents=True, exist_ok=True)
         with temp.open("wb") as handle:
             handle.write(reply.raw)
             handle.flush()
@@ -131,6 +149,8 @@ class OutboxSender:
     settings: OutboundSettings
     clock: Callable[[], datetime]
     owner: str = field(default_factory=instance_id)
+    metrics: Metrics = field(default_factory=Metrics.create)
+    last_delivery: DeliveryState | None = None
 
     @property
     def ttl(self) -> timedelta:
@@ -204,7 +224,10 @@ class OutboxSender:
         try:
             await self.transport.deliver(reply)
         except RelayError as exc:
+            # A permanent refusal is an answer: the relay itself works.
+            self.last_delivery = DeliveryState(exc.permanent, self.clock(), str(exc))
             next_at = self._next_attempt(reply.attempts + 1, exc.permanent)
+            self.metrics.deliveries.labels(result="failed" if next_at else "dead").inc()
             applied = await asyncio.to_thread(self._failed, reply.id, str(exc), next_at)
             log.warning(
                 "outbox.failed",
@@ -214,6 +237,8 @@ class OutboxSender:
                 recorded=applied,  # False: the claim was no longer ours; the row is as it was
             )
             return
+        self.last_delivery = DeliveryState(True, self.clock())
+        self.metrics.deliveries.labels(result="sent").inc()
         if await asyncio.to_thread(self._sent, reply.id):
             log.info("outbox.sent", recipients=list(reply.recipients))
         else:  # delivered, but another sender claimed it meanwhile and may deliver again

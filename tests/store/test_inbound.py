@@ -288,27 +288,65 @@ def test_requeue_of_an_unknown_id_is_false(sessions: sessionmaker[Session]) -> N
         assert repo.requeue_inbound(session, 4711) is False
 
 
-# --- oldest_unprocessed (health: stalled intake) and stored_origin_refs (IMAP) -----------------
+# --- oldest_waiting (readiness: stalled intake) and stored_origin_refs (IMAP) -----------------
+
+MAILBOX = "bot@imap.example:993/INBOX"
 
 
-def test_oldest_unprocessed_is_none_without_waiting_mail(sessions: sessionmaker[Session]) -> None:
+def test_oldest_waiting_is_none_without_waiting_mail(sessions: sessionmaker[Session]) -> None:
     with session_scope(sessions) as session:
-        assert repo.oldest_unprocessed(session) is None
+        assert repo.oldest_waiting(session, [MAILBOX]) is None
         done = stored_inbound(session, received_at=NOW - timedelta(hours=1))
         done.status = InboundStatus.PROCESSED
     with session_scope(sessions) as session:
-        assert repo.oldest_unprocessed(session) is None
+        assert repo.oldest_waiting(session, [MAILBOX]) is None
 
 
-def test_oldest_unprocessed_counts_new_and_failed(sessions: sessionmaker[Session]) -> None:
+def test_oldest_waiting_counts_new_mail_and_failed_mail_since_its_retry_fell_due(
+    sessions: sessionmaker[Session],
+) -> None:
     with session_scope(sessions) as session:
-        failed = stored_inbound(session, received_at=NOW - timedelta(hours=2))
-        repo.record_failure(session, failed.id, "e", LATER)
+        failed = stored_inbound(session, received_at=NOW - timedelta(hours=3))
+        repo.record_failure(session, failed.id, "e", NOW - timedelta(hours=2))
         stored_inbound(session, received_at=NOW - timedelta(hours=1))
-        done = stored_inbound(session, received_at=NOW - timedelta(hours=3))
+        done = stored_inbound(session, received_at=NOW - timedelta(hours=4))
         done.status = InboundStatus.PROCESSED
     with session_scope(sessions) as session:
-        assert repo.oldest_unprocessed(session) == NOW - timedelta(hours=2)
+        assert repo.oldest_waiting(session, []) == NOW - timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("origin", "ref", "mailboxes", "counted"),
+    [
+        ("smtp", "127.0.0.1:4711", [], True),
+        ("pipe", None, [], True),
+        ("imap", f"{MAILBOX}/7/1", [MAILBOX], True),
+        ("imap", f"{MAILBOX}/7/1", [], False),
+        ("imap", "other@imap.example:993/INBOX/7/1", [MAILBOX], False),
+        ("imap", "bot@imap.example:993/INBOX.Sub/7/1", [MAILBOX], False),
+        ("imap", "bot@imap.example:993/INBOX/7/1", ["bot@imap.example:993/INB_X"], False),
+    ],
+    ids=[
+        "smtp",
+        "pipe",
+        "our-mailbox",
+        "no-mailboxes",
+        "other-mailbox",
+        "longer-folder-name",
+        "like-wildcard-escaped",
+    ],
+)
+def test_oldest_waiting_covers_only_mail_this_instance_can_take(
+    sessions: sessionmaker[Session],
+    origin: str,
+    ref: str | None,
+    mailboxes: list[str],
+    counted: bool,
+) -> None:
+    with session_scope(sessions) as session:
+        stored_inbound(session, origin=origin, origin_ref=ref, received_at=NOW)
+    with session_scope(sessions) as session:
+        assert (repo.oldest_waiting(session, mailboxes) == NOW) is counted
 
 
 def test_stored_origin_refs_names_only_those_of_that_origin(

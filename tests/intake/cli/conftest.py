@@ -57,10 +57,15 @@ class Cli:
         return sorted(self.outbox.glob("*.eml"))
 
 
-def write_config(path: Path, database_url: str, outbox: Path, extra: str = "") -> Path:
+def write_config(
+    path: Path, database_url: str, outbox: Path, extra: str = "", web: str = "127.0.0.1:0"
+) -> Path:
+    """``web``: the daemon's HTTP address; port 0 (a free one) also keeps ``intake health``
+    from probing /healthz, which only a test with a running daemon wants."""
     path.write_text(
         f'[database]\nurl = "{database_url}"\n'
         f'[outbound]\ndirectory = "{outbox}"\n'
+        f'[web]\nlisten = "{web}"\n'
         f'[logging]\nformat = "json"\n{extra}'
     )
     return path

@@ -226,7 +226,7 @@ def test_check_reads_the_customer_directory_of_the_configured_store(tmp_path: Pa
 def test_health_reports_a_store_that_does_not_exist_and_creates_none(tmp_path: Path) -> None:
     result = intake("health", "--listen", f"127.0.0.1:{free_port()}", cwd=tmp_path)
     assert result.returncode == 1
-    assert "store does not answer" in result.stderr.decode()
+    assert "schema: no schema in the store at sqlite:///./intake.db" in result.stderr.decode()
     assert list(tmp_path.iterdir()) == []
 
 

@@ -5,19 +5,29 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from intake import __version__
 from intake.cli import main
 from intake.policy.policy import available_policies
-from intake.settings import load_settings
+from intake.settings import Settings, load_settings
 from store import repository as repo
-from tests.conftest import Sink, free_port, make_mail
+from store.db import session_scope
+from tests.conftest import (
+    RunningDaemon,
+    Sink,
+    free_port,
+    make_mail,
+    start_daemon,
+    stop_daemon,
+    wait_for,
+)
 from tests.intake.cli.conftest import Cli, write_config
 from tests.intake.edges.dovecot import Dovecot
 
@@ -121,15 +131,16 @@ def test_health_fails_when_a_message_waits_too_long(cli: Cli, sink: Sink) -> Non
         row.received_at = datetime.now(UTC) - timedelta(hours=1)
     result = cli("health", "--listen", f"{sink.host}:{sink.port}")
     assert result.exit_code == 1
-    assert "unhealthy: intake stalled: a message has waited since " in result.stderr
+    assert "unhealthy: stall: a message has waited to be processed since " in result.stderr
 
 
 def test_health_names_every_problem_at_once(cli: Cli) -> None:
     listen = f"127.0.0.1:{free_port()}"
     result = cli("health", "--listen", listen, "--database", dead_postgres())
     assert result.exit_code == 1
-    assert f"SMTP {listen} does not answer" in result.stderr
-    assert "store does not answer" in result.stderr
+    assert f"smtp: {listen} does not answer" in result.stderr
+    assert "store: OperationalError" in result.stderr
+    assert "; stall: OperationalError" in result.stderr
 
 
 def test_health_fails_for_a_configured_mailbox_failing_too_long(
@@ -147,6 +158,51 @@ def test_health_fails_for_a_configured_mailbox_failing_too_long(
     assert result.exit_code == 1
     assert f"IMAP {name} failing since 2026-01-01T00:00:00Z: connection refused" in result.stderr
     assert "gone@old.example" not in result.stderr  # no longer configured: not our problem
+
+
+def test_health_checks_the_mailboxes_given_with_imap_against_a_running_daemon(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    daemon = start_daemon(make_settings())
+    url = f"imap://alice:pw@127.0.0.1:{free_port()}/INBOX"
+    name = load_settings(None, {"imap.mailboxes": [{"url": url}]}).imap.mailboxes[0].name
+    try:
+        with session_scope(daemon.app.sessions) as session:
+            repo.record_mailbox_failure(
+                session, name, "connection refused", datetime(2026, 1, 1, tzinfo=UTC)
+            )
+        cli = daemon_cli(daemon, tmp_path)
+        listen = ("--listen", f"{daemon.host}:{daemon.port}")
+        ok, failing = cli("health", *listen), cli("health", *listen, "--imap", url)
+    finally:
+        stop_daemon(daemon)
+    assert (ok.exit_code, ok.stdout) == (0, "ok\n"), ok.output  # smtp, tasks, readyz's own
+    assert failing.exit_code == 1
+    expected = f"unhealthy: mailboxes: IMAP {name} failing since 2026-01-01T00:00:00Z: "
+    assert expected + "connection refused" in failing.stderr
+
+
+def test_health_names_a_task_of_the_daemon_that_is_down(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    daemon = start_daemon(make_settings())
+    try:
+        cli = daemon_cli(daemon, tmp_path)
+        listen = ("--listen", f"{daemon.host}:{daemon.port}")
+        with daemon.app.engine.begin() as conn:  # the outbox sender's store goes away
+            conn.execute(text("ALTER TABLE outbox RENAME TO outbox_gone"))
+        down = wait_for(lambda: (r := cli("health", *listen)).exit_code == 1 and r, 60)
+    finally:
+        stop_daemon(daemon)
+    assert "tasks: down: outbox (OperationalError: " in down.stderr
+
+
+def daemon_cli(daemon: RunningDaemon, tmp_path: Path) -> Cli:
+    """The CLI configured like ``daemon``: its store, outbox and web address."""
+    settings = daemon.app.settings
+    url, outbox = settings.database.url, settings.outbound.directory
+    config = write_config(tmp_path / "health.toml", url, outbox, web=settings.web.listen)
+    return Cli(config, url, outbox)
 
 
 def test_health_listen_must_be_host_and_port(cli: Cli) -> None:

@@ -12,13 +12,13 @@ from intake.app import build_app
 from intake.cli.views import (
     charge_view,
     is_breached,
-    mailbox_problems,
     mailbox_view,
     outbox_view,
     stored_directory,
     ticket_view,
 )
 from intake.settings import load_settings
+from intake.web.checks import mailbox_problems
 from store.models import ChargeRow, MailboxState, OutboxMessage, Ticket
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -142,12 +142,9 @@ MAILBOX = "alice@imap.example:993/INBOX"
     ids=["failing-too-long", "at-the-limit", "healthy", "not-configured"],
 )
 def test_mailbox_problems(name: str, failing_for: timedelta | None, problems: int) -> None:
-    settings = load_settings(
-        None, {"imap.mailboxes": [{"url": "imaps://alice:pw@imap.example:993/INBOX"}]}
-    )
     since = NOW - failing_for if failing_for is not None else None
-    views = [mailbox_view(MailboxState(name=name, failing_since=since, last_error="refused"))]
-    found = mailbox_problems(views, settings, NOW)
+    rows = [MailboxState(name=name, failing_since=since, last_error="refused")]
+    found = mailbox_problems(rows, [MAILBOX], 600.0, NOW)
     assert len(found) == problems
     assert all(p.startswith(f"IMAP {MAILBOX} failing since ") for p in found)
 

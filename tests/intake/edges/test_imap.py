@@ -391,19 +391,21 @@ def test_poll_once_reports_a_failing_mailbox_and_still_polls_the_other(
 def test_health_reports_a_mailbox_failing_longer_than_the_threshold(
     dovecot: Dovecot, imap_settings: Callable[..., Settings], app_for: Callable[[Settings], App]
 ) -> None:
-    from intake.cli.views import health_problems
     from intake.errors import MailboxError
+    from intake.web.checks import mailboxes_problem
 
     settings = imap_settings(dovecot.url("alice", password="wrong"), dovecot.url("bob"))
     app = app_for(settings)
     pollers(app)[1].poll_once()  # bob first: Dovecot slows logins after a failure
     with pytest.raises(MailboxError):
         pollers(app)[0].poll_once()
-    soon = [p for p in health_problems(app, utc_now()) if p.startswith("IMAP")]
+    names = [m.name for m in settings.imap.mailboxes]
+    soon = mailboxes_problem(app.sessions, names, settings, utc_now())
     later = utc_now() + timedelta(seconds=settings.imap.failing_after + 1)
-    problems = [p for p in health_problems(app, later) if p.startswith("IMAP")]
-    assert soon == []
-    assert len(problems) == 1 and problems[0].startswith("IMAP alice@127.0.0.1")
+    problem = mailboxes_problem(app.sessions, names, settings, later)
+    assert soon is None
+    assert problem is not None and problem.startswith("IMAP alice@127.0.0.1")
+    assert "bob@" not in problem
 
 
 # -- poison mail ----------------------------------------------------------------------------

@@ -230,6 +230,7 @@ def serve_behind_postfix(tmp_path: Path) -> Iterator[tuple[PrivatePostfix, Serve
         f'[database]\nurl = "sqlite:///{tmp_path / "intake.db"}"\n'
         f'[outbound]\ndirectory = "{tmp_path / "outbox"}"\n'
         "[intake]\nsweep_interval = 0.5\n"
+        '[web]\nlisten = "127.0.0.1:0"\n'  # a free port: 8025 may be another daemon's
         '[logging]\nformat = "json"\n'
     )
     mta = PrivatePostfix.create(transport={"example.com": f"smtp:[127.0.0.1]:{port}"})

@@ -1,0 +1,110 @@
+"""The HTTP side of ``intake serve``: a Starlette app on uvicorn, on the daemon's own loop.
+
+Routes: ``/healthz`` (every supervised task alive: 200, else 503), ``/readyz`` (every
+readiness check passes: 200, else 503, the JSON naming each check) and ``/metrics``
+(Prometheus text). The staff board will add its routes to the same app and port.
+
+uvicorn runs embedded: the socket is bound by ``WebServer.bind`` before the daemon starts
+anything (a busy port fails start-up instead of leaking threads, and never reaches
+uvicorn's ``sys.exit``), lifespan is off, the access log is off, and uvicorn installs no
+signal handlers: SIGTERM belongs to the daemon, which stops this unit in its turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from intake.supervisor import TaskHealth
+from intake.web.checks import Check, iso, run_checks
+
+
+def make_web_app(
+    health: Callable[[], Sequence[TaskHealth]],
+    checks: Sequence[Check],
+    registry: CollectorRegistry,
+) -> Starlette:
+    """The ASGI app. Sync endpoints run in Starlette's thread pool: they query the store."""
+
+    async def healthz(_request: Request) -> JSONResponse:
+        tasks = [_task_json(task) for task in health()]
+        alive = all(task["alive"] for task in tasks)
+        body = {"status": "ok" if alive else "down", "tasks": tasks}
+        return JSONResponse(body, status_code=200 if alive else 503)
+
+    def readyz(_request: Request) -> JSONResponse:
+        results = run_checks(checks)
+        ready = all(result.ok for result in results)
+        body = {"status": "ok" if ready else "unready", "checks": [asdict(r) for r in results]}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    def metrics(_request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def _task_json(task: TaskHealth) -> dict[str, Any]:
+    return {**asdict(task), "down_since": iso(task.down_since)}
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class WebServer:
+    """One supervised unit: ``bind`` at start-up, then ``run(stop)`` serves until ``stop``."""
+
+    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+        self.app, self.host, self.port = app, host, port
+        self._socket: socket.socket | None = None
+
+    def bind(self) -> None:
+        """Take the port now (raises OSError when it is busy); port 0 picks a free one."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._socket = socket.create_server((self.host, self.port), family=family, backlog=128)
+        self.port = self._socket.getsockname()[1]
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self._socket is None:
+            self.bind()
+        assert self._socket is not None
+        config = uvicorn.Config(self.app, lifespan="off", access_log=False, log_config=None)
+        server = _EmbeddedServer(config)
+        serving = asyncio.ensure_future(server.serve(sockets=[self._socket]))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            server.should_exit = True
+            stopping.cancel()
+            try:
+                await serving
+            finally:
+                self.close()  # uvicorn closes it too; a restart binds afresh
