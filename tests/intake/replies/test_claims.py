@@ -50,7 +50,7 @@ class SlowSink(Sink):
 
 @pytest.fixture
 def slow_sink() -> Iterator[SlowSink]:
-    sink = SlowSink("127.0.0.1", free_port(), delay=0.25)
+    sink = SlowSink("127.0.0.1", free_port(), delay=0.5)
     sink.start()
     yield sink
     sink.stop()
@@ -114,7 +114,9 @@ def test_two_senders_and_a_slow_relay_deliver_every_reply_exactly_once(
     """A batch takes longer than the claim TTL: the heartbeat keeps it, nobody steals it."""
     one, two = instance(db_url), instance(db_url)
     message_ids = queue_replies(one, 12, utc_now())
-    settings = outbound(slow_sink, claim_ttl=1.0, poll_interval=0.05)  # a batch takes ~3 s
+    # A batch takes ~6 s, 1.5 TTLs, so only the heartbeat keeps it; the TTL leaves a loaded
+    # machine 2.7 s of slack per renewal (every TTL/3) before a claim could lapse.
+    settings = outbound(slow_sink, claim_ttl=4.0, poll_interval=0.05)
     senders = [sender(one, settings, utc_now), sender(two, settings, utc_now)]
 
     async def run() -> None:
