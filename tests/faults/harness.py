@@ -35,9 +35,10 @@ from email.policy import default
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 
 from store.models import InboundMessage, OutboxMessage, Ticket
 from tests.conftest import free_port, make_mail, wait_for
@@ -207,7 +208,9 @@ class RetryingClient:
                         self.refused[item.message_id] = line
                     return conn
             except (smtplib.SMTPException, OSError) as exc:
-                self._count("connect-refused" if isinstance(exc, ConnectionRefusedError) else "disconnect")
+                self._count(
+                    "connect-refused" if isinstance(exc, ConnectionRefusedError) else "disconnect"
+                )
             else:
                 self._count("250")
                 with self._lock:
@@ -221,6 +224,19 @@ class RetryingClient:
     def _count(self, code: str) -> None:
         with self._lock:
             self.codes[code] += 1
+
+
+def fresh_database(backend: str, request: pytest.FixtureRequest, directory: Path) -> str:
+    """A SQLite file in ``directory``, or the session's PostgreSQL database emptied."""
+    if backend == "sqlite":
+        return f"sqlite:///{directory / 'intake.db'}"
+    url: str = request.getfixturevalue("pg_server_url")
+    engine = create_engine(url)
+    with engine.begin() as conn:  # a clean schema, whatever ran before on this database
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
 
 
 def _close(conn: smtplib.SMTP | None) -> None:
@@ -316,6 +332,16 @@ class StoreCounts:
     confirmations_by_message: Counter[str]  # -> confirmation rows in the outbox
     outbox_status: Counter[str]
     inbound_status: Counter[str]
+    retried_replies: int  # outbox rows with at least one failed delivery attempt
+    reply_ids: dict[str, str]  # the customer's Message-ID -> its confirmation's Message-ID
+
+    def __str__(self) -> str:
+        tickets, replies = self.tickets_by_message, self.confirmations_by_message
+        return (
+            f"{len(tickets)} messages ticketed ({sum(tickets.values())} tickets), "
+            f"{len(replies)} confirmed ({sum(replies.values())} confirmations); "
+            f"inbound {dict(self.inbound_status)}, outbox {dict(self.outbox_status)}"
+        )
 
 
 def read_store(url: str) -> StoreCounts:
@@ -339,13 +365,23 @@ def read_store(url: str) -> StoreCounts:
             inbound = conn.execute(
                 select(InboundMessage.status, func.count()).group_by(InboundMessage.status)
             ).all()
+            retried = conn.execute(
+                select(func.count()).where(OutboxMessage.attempts > 0)
+            ).scalar_one()
+            reply_ids = conn.execute(
+                select(InboundMessage.message_id, OutboxMessage.message_id)
+                .join(OutboxMessage, OutboxMessage.inbound_message_id == InboundMessage.id)
+                .where(OutboxMessage.kind == "confirmation")
+            ).all()
     finally:
         engine.dispose()
     return StoreCounts(
-        Counter({m: n for m, n in tickets}),
-        Counter({m: n for m, n in confirmations}),
-        Counter({s: n for s, n in outbox}),
-        Counter({s: n for s, n in inbound}),
+        Counter(dict(tickets)),
+        Counter(dict(confirmations)),
+        Counter(dict(outbox)),
+        Counter(dict(inbound)),
+        int(retried),
+        {m: bare_id(r) for m, r in reply_ids},
     )
 
 
