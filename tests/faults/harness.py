@@ -128,6 +128,16 @@ class ServeProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def leaks(self, secrets: Iterable[str]) -> list[str]:
+        """Log lines at warning or above naming any of ``secrets`` or any SQL parameter."""
+        needles = [s.lower() for s in secrets] + ["[parameters:"]
+        return [
+            str(line)[:600]
+            for line in self.log_lines()
+            if line.get("level") in {"warning", "error", "critical", "exception"}
+            and any(needle in str(line).lower() for needle in needles)
+        ]
+
     def log_lines(self) -> list[dict[str, Any]]:
         """Every JSON line on stderr so far; a line that is not JSON is kept as ``raw``."""
         lines: list[dict[str, Any]] = []

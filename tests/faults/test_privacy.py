@@ -75,18 +75,6 @@ def _probe(tag: str) -> Outgoing:
     return Outgoing(message_id, SENDER, raw)
 
 
-def _leaks(server: ServeProcess) -> list[str]:
-    """Every log line at warning or above that names the probe or any SQL parameter."""
-    found = []
-    for line in server.log_lines():
-        if line.get("level") not in {"warning", "error", "critical", "exception"}:
-            continue
-        rendered = str(line).lower()
-        if any(s.lower() in rendered for s in SECRETS) or "[parameters:" in rendered:
-            found.append(str(line)[:600])
-    return found
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def refusing_daemon(
     request: pytest.FixtureRequest, tmp_path: Path
@@ -121,7 +109,7 @@ def test_a_refused_commit_1_logs_neither_the_message_nor_sql_parameters(
         30,
         "the refusal logged",
     )
-    assert _leaks(server) == []
+    assert server.leaks(SECRETS) == []
 
 
 def test_a_refused_commit_2_logs_neither_the_message_nor_sql_parameters(
@@ -136,4 +124,4 @@ def test_a_refused_commit_2_logs_neither_the_message_nor_sql_parameters(
         "the refused message quarantined",
         lambda: read_store(url),
     )
-    assert _leaks(server) == []
+    assert server.leaks(SECRETS) == []

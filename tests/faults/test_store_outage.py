@@ -117,6 +117,13 @@ def test_after_the_store_returns_the_backlog_and_new_mail_are_ticketed_once(
     assert set(counts.tickets_by_message.values()) == {1}
 
 
+def test_the_outage_is_logged_without_message_content(outage: Outage) -> None:
+    errors = [e for e in outage.server.log_lines() if e.get("level") == "error"]
+    assert any(e.get("event") == "ingest.failed" for e in errors)  # the outage was logged
+    # the senders' addresses, the body and its phone number (tests.conftest.make_mail)
+    assert outage.server.leaks(["@customer0", "555 0100", "dial tone", "Denver office"]) == []
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="the outbox sender task dies on its first database error (OutboxSender.run has "
