@@ -42,7 +42,9 @@ MESSAGES = {
 }
 SENDERS = 20
 KILLS = 3
-CLAIM_TTL_BOUND = 90  # seconds after the last restart by which every reply must be out
+# Seconds after the last restart by which every reply must be out: a SIGKILLed sender's
+# claims lapse after outbound.claim_ttl (30 s by default), then the new process sends them.
+CLAIM_TTL_BOUND = 90
 
 
 @dataclass
@@ -138,12 +140,6 @@ def test_every_acknowledged_message_has_one_ticket_and_one_confirmation(
     print(f"{kill_run.messages} messages, {seed}, seconds {kill_run.timings}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a SIGKILLed sender's outbox claims are stranded for LEASE = 5 minutes "
-    "(intake/replies/sender.py, repository.claim_outbox): those replies wait 5 minutes. "
-    "Owned by the multi branch (owned, renewed claims that expire in under a minute)",
-)
 def test_every_confirmation_reaches_the_relay_soon_after_the_last_restart(
     kill_run: KillRun,
 ) -> None:
