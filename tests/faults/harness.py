@@ -179,7 +179,7 @@ class RetryingClient:
     host: str
     port: int
     deadline: float  # time.monotonic() after which nothing is retried
-    acked: dict[str, str] = field(default_factory=dict)  # message_id -> the 250 line
+    acked: dict[str, str] = field(default_factory=dict)  # message_id -> "250"
     refused: dict[str, str] = field(default_factory=dict)  # message_id -> a 5xx line
     codes: Counter[str] = field(default_factory=Counter)  # "250", "451", "disconnect", ...
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -210,10 +210,10 @@ class RetryingClient:
                 if conn is None:
                     conn = smtplib.SMTP(self.host, self.port, timeout=30)
                 conn.sendmail(item.sender, ["support@example.com"], item.raw)
-            except smtplib.SMTPResponseException as exc:
-                line = f"{exc.smtp_code} {exc.smtp_error!r}"
-                self._count(str(exc.smtp_code))
-                if exc.smtp_code >= 500:
+            except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as exc:
+                code, line = _reply_of(exc)
+                self._count(str(code))
+                if code >= 500:
                     with self._lock:
                         self.refused[item.message_id] = line
                     return conn
@@ -247,6 +247,16 @@ def fresh_database(backend: str, request: pytest.FixtureRequest, directory: Path
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
+
+
+def _reply_of(
+    exc: smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused,
+) -> tuple[int, str]:
+    """The code and text of a refusal; for refused recipients, the mildest one's."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, text = min(exc.recipients.values())
+        return code, f"{code} {text!r}"
+    return exc.smtp_code, f"{exc.smtp_code} {exc.smtp_error!r}"
 
 
 def _close(conn: smtplib.SMTP | None) -> None:
