@@ -124,12 +124,6 @@ def test_the_outage_is_logged_without_message_content(outage: Outage) -> None:
     assert outage.server.leaks(["@customer0", "555 0100", "dial tone", "Denver office"]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the outbox sender task dies on its first database error (OutboxSender.run has "
-    "no handler; serve() gathers it only at shutdown): replies stay queued until a restart. "
-    "Owned by the supervise branch",
-)
 def test_after_the_store_returns_every_reply_is_sent(outage: Outage) -> None:
     acked = outage.before | set(outage.after.acked)
     relay = outage.relay
