@@ -195,7 +195,8 @@ class Pipeline:
         except IntegrityError as exc:
             outcome = self._after_integrity_error(inbound_id, exc)
         except Exception as exc:
-            log.exception("message.failed", error=str(exc))
+            # driver_reason: the first line only; SQLAlchemy's text adds the statement.
+            log.exception("message.failed", error=driver_reason(exc))
             outcome = self._record_failure(inbound_id, f"{type(exc).__name__}: {exc}")
         return outcome
 
