@@ -34,7 +34,8 @@ def customers_import(file: Path, dry_run: bool, **common: Any) -> None:
         records = read_directory(file, available_policies(settings.intake.policy_dir))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    inserted, updated = _import_customers(open_app(settings), file, records, dry_run)
+    app = open_app(settings, create=not dry_run)  # a directory may be loaded before serve
+    inserted, updated = _import_customers(app, file, records, dry_run)
     if dry_run:
         click.echo(f"would import {inserted} new, {updated} updated (dry run: nothing written)")
     else:
