@@ -208,24 +208,28 @@ def open_store(settings: Settings, *, dry_run: bool = False, create: bool = True
     return engine
 
 
-def upgrade_store(settings: Settings) -> tuple[migrate.SchemaStatus, migrate.SchemaStatus]:
-    """``intake db upgrade``: the store before and after bringing it to head (under the lock).
+def upgrade_store(settings: Settings) -> migrate.Upgrade:
+    """``intake db upgrade``: bring the store to head under the migration lock.
 
-    A database that does not exist yet is created; several hosts may run this at once.
+    A database that does not exist yet is created; several hosts may run this at once
+    (the others find the schema at head and change nothing).
     """
     wire_logging(settings)
     engine = make_engine(settings.database.url, echo=settings.database.echo)
     try:
-        before = migrate.schema_status(engine)
-        after = migrate.upgrade(engine)
+        done = migrate.run_upgrade(engine)
     except migrate.SchemaMismatchError as exc:
         raise SchemaError(f"{where(settings)}: {exc}") from None
     finally:
         engine.dispose()
     structlog.get_logger("intake.db").info(
-        "schema.upgraded", before=before.current, after=after.current, head=after.head
+        "schema.upgrade",
+        before=done.before.current,
+        after=done.after.current,
+        head=done.after.head,
+        changed=done.changed,
     )
-    return before, after
+    return done
 
 
 def store_status(settings: Settings) -> migrate.SchemaStatus:

@@ -33,17 +33,19 @@ def db_upgrade(**common: Any) -> None:
     """
     settings = settings_from(common)
     try:
-        before, after = upgrade_store(settings)
+        done = upgrade_store(settings)
     except SchemaError as exc:
         raise SchemaRefused(str(exc)) from None
     except Exception as exc:  # unreachable server, bad URL, a failing migration
         raise click.ClickException(f"cannot upgrade the store: {exc}") from None
+    before, after = done.before, done.after
     if after.newer:
         raise SchemaRefused(schema_refusal(after, settings) or "newer schema")
-    if before.current == after.current:
+    if not done.changed:
         click.echo(f"{where(settings)}: already at {after.current} (head)")
-    else:
-        click.echo(f"{where(settings)}: upgraded {before.current or 'nothing'} -> {after.current}")
+        return
+    found = before.current or ("unversioned" if before.exists else "new database")
+    click.echo(f"{where(settings)}: upgraded {found} -> {after.current}")
 
 
 @db_group.command(name="current")
