@@ -209,7 +209,9 @@ def _locked(engine: Engine) -> Iterator[Connection]:
             raise
         finally:
             if dialect == "sqlite":
-                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                # Never hand the pool a connection with foreign keys off: a new one gets
+                # the engine's pragmas again.
+                connection.invalidate()
 
 
 def _missing_sqlite_file(engine: Engine) -> bool:

@@ -170,3 +170,14 @@ def test_three_upgrades_at_once_on_an_empty_database_migrate_it_once(db_url: str
         assert schema_diff(engine) == []
     finally:
         engine.dispose()
+
+
+def test_sqlite_connections_keep_foreign_keys_after_a_migration(tmp_path: Path) -> None:
+    """Migrating turns foreign keys off on its connection; the pool never hands that out."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
+    try:
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
