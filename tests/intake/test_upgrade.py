@@ -219,6 +219,14 @@ def test_a_schema_that_is_behind_is_refused_in_one_line_naming_the_command(
         engine.dispose()
 
 
+def test_health_fails_on_a_schema_the_daemon_would_refuse(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    oldest_store(url)
+    result = intake("health", "--listen", f"127.0.0.1:{free_port()}", "--database", url)
+    assert result.exit_code == 1
+    assert "is behind" in result.stderr and "intake db upgrade" in result.stderr
+
+
 def test_a_schema_from_a_newer_version_is_refused(
     make_settings: Callable[..., Settings], db_url: str
 ) -> None:
