@@ -10,8 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from intake.cli import main
 from intake.settings import Settings
+from store.db import create_schema, make_engine
 from tests.conftest import free_port, make_mail
 
 REPO = Path(__file__).resolve().parents[3]
@@ -262,7 +265,9 @@ def test_every_group_answers_on_an_empty_store(
     tmp_path: Path, args: list[str], expected: str
 ) -> None:
     database = ("--database", f"sqlite:///{tmp_path / 'intake.db'}")
-    assert intake("db", "upgrade", *database, cwd=tmp_path).returncode == 0
+    engine = make_engine(database[1])
+    create_schema(engine)  # what `intake serve` or `intake db upgrade` leave behind
+    engine.dispose()
     result = intake(*args, *database, cwd=tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().strip() == expected
@@ -285,12 +290,15 @@ READ_ONLY = [
 
 @pytest.mark.parametrize("args", READ_ONLY, ids=["-".join(a) for a in READ_ONLY])
 def test_commands_on_a_missing_store_say_where_they_looked_and_create_nothing(
-    tmp_path: Path, args: list[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
 ) -> None:
     """Run from another directory, nothing appears there: no ./intake.db, no WAL files."""
-    result = intake(*args, cwd=tmp_path, env={"INTAKE_DATABASE__URL": "sqlite:///./intake.db"})
-    stderr = result.stderr.decode()
-    assert result.returncode == 78, stderr  # EX_CONFIG
+    monkeypatch.chdir(tmp_path)
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("INTAKE_")}
+    runner = CliRunner(env={**env, "INTAKE_DATABASE__URL": "sqlite:///./intake.db"})
+    result = runner.invoke(main, args)
+    stderr = result.stderr
+    assert result.exit_code == 78, stderr  # EX_CONFIG
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
     assert f"no intake database at {tmp_path / 'intake.db'}" in stderr
     assert "--config" in stderr and "INTAKE_DATABASE__URL" in stderr
