@@ -16,6 +16,7 @@ from intake.app import store_status, upgrade_store
 from intake.cli.common import SchemaRefused, common_options, settings_from
 from intake.errors import SchemaError
 from intake.schema import schema_refusal, where
+from store.db import driver_reason
 
 
 @click.group(name="db")
@@ -37,7 +38,7 @@ def db_upgrade(**common: Any) -> None:
     except SchemaError as exc:
         raise SchemaRefused(str(exc)) from None
     except Exception as exc:  # unreachable server, bad URL, a failing migration
-        raise click.ClickException(f"cannot upgrade the store: {exc}") from None
+        raise click.ClickException(f"cannot upgrade the store: {driver_reason(exc)}") from None
     before, after = done.before, done.after
     if after.newer:
         raise SchemaRefused(schema_refusal(after, settings) or "newer schema")
@@ -57,7 +58,7 @@ def db_current(as_json: bool, **common: Any) -> None:
     try:
         status = store_status(settings)
     except Exception as exc:  # unreachable server, bad URL
-        raise click.ClickException(f"cannot open the store: {exc}") from None
+        raise click.ClickException(f"cannot open the store: {driver_reason(exc)}") from None
     if as_json:
         record = {
             "database": where(settings),

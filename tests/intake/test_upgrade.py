@@ -219,6 +219,14 @@ def test_a_schema_that_is_behind_is_refused_in_one_line_naming_the_command(
         engine.dispose()
 
 
+@pytest.mark.parametrize("command", ["upgrade", "current"])
+def test_db_commands_on_an_unreachable_server_fail_in_one_line(command: str) -> None:
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
+    result = intake("db", command, "--database", url)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: cannot ") and result.stderr.count("\n") == 1
+
+
 def test_health_fails_on_a_schema_the_daemon_would_refuse(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     oldest_store(url)
