@@ -287,6 +287,7 @@ def test_three_daemons_started_at_once_on_an_empty_postgresql_database_all_run(
     """
     url = empty_pg_url
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
+    env["INTAKE_WEB__LISTEN"] = "127.0.0.1:0"  # three instances: no shared HTTP port
     ports = [free_port() for _ in range(3)]
     daemons = [
         subprocess.Popen(
