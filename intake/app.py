@@ -1,12 +1,13 @@
 """The composition root: settings in, a wired daemon out. No other module builds things.
 
-It wires logging (once per process), creates the engine and schema, loads the policy, the
-templates and the identity, and wires the pipeline, the group-commit writer, the processing
-worker, the outbox sender, the SMTP listener, the IMAP pollers and the HTTP server
-(``intake.web``). ``serve`` binds both ports first (a busy port fails before any thread
-starts), then runs every long-running task under one ``Supervisor`` until SIGTERM/SIGINT,
-and stops them in order: stop accepting, finish polling and storing, finish processing,
-flush the outbox, and answer health until the end.
+It wires logging (once per process), opens the store (a new one is created at the schema's
+head, one that is behind is refused), loads the policy, the templates and the identity,
+and wires the pipeline, the group-commit writer, the processing worker, the outbox sender,
+the SMTP listener, the IMAP pollers and the HTTP server (``intake.web``). ``serve`` binds
+both ports first (a busy port fails before any thread starts), then runs every
+long-running task under one ``Supervisor`` until SIGTERM/SIGINT, and stops them in order:
+stop accepting, finish polling and storing, finish processing, flush the outbox, and
+answer health until the end.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from intake.edges.groupcommit import GroupCommitWriter
 from intake.edges.imap import MailboxPoller, MailboxStore, make_pollers
 from intake.edges.pipe import PipeEdge
 from intake.edges.smtp import IntakeHandler, SmtpListener
-from intake.errors import ListenError
+from intake.errors import ListenError, SchemaError
 from intake.logs import configure_logging, throttled_loop_errors
 from intake.metrics import Metrics
 from intake.pipeline.conversation import ThreadContext
@@ -46,14 +47,16 @@ from intake.replies.budget import BudgetSettings
 from intake.replies.outbox import Outbox
 from intake.replies.render import Sender, make_template_environment
 from intake.replies.sender import OutboxSender, Transport
+from intake.schema import schema_refusal, where
 from intake.settings import MailboxSettings, Settings
 from intake.supervisor import Supervisor
 from intake.web.checks import Check, readiness
 from intake.web.collectors import CheckCollector, StoreCollector, TaskCollector
 from intake.web.server import WebServer, make_web_app
 from parsing import address_domain, address_key, canonical_domain, ticket_tag
+from store import migrate
 from store import repository as repo
-from store.db import create_schema, make_engine, make_session_factory, session_scope
+from store.db import make_engine, make_session_factory, session_scope
 
 
 def utc_now() -> datetime:
@@ -93,8 +96,17 @@ def wire_logging(settings: Settings, *, tracebacks: bool = True, force: bool = F
         configure_logging(settings.logging.level, settings.logging.format, tracebacks=tracebacks)
 
 
-def build_app(settings: Settings, *, policy_name: str | None = None, dry_run: bool = False) -> App:
-    """The daemon, wired from ``settings``.
+def build_app(
+    settings: Settings,
+    *,
+    policy_name: str | None = None,
+    dry_run: bool = False,
+    create: bool = True,
+) -> App:
+    """The daemon, wired from ``settings``; :class:`SchemaError` when its store is not usable.
+
+    ``create`` lets a new (empty) store be created at head; commands that only read pass
+    False, so pointing one at the wrong place never leaves an empty database behind.
 
     ``dry_run`` is the same wiring (policies, identity, pipeline settings) over the store as
     it is, for ``intake check`` and ``intake health``: it creates no schema, no secret and no
@@ -104,7 +116,7 @@ def build_app(settings: Settings, *, policy_name: str | None = None, dry_run: bo
     policies = load_policies(settings, policy_name)
     policy = policies.default
     identity = make_identity(settings)
-    engine = open_store(settings, dry_run=dry_run)
+    engine = open_store(settings, dry_run=dry_run, create=create)
     sessions = make_session_factory(engine)
     sender, secret = make_sender(settings), thread_secret(settings, sessions, dry_run=dry_run)
     budget = BudgetSettings.from_intake(settings.intake)
@@ -162,21 +174,72 @@ def ours(settings: Settings) -> tuple[str, ...]:
     return (*settings.intake.support_addresses, *settings.intake.own_addresses)
 
 
-def open_store(settings: Settings, *, dry_run: bool = False) -> Engine:
-    """The configured store with its schema; a dry run opens it as it is and creates nothing.
+def open_store(settings: Settings, *, dry_run: bool = False, create: bool = True) -> Engine:
+    """The configured store, its schema at the version this code runs on, or SchemaError.
 
-    Connecting to a SQLite file that does not exist would create it, so a dry run reads an
-    empty in-memory database instead: a store not created yet has no tables to read.
+    ``create``: a database with no schema yet (the embedded SQLite default on a fresh
+    machine, an empty PostgreSQL database) is created at head by the migrations, under
+    their lock, so instances starting together create it once. Without ``create`` (the
+    read-only commands) a missing database is an error saying where intake looked. Either
+    way a schema that is behind, or newer than this code, is refused with the command to
+    run: upgrading is the operator's step (``intake db upgrade``).
+
+    A dry run opens the store as it is and creates nothing; connecting to a SQLite file
+    that does not exist would create it, so it reads an empty in-memory database instead.
     """
     url, echo = settings.database.url, settings.database.echo
-    if not dry_run:
-        engine = make_engine(url, echo=echo)
-        create_schema(engine)
-        return engine
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        return make_engine("sqlite://", echo=echo)
-    return make_engine(url, echo=echo)
+    if dry_run:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+            return make_engine("sqlite://", echo=echo)
+        return make_engine(url, echo=echo)
+    engine = make_engine(url, echo=echo)
+    try:
+        status = migrate.create_if_new(engine) if create else migrate.schema_status(engine)
+        refusal = schema_refusal(status, settings)
+    except migrate.SchemaMismatchError as exc:
+        refusal = f"{where(settings)}: {exc}"
+    except Exception:
+        engine.dispose()
+        raise
+    if refusal is not None:
+        engine.dispose()
+        raise SchemaError(refusal)
+    return engine
+
+
+def upgrade_store(settings: Settings) -> migrate.Upgrade:
+    """``intake db upgrade``: bring the store to head under the migration lock.
+
+    A database that does not exist yet is created; several hosts may run this at once
+    (the others find the schema at head and change nothing).
+    """
+    wire_logging(settings)
+    engine = make_engine(settings.database.url, echo=settings.database.echo)
+    try:
+        done = migrate.run_upgrade(engine)
+    except migrate.SchemaMismatchError as exc:
+        raise SchemaError(f"{where(settings)}: {exc}") from None
+    finally:
+        engine.dispose()
+    structlog.get_logger("intake.db").info(
+        "schema.upgrade",
+        before=done.before.current,
+        after=done.after.current,
+        head=done.after.head,
+        changed=done.changed,
+    )
+    return done
+
+
+def store_status(settings: Settings) -> migrate.SchemaStatus:
+    """``intake db current``: where the store stands; reading it creates nothing."""
+    wire_logging(settings)
+    engine = make_engine(settings.database.url, echo=settings.database.echo)
+    try:
+        return migrate.schema_status(engine)
+    finally:
+        engine.dispose()
 
 
 def thread_secret(

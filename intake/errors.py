@@ -18,6 +18,14 @@ class StoreError(IntakeError):
     """The database could not be reached or refused a write."""
 
 
+class SchemaError(IntakeError):
+    """The store is missing, or its schema is not the one this version runs on.
+
+    The message says where intake looked and which command fixes it (``intake db
+    upgrade``, or the option that points at the right database).
+    """
+
+
 class RelayError(IntakeError):
     """An outbound reply could not be handed to the relay or written to the outbox directory."""
 

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.models import Base
+from store import migrate
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -52,8 +52,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables (idempotent). Migrations replace this once the schema moves."""
-    Base.metadata.create_all(engine)
+    """The schema at head, built by the migrations (idempotent): the one way tables are made.
+
+    Tests and tools call this; the daemon goes through ``store.migrate`` itself, since it
+    must refuse a schema that is behind rather than upgrade it.
+    """
+    migrate.upgrade(engine)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -93,17 +93,35 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
     """Bring the database to ``revision`` under the migration lock; the status afterwards.
 
     A new database is created by the migrations; a pre-migration (``create_all``) one
-    is stamped as the baseline first. Raises :class:`SchemaMismatchError` for a database with
-    some of our tables that is neither.
+    is stamped as the baseline first. Raises :class:`SchemaMismatchError` for a database
+    with some of our tables that is neither. A newer revision is left as it is.
     """
+    return run_upgrade(engine, revision).after
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """Where one upgrade found the database (read under the lock: another instance's work
+    shows) and where it left it."""
+
+    before: SchemaStatus
+    after: SchemaStatus
+
+    @property
+    def changed(self) -> bool:
+        return self.before.current != self.after.current
+
+
+def run_upgrade(engine: Engine, revision: str = "head") -> Upgrade:
+    """:func:`upgrade`, also saying where the database stood when this process got the lock."""
     with _locked(engine) as connection:
-        status = _read_status(connection)
-        if status.legacy:
+        before = _read_status(connection)
+        if before.legacy:
             _check_baseline(connection)
             command.stamp(_config(connection), BASELINE)
-        if not status.newer:
+        if not before.newer:
             command.upgrade(_config(connection), revision)
-        return _read_status(connection)
+        return Upgrade(before, _read_status(connection))
 
 
 def create_if_new(engine: Engine) -> SchemaStatus:
@@ -191,7 +209,9 @@ def _locked(engine: Engine) -> Iterator[Connection]:
             raise
         finally:
             if dialect == "sqlite":
-                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                # Never hand the pool a connection with foreign keys off: a new one gets
+                # the engine's pragmas again.
+                connection.invalidate()
 
 
 def _missing_sqlite_file(engine: Engine) -> bool:

@@ -81,17 +81,23 @@ def test_wheel_installs_and_checks_from_elsewhere(tmp_path: Path) -> None:
         "store/migrations/script.py.mako",
         "store/migrations/versions/0001_baseline.py",
     } <= names
+    intake = str(env_dir / "bin" / "intake")
     migrated = subprocess.run(
-        [
-            str(env_dir / "bin" / "python"),
-            "-c",
-            "from store import migrate; from store.db import make_engine;"
-            "status = migrate.upgrade(make_engine('sqlite:///intake.db'));"
-            "print(status.up_to_date, status.current == migrate.head())",
-        ],
+        [intake, "db", "upgrade", "--database", "sqlite:///intake.db"],
         cwd=elsewhere,
         capture_output=True,
         text=True,
+        timeout=120,
         check=False,
     )
-    assert migrated.stdout.strip() == "True True", migrated.stderr
+    assert migrated.returncode == 0, migrated.stderr
+    assert "upgraded new database -> " in migrated.stdout
+    current = subprocess.run(
+        [intake, "db", "current", "--database", "sqlite:///intake.db"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert current.returncode == 0 and current.stdout.endswith("(head)\n"), current.stderr

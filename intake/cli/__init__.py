@@ -2,7 +2,9 @@
 
 Every command takes ``--config`` and ``--database``; flags win over environment variables,
 which win over the config file. Bad configuration ends with one line naming the key and
-exit status 1 (75, EX_TEMPFAIL, for ``deliver``, so the MTA keeps the mail and retries).
+exit status 1 (75, EX_TEMPFAIL, for ``deliver``, so the MTA keeps the mail and retries). A
+store that is missing, or whose schema is behind, ends with one line naming the path and
+``intake db upgrade``, exit status 78 (EX_CONFIG; 75 for ``deliver``).
 
 This package is a set of thin click command groups over :class:`intake.app.App`: the
 composition root builds everything (logging included) from the settings the flags make.
@@ -13,13 +15,14 @@ from __future__ import annotations
 import click
 
 from intake import __version__
-from intake.cli import daemon, directory, queues, tickets
+from intake.cli import daemon, db, directory, queues, tickets
 
 COMMANDS: tuple[click.Command, ...] = (
     *daemon.COMMANDS,
     *tickets.COMMANDS,
     *queues.COMMANDS,
     *directory.COMMANDS,
+    *db.COMMANDS,
 )
 
 

@@ -1,11 +1,13 @@
 """What every command shares: the common options, settings from flags, opening the App.
 
 Flags win over environment variables, which win over the config file (load_settings).
-Errors a user can fix end as one ``click.ClickException`` line, exit status 1.
+Errors a user can fix end as one ``click.ClickException`` line, exit status 1; a store that
+is missing or whose schema is behind ends as one line too, exit status 78 (EX_CONFIG).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from intake.app import App, build_app
-from intake.errors import ConfigError, IntakeError
+from intake.errors import ConfigError, IntakeError, SchemaError
 from intake.settings import Settings, load_settings, split_host_port
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,10 +63,29 @@ def settings_from(common: dict[str, Any], **overrides: Any) -> Settings:
     return settings  # build_app wires logging from these settings
 
 
-def open_app(settings: Settings, policy: str | None = None, *, dry_run: bool = False) -> App:
-    """The composition root's App, or one clear line saying why it could not be built."""
+class SchemaRefused(click.ClickException):
+    """The store is missing or its schema is not this version's: EX_CONFIG (sysexits.h).
+
+    78, not 1, so a supervisor can tell "fix the deployment" from a crash (systemd:
+    ``RestartPreventExitStatus=78``).
+    """
+
+    exit_code = os.EX_CONFIG
+
+
+def open_app(
+    settings: Settings, policy: str | None = None, *, dry_run: bool = False, create: bool = False
+) -> App:
+    """The composition root's App, or one clear line saying why it could not be built.
+
+    Only the commands that run the daemon (or fill a new store) pass ``create``: any other
+    command pointed at a database that is not there says where it looked, and creates
+    nothing.
+    """
     try:
-        return build_app(settings, policy_name=policy, dry_run=dry_run)
+        return build_app(settings, policy_name=policy, dry_run=dry_run, create=create)
+    except SchemaError as exc:
+        raise SchemaRefused(str(exc)) from None
     except IntakeError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # database unreachable, bad URL, ...

@@ -61,7 +61,7 @@ def serve_command(
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
     settings = settings_from(common, **overrides)
-    app = open_app(settings, policy)
+    app = open_app(settings, policy, create=True)  # a fresh store is created at head
     try:
         asyncio.run(serve(app))
     except IntakeError as exc:  # ListenError: a busy SMTP or web port, named
@@ -86,7 +86,7 @@ def poll_command(once: bool, no_process: bool, imap_urls: tuple[str, ...], **com
     settings = settings_from(common, **imap_overrides(imap_urls))
     if not settings.imap.mailboxes:
         raise click.ClickException("no mailboxes: give --imap URL or configure imap.mailboxes")
-    app = open_app(settings)
+    app = open_app(settings, create=True)
     try:
         pollers = imap_pollers(app, lambda _id: None)
     except IntakeError as exc:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from intake.app import App, utc_now
+from intake.app import App, store_status, utc_now
 from intake.cli.common import common_options, open_app, settings_from
 from intake.cli.output import print_rows
 from intake.errors import ConfigError
@@ -34,7 +34,11 @@ def customers_import(file: Path, dry_run: bool, **common: Any) -> None:
         records = read_directory(file, available_policies(settings.intake.policy_dir))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    inserted, updated = _import_customers(open_app(settings), file, records, dry_run)
+    if dry_run and not store_status(settings).exists:  # nothing stored yet: all are new
+        inserted, updated = len(records), 0  # and no database is created to find that out
+    else:  # a directory may be loaded before the daemon first ran: create the store then
+        app = open_app(settings, create=not dry_run)
+        inserted, updated = _import_customers(app, file, records, dry_run)
     if dry_run:
         click.echo(f"would import {inserted} new, {updated} updated (dry run: nothing written)")
     else:

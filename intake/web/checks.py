@@ -27,10 +27,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.replies.sender import DeliveryState
+from intake.schema import schema_refusal
 from intake.settings import OutboundSettings, Settings, SmtpSettings, WebSettings
 from store import repository as repo
 from store.db import session_scope
@@ -81,10 +81,9 @@ def readiness(
 ) -> list[Check]:
     """The checks for one instance: its settings say which mailboxes it polls."""
     mailboxes = tuple(m.name for m in settings.imap.mailboxes)
-    where = make_url(settings.database.url).render_as_string(hide_password=True)
     return [
         Check("store", lambda: store_problem(sessions)),
-        Check("schema", lambda: schema_problem(engine, where)),
+        Check("schema", lambda: schema_problem(engine, settings)),
         Check("stall", lambda: stall_problem(sessions, mailboxes, settings, clock())),
         Check("mailboxes", lambda: mailboxes_problem(sessions, mailboxes, settings, clock())),
         Check("outbox", lambda: outbox_problem(settings.outbound, last_delivery())),
@@ -97,24 +96,10 @@ def store_problem(sessions: sessionmaker[Session]) -> str | None:
     return None
 
 
-def schema_problem(engine: Engine, where: str) -> str | None:
-    """The schema is at the newest revision this version ships (``store.migrate``)."""
-    status = schema_status(engine)
-    if not status.exists:
-        return f"no schema in the store at {where} (intake serve creates it)"
-    if status.newer:
-        return f"the store is at revision {status.current}, newer than this version's {status.head}"
-    if status.current is None:
-        # Created by create_all, before the daemon created its schema through migrations:
-        # no revision says which schema it holds, so it is not judged here (``intake db
-        # upgrade`` records one).
-        return None
-    if not status.up_to_date:
-        return (
-            f"the store is at revision {status.current}, behind {status.head}: "
-            "run `intake db upgrade`"
-        )
-    return None
+def schema_problem(engine: Engine, settings: Settings) -> str | None:
+    """The schema is the one this version runs on (``store.migrate``): what the daemon
+    would refuse at start fails here, in the same words (``intake.schema``)."""
+    return schema_refusal(schema_status(engine), settings)
 
 
 def stall_problem(

@@ -6,7 +6,9 @@ The autogenerate comparison is the CI guard: a model change without its migratio
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,38 @@ def test_0003_lets_a_charge_be_waived_on_a_migrated_database(engine: Engine) -> 
         assert original.reverses_id is None
         credit = repo.waive_charge(session, original.id, "all details were given", NOW)
         assert credit is not None and credit.reverses_id == original.id
+
+
+def test_three_upgrades_at_once_on_an_empty_database_migrate_it_once(db_url: str) -> None:
+    """Instances starting together: one creates the schema, the others find it at head."""
+    engines = [make_engine(db_url) for _ in range(3)]
+    start = threading.Barrier(3)
+
+    def race(engine: Engine) -> migrate.Upgrade:
+        start.wait(30)
+        return migrate.run_upgrade(engine)
+
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            done = list(pool.map(race, engines, timeout=120))
+    finally:
+        for engine in engines:
+            engine.dispose()
+    assert sorted(d.changed for d in done) == [False, False, True]
+    assert all(d.after.up_to_date for d in done)
+    engine = make_engine(db_url)
+    try:
+        assert schema_diff(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_connections_keep_foreign_keys_after_a_migration(tmp_path: Path) -> None:
+    """Migrating turns foreign keys off on its connection; the pool never hands that out."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
+    try:
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()

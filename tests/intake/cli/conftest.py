@@ -46,7 +46,7 @@ class Cli:
     @contextmanager
     def session(self) -> Iterator[Session]:
         engine = make_engine(self.database_url)
-        create_schema(engine)  # as every command does on start
+        create_schema(engine)  # idempotent: the store at head, made if the test has none yet
         try:
             with session_scope(make_session_factory(engine)) as session:
                 yield session
@@ -83,4 +83,7 @@ def cli(tmp_path: Path) -> Cli:
     database_url = f"sqlite:///{tmp_path / 'intake.db'}"
     outbox = tmp_path / "outbox"
     config = write_config(tmp_path / "intake.toml", database_url, outbox)
+    engine = make_engine(database_url)
+    create_schema(engine)  # an empty store, as `intake serve` or `intake db upgrade` leave it
+    engine.dispose()
     return Cli(config, database_url, outbox)

@@ -10,8 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from intake.cli import main
 from intake.settings import Settings
+from store.db import create_schema, make_engine
 from tests.conftest import free_port, make_mail
 
 REPO = Path(__file__).resolve().parents[3]
@@ -155,16 +158,21 @@ def test_check_reads_stdin(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("args", "expected", "store"),
     [
-        (["check", "--received-at", "yesterday", "x"], "--received-at"),
-        (["serve", "--listen", "nowhere"], "--listen"),
-        (["check", "--policy", "nope", "x"], "no policy named 'nope'"),
-        (["tickets", "show", "TKT-999999"], "no ticket TKT-999999"),
+        (["check", "--received-at", "yesterday", "x"], "--received-at", False),
+        (["serve", "--listen", "nowhere"], "--listen", False),
+        (["check", "--policy", "nope", "x"], "no policy named 'nope'", False),
+        (["tickets", "show", "TKT-999999"], "no ticket TKT-999999", True),
+        (["tickets", "show", "TKT-999999"], "no intake database at", False),
     ],
-    ids=["bad-instant", "bad-listen", "unknown-policy", "unknown-ticket"],
+    ids=["bad-instant", "bad-listen", "unknown-policy", "unknown-ticket", "no-store"],
 )
-def test_cli_errors_are_one_clear_line(tmp_path: Path, args: list[str], expected: str) -> None:
+def test_cli_errors_are_one_clear_line(
+    tmp_path: Path, args: list[str], expected: str, store: bool
+) -> None:
+    if store:
+        assert intake("db", "upgrade", cwd=tmp_path).returncode == 0
     result = intake(*args, cwd=tmp_path)
     assert result.returncode != 0
     assert expected in result.stderr.decode()
@@ -226,7 +234,7 @@ def test_check_reads_the_customer_directory_of_the_configured_store(tmp_path: Pa
 def test_health_reports_a_store_that_does_not_exist_and_creates_none(tmp_path: Path) -> None:
     result = intake("health", "--listen", f"127.0.0.1:{free_port()}", cwd=tmp_path)
     assert result.returncode == 1
-    assert "schema: no schema in the store at sqlite:///./intake.db" in result.stderr.decode()
+    assert f"no intake database at {tmp_path / 'intake.db'}" in result.stderr.decode()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -256,9 +264,45 @@ def test_health_reports_a_store_that_does_not_exist_and_creates_none(tmp_path: P
 def test_every_group_answers_on_an_empty_store(
     tmp_path: Path, args: list[str], expected: str
 ) -> None:
-    result = intake(*args, "--database", f"sqlite:///{tmp_path / 'intake.db'}", cwd=tmp_path)
+    database = ("--database", f"sqlite:///{tmp_path / 'intake.db'}")
+    engine = make_engine(database[1])
+    create_schema(engine)  # what `intake serve` or `intake db upgrade` leave behind
+    engine.dispose()
+    result = intake(*args, *database, cwd=tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().strip() == expected
+
+
+READ_ONLY = [
+    ["tickets", "list"],
+    ["tickets", "show", "TKT-000001"],
+    ["tickets", "autoclose"],
+    ["charges", "list"],
+    ["quarantine", "list"],
+    ["quarantine", "retry", "1"],
+    ["outbox", "list"],
+    ["outbox", "retry", "1"],
+    ["outbox", "flush"],
+    ["status"],
+    ["customers", "list"],
+]
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=["-".join(a) for a in READ_ONLY])
+def test_commands_on_a_missing_store_say_where_they_looked_and_create_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """Run from another directory, nothing appears there: no ./intake.db, no WAL files."""
+    monkeypatch.chdir(tmp_path)
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("INTAKE_")}
+    runner = CliRunner(env={**env, "INTAKE_DATABASE__URL": "sqlite:///./intake.db"})
+    result = runner.invoke(main, args)
+    stderr = result.stderr
+    assert result.exit_code == 78, stderr  # EX_CONFIG
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert f"no intake database at {tmp_path / 'intake.db'}" in stderr
+    assert "--config" in stderr and "INTAKE_DATABASE__URL" in stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_config_show_and_policies_read_only_the_configuration(tmp_path: Path) -> None:

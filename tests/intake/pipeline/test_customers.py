@@ -582,8 +582,9 @@ def test_cli_dry_run_writes_nothing(tmp_path: Path) -> None:
     )
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.strip() == "would import 4 new, 0 updated (dry run: nothing written)"
+    assert list(tmp_path.iterdir()) == []  # not even an empty database
     listed = intake("customers", "list", "--database", db, cwd=tmp_path)
-    assert listed.stdout.strip() == "(none)"
+    assert listed.returncode == 78 and "no intake database at" in listed.stderr
 
 
 def test_cli_bad_file_is_one_line_and_imports_nothing(tmp_path: Path) -> None:
@@ -596,8 +597,7 @@ def test_cli_bad_file_is_one_line_and_imports_nothing(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"Error: {bad}:3: timezone: unknown time zone 'Mars/Olympus' (IANA, e.g. America/Denver)"
     ]
-    listed = intake("customers", "list", "--json", "--database", db, cwd=tmp_path)
-    assert json.loads(listed.stdout) == []
+    assert not (tmp_path / "intake.db").exists()  # refused before the store was opened
 
 
 def test_cli_names_an_unknown_policy(tmp_path: Path) -> None:

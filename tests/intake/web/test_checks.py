@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from intake.settings import load_settings
 from intake.web.checks import Check, directory_problem, run_checks, schema_problem
 from store import migrate
-from store.db import create_schema, make_engine
-
-WHERE = "sqlite:///intake.db"
+from store.db import make_engine
+from tests.store import models_1abcf39
 
 
 def legacy(engine: Engine) -> None:
-    create_schema(engine)  # what a daemon created before migrations existed
+    models_1abcf39.Base.metadata.create_all(engine)  # a daemon before migrations existed
 
 
 def from_a_newer_version(engine: Engine) -> None:
@@ -25,24 +25,35 @@ def from_a_newer_version(engine: Engine) -> None:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
 
 
+def check_schema(tmp_path: Path, prepare: Callable[[Engine], object]) -> str | None:
+    url = f"sqlite:///{tmp_path / 'intake.db'}"
+    engine = make_engine(url)
+    try:
+        prepare(engine)
+        return schema_problem(engine, load_settings(None, {"database.url": url}))
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize(
     ("prepare", "problem"),
     [
-        (lambda engine: None, f"no schema in the store at {WHERE}"),
-        (legacy, None),
+        (lambda engine: None, "no intake database at {path}: point at yours with --config"),
+        (legacy, "the schema at {path} is behind (unversioned, from before migrations;"),
         (migrate.upgrade, None),
-        (from_a_newer_version, "the store is at revision 9999_from_the_future, newer than"),
+        (from_a_newer_version, "the schema at {path} is at revision 9999_from_the_future, newer"),
     ],
     ids=["empty", "created-before-migrations", "at-head", "newer"],
 )
 def test_schema_problem(
     tmp_path: Path, prepare: Callable[[Engine], object], problem: str | None
 ) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
-    prepare(engine)
-    found = schema_problem(engine, WHERE)
-    engine.dispose()
-    assert found == problem or (problem is not None and found and found.startswith(problem))
+    """The daemon's own refusal, in its words: health fails exactly when serve would."""
+    found = check_schema(tmp_path, prepare)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(problem.format(path=tmp_path / "intake.db"))
 
 
 @pytest.mark.parametrize(
@@ -80,11 +91,9 @@ def test_a_check_that_raises_fails_with_its_first_line_and_the_others_still_run(
 
 
 def test_a_store_one_revision_behind_fails_naming_the_command(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
-    migrate.upgrade(engine, migrate.BASELINE)
-    found = schema_problem(engine, WHERE)
-    engine.dispose()
+    found = check_schema(tmp_path, lambda engine: migrate.upgrade(engine, migrate.BASELINE))
     assert found == (
-        f"the store is at revision {migrate.BASELINE}, behind {migrate.head()}: "
-        "run `intake db upgrade`"
+        f"the schema at {tmp_path / 'intake.db'} is behind ({migrate.BASELINE}; this version "
+        f"needs {migrate.head()}): run `intake db upgrade` with the same --config/--database, "
+        "then start again"
     )
