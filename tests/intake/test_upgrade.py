@@ -119,6 +119,7 @@ def oldest_store(url: str) -> None:
         engine.dispose()
 
 
+@pytest.mark.fault
 def test_the_oldest_store_with_data_is_upgraded_and_takes_a_follow_up(
     make_settings: Callable[..., Settings], db_url: str
 ) -> None:
@@ -278,6 +279,7 @@ def at_head(url: str) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.fault
 def test_three_daemons_started_at_once_on_an_empty_postgresql_database_all_run(
     tmp_path: Path, empty_pg_url: str
 ) -> None:

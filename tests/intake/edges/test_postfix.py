@@ -36,6 +36,7 @@ from tests.postfix import (
 
 pytestmark = [
     pytest.mark.postfix,
+    pytest.mark.fault,
     pytest.mark.skipif(postfix_missing() is not None, reason=postfix_missing() or ""),
 ]
 

@@ -225,6 +225,7 @@ def aiosmtpd_events() -> Iterator[AiosmtpdEvents]:
     logger.setLevel(level)
 
 
+@pytest.mark.fault
 def test_a_client_hanging_up_during_a_slow_store_harms_no_other_client(
     daemon: RunningDaemon, aiosmtpd_events: AiosmtpdEvents, tmp_path: Path
 ) -> None:

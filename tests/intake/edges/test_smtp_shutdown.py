@@ -26,6 +26,9 @@ import pytest
 
 from tests.conftest import free_port, make_mail, wait_for
 
+# A fault-injection test: pytest -m fault runs these with tests/faults.
+pytestmark = pytest.mark.fault
+
 
 @dataclass
 class Served:

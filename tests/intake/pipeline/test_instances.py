@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import select
 
 from intake.app import App, build_app
@@ -22,6 +23,9 @@ from intake.settings import Settings
 from store.db import session_scope
 from store.models import OutboxMessage, OutboxStatus, Ticket
 from tests.conftest import COMPLETE_BODY, make_mail
+
+# A fault-injection test: pytest -m fault runs these with tests/faults.
+pytestmark = pytest.mark.fault
 
 TICKETS = 50
 # A report without serial number and software version: two fields for two follow-ups.

@@ -29,6 +29,9 @@ from store.db import create_schema, make_engine, make_session_factory, session_s
 from store.models import OutboxMessage, OutboxStatus
 from tests.conftest import Sink, free_port
 
+# A fault-injection test: pytest -m fault runs these with tests/faults.
+pytestmark = pytest.mark.fault
+
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 

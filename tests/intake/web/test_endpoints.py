@@ -96,6 +96,7 @@ def running(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Ru
         stop_daemon(daemon)
 
 
+@pytest.mark.fault
 def test_a_crashed_writer_thread_is_logged_once_reported_down_then_restarted(
     running: Callable[..., RunningDaemon], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -145,6 +146,7 @@ def test_a_dead_imap_poller_thread_is_reported_and_restarted(
     assert len(calls) == 2
 
 
+@pytest.mark.fault
 def test_the_outbox_sender_survives_a_store_error_and_health_shows_it_meanwhile(
     running: Callable[..., RunningDaemon],
 ) -> None:
@@ -167,6 +169,7 @@ def test_the_outbox_sender_survives_a_store_error_and_health_shows_it_meanwhile(
     assert len(failed) == 1  # repeats during the outage are one short line each
 
 
+@pytest.mark.fault
 def test_an_outbox_path_that_is_a_file_fails_readiness_and_shows_in_metrics_until_fixed(
     running: Callable[..., RunningDaemon], tmp_path: Path
 ) -> None:
