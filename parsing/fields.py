@@ -30,7 +30,25 @@ DEFAULT_PLACEHOLDERS: Final[frozenset[str]] = frozenset(
 _CALL_PREFIX: Final = "call:"
 _CALL_SPECS: Final = (
     FieldSpec(
-        "call:when", ("date/time", "date time", "date and time", "time", "when", "call time")
+        "call:when",
+        (
+            "date/time",
+            "date time",
+            "date and time",
+            "time",
+            "when",
+            "call time",
+            "datum/uhrzeit",
+            "datum",
+            "uhrzeit",
+            "date/heure",
+            "date et heure",
+            "heure",
+            "fecha/hora",
+            "fecha y hora",
+            "fecha",
+            "hora",
+        ),
     ),
     FieldSpec(
         "call:calling",
@@ -43,6 +61,13 @@ _CALL_SPECS: Final = (
             "from number",
             "caller",
             "caller id",
+            "anrufer",
+            "anrufende nummer",
+            "appelant",
+            "numero appelant",
+            "llamante",
+            "numero llamante",
+            "origen",
         ),
     ),
     FieldSpec(
@@ -56,6 +81,15 @@ _CALL_SPECS: Final = (
             "to number",
             "dialed number",
             "dialled number",
+            "angerufen",
+            "angerufene nummer",
+            "ziel",
+            "appele",
+            "numero appele",
+            "destinataire",
+            "llamado",
+            "numero llamado",
+            "destino",
         ),
     ),
 )
