@@ -86,7 +86,7 @@ class LabelIndex:
                 for phrase in part.words
                 for word in tokens(phrase)
             }
-            for written in (spec.name.replace("_", " "), *spec.synonyms):
+            for written in (*spec.synonyms, spec.name.replace("_", " ")):
                 words = tokens(written)
                 if not words or words in claimed:
                     continue

@@ -101,7 +101,10 @@ def test_a_whole_conversation_threads_into_one_ticket(staffed: RunningDaemon) ->
     assert "[TKT-000001]" in ack["Subject"]
     assert "Your report is now complete" in ack.get_body(("plain",)).get_content()
     [ticket] = tickets(staffed)
-    assert ticket.missing_fields == [] and ticket.fields["serial_number"] == "board: MX-0042; appliance: MXA-0042"
+    assert (
+        ticket.missing_fields == []
+        and ticket.fields["serial_number"] == "board: MX-0042; appliance: MXA-0042"
+    )
 
     staff = reply_to(ack, "Sam NOC <sam@provider.example>", "We are on it; a tech is dispatched.")
     send(staffed, staff, "sam@provider.example")
@@ -484,7 +487,10 @@ def test_the_configured_ticket_tag_threads_and_leaves_the_priority_readable(
     assert deliver_at(app, follow, start + timedelta(minutes=5)) == "follow_up"
     with session_scope(app.sessions) as session:
         ticket = session.execute(select(Ticket)).scalar_one()
-        assert (ticket.number, ticket.fields["serial_number"]) == (number, "board: X-1; appliance: X-2")
+        assert (ticket.number, ticket.fields["serial_number"]) == (
+            number,
+            "board: X-1; appliance: X-2",
+        )
         ticket.status, ticket.closed_at = "closed", start
 
     # Long after it closed, the same reply opens a linked ticket read from that subject.

@@ -40,7 +40,13 @@ CASES = [
     ("managed-pbx", 2, "2026-11-25T23:30", None, "2026-11-26T01:30"),  # Wed 16:30 → 18:30 MST
     ("managed-pbx", 1, "2026-11-25T23:30", None, "2026-11-26T01:30"),  # P1 the same
     ("managed-pbx", 2, "2026-11-24T01:00", None, "2026-11-25T18:00"),  # 18:00 MST: 12 business h
-    ("managed-pbx", 2, "2026-11-23T21:30", "America/New_York", "2026-11-23T23:30"),  # 16:30 EST + 2 h
+    (
+        "managed-pbx",
+        2,
+        "2026-11-23T21:30",
+        "America/New_York",
+        "2026-11-23T23:30",
+    ),  # 16:30 EST + 2 h
     ("subscription", 1, "2026-11-23T15:00", None, None),  # the contract sets no response time
 ]
 
