@@ -106,6 +106,8 @@ _SEPARATORS: Final = (
     re.compile(r"\t+\s*| {2,}"),
 )
 _BOLD: Final = "*_ "
+# The closing half of Markdown/Gmail bold around a label: "*Label:* v", "**Label**: v".
+_CLOSING_BOLD: Final = re.compile(r"(?<=[\w?#:)])\*{1,2}(?=[\s:?#|]|$)")
 _TRAILING_PUNCTUATION: Final = ".,;:!"
 _MAX_LABEL_LINE: Final = 2_000  # a "line" longer than this is prose or junk, not a field
 _MAX_LABEL_CHARS: Final = 120  # where a label's separator may be at the latest
@@ -183,7 +185,7 @@ def _parse_line(line: str, index: LabelIndex) -> _Labelled | None:
     if len(line) > _MAX_LABEL_LINE or not line.strip():
         return None
     prefix = _LINE_PREFIX.match(line)
-    body = line[prefix.end() if prefix else 0 :].lstrip(_BOLD)
+    body = _CLOSING_BOLD.sub("", line[prefix.end() if prefix else 0 :].lstrip(_BOLD))
     for separators in _SEPARATORS:
         best: tuple[LabelMatch, re.Match[str]] | None = None
         for separator in separators.finditer(body, 1, _MAX_LABEL_CHARS):
@@ -233,7 +235,14 @@ def _read_field_lines(
             rule = "value on the lines below the label"
         consumed |= taken
         source = _source(item.match, value, rule, lines[number], number + 1)
-        found.extend(_with_parts(item.match, value, source, index, specs))
+        if len(taken) > 1 and _has_parts(item.match.field, specs):
+            # A list of parts below the label ("a) board: X" / "b) appliance: Y").
+            for below in sorted(taken):
+                piece = _strip_marker(lines[below])
+                below_source = _source(item.match, piece, rule, lines[below], below + 1)
+                found.extend(_with_parts(item.match, piece, below_source, index, specs))
+        else:
+            found.extend(_with_parts(item.match, value, source, index, specs))
     return found, consumed
 
 
@@ -269,12 +278,27 @@ def _next_filled(lines: list[str], start: int) -> int | None:
     return None
 
 
+def _has_parts(name: str, specs: Sequence[FieldSpec]) -> bool:
+    return any(spec.name == name and spec.parts for spec in specs)
+
+
+def _strip_marker(line: str) -> str:
+    prefix = _LINE_PREFIX.match(line)
+    return line[prefix.end() if prefix else 0 :].strip()
+
+
 def _continuation(
     lines: list[str], parsed: list[_Labelled | None], start: int
 ) -> tuple[str, set[int]]:
-    """The paragraph right below an empty label: up to a blank line or the next label."""
+    """The paragraph right below an empty label: up to a blank line or the next label.
+
+    One blank line between the label and its paragraph is allowed ("Description:",
+    blank, text), as a table rendered by Outlook puts one there.
+    """
     taken: list[str] = []
     indexes: set[int] = set()
+    if start + 1 < len(lines) and not lines[start].strip() and lines[start + 1].strip():
+        start += 1
     for number in range(start, min(len(lines), start + _MAX_CONTINUATION)):
         line = lines[number]
         if not line.strip() or parsed[number] is not None or _is_block_header(line):
