@@ -614,13 +614,14 @@ def _mentions(
     for number, line in enumerate(lines[:500]):
         if number in consumed or not wanted or len(line) > _MAX_LABEL_LINE:
             continue
+        named: dict[str, str] = {}  # per field, its longest synonym on this line
         for synonym in index.mentions(line):
-            name = synonym.field
-            if name in wanted and counts.get(name, 0) < _MAX_MENTIONS and len(synonym.written) > 3:
+            if len(synonym.written) > len(named.get(synonym.field, "")):
+                named[synonym.field] = synonym.written
+        for name, written in named.items():
+            if name in wanted and counts.get(name, 0) < _MAX_MENTIONS and len(written) > 3:
                 counts[name] = counts.get(name, 0) + 1
                 rule = "mentioned in prose, not as a label at the start of a line"
                 text = line.strip()[:_MAX_TEXT]
-                mentions.append(
-                    FieldSource(name, "", synonym.written, rule, text, number + 1, used=False)
-                )
+                mentions.append(FieldSource(name, "", written, rule, text, number + 1, used=False))
     return tuple(mentions)

@@ -306,3 +306,41 @@ def test_quoted_history_or_a_signature_never_changes_the_fields(
         other = assessed(mail(variant))
         assert dict(other.extraction.values) == dict(plain.extraction.values)
         assert other.extraction.parts == plain.extraction.parts
+
+
+def _confirmation(body: str) -> tuple[str, str]:
+    from email import message_from_bytes
+    from email.policy import default
+
+    from intake.replies.render import Sender, make_template_environment, render_confirmation
+
+    sender = Sender("support@example.com", "Support", (), "x-loop")
+    reply = render_confirmation(
+        make_template_environment(),
+        assessed(mail(body)),
+        number="TKT-000001",
+        message_id="c@example.com",
+        sender=sender,
+        now=MONDAY,
+    )
+    parsed = message_from_bytes(reply.raw, policy=default)
+    text = parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = parsed.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    return text, html
+
+
+def test_the_confirmation_lists_what_was_read_and_what_part_is_still_needed() -> None:
+    text, html = _confirmation(ONE_SERIAL_LABELLED)
+    assert "  - Board serial number: ZB-0042-7781" in text
+    assert "  - Contact Phone Number: 303-555-0142" in text
+    assert "still needed: the appliance serial number" in text
+    assert "ZB-0042-7781" in html
+
+
+def test_echoed_values_are_capped_one_line_and_escaped() -> None:
+    hostile = "<script>alert(1)</script>" + "x" * 200
+    text, html = _confirmation(THUNDERBIRD_TWO_LINES.replace("no dial tone", hostile))
+    line = next(li for li in text.splitlines() if li.startswith("  - Detailed Description"))
+    assert len(line) <= len("  - Detailed Description of the Problem: ") + 80
+    assert line.endswith("…")
+    assert "<script>" not in html and "&lt;script&gt;" in html
