@@ -425,7 +425,7 @@ def _settle(found: list[_Found], specs: Sequence[FieldSpec], blanks: frozenset[s
             settled.unassigned[name] = values[0].value
             used.add(found.index(values[0]))
         if given and len(given) == len(spec.parts):
-            settled.values[name] = "; ".join(f"{p.name}: {given[p.name]}" for p in spec.parts)
+            settled.values[name] = format_parts([p.name for p in spec.parts], given)
         if not given:
             del settled.parts[name]
     settled.sources = tuple(
@@ -433,6 +433,11 @@ def _settle(found: list[_Found], specs: Sequence[FieldSpec], blanks: frozenset[s
         for number, item in enumerate(found)
     )
     return settled
+
+
+def format_parts(names: Sequence[str], given: Mapping[str, str]) -> str:
+    """A complete multi-part value as stored and shown: "board: X; appliance: Y"."""
+    return "; ".join(f"{name}: {given[name]}" for name in names)
 
 
 def _assigned_part(item: _Found, settled: _Settled) -> str | None:

@@ -278,6 +278,10 @@ def _field_values(ctx: CheckContext) -> dict[str, Any]:
         if phone and spec.name not in values:
             values[spec.name] = phone.number
             values[f"{spec.name}_found_in"] = phone.found_in  # "sentence" | "signature"
+    for name, given in ctx.extraction.parts.items():
+        # A multi-part field given in part: the parts read so far (still missing), so a
+        # follow-up that brings the rest completes it (``followup.merge_parts``).
+        values.setdefault(name, dict(given))
     examples = [
         {"when": e.when, "calling": e.calling, "called": e.called}
         for e in ctx.extraction.call_examples

@@ -344,3 +344,37 @@ def test_echoed_values_are_capped_one_line_and_escaped() -> None:
     assert len(line) <= len("  - Detailed Description of the Problem: ") + 80
     assert line.endswith("…")
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+# (id, first mail's serial lines, the follow-up's, still missing after it, stored value)
+FOLLOW_UPS = [
+    ("appliance-in-the-reply", "Board Serial: ZB-1", "Appliance S/N: ZA-2", [],
+     "board: ZB-1; appliance: ZA-2"),
+    ("unlabelled-fills-the-open-part", "Board Serial: ZB-1", "Serial: ZA-2", [],
+     "board: ZB-1; appliance: ZA-2"),
+    ("the-same-part-again", "Board Serial: ZB-1", "Board Serial: ZB-9", ["serial_number"],
+     {"board": "ZB-9"}),
+    ("both-in-the-reply", "", "Serials: ZB-1 / ZA-2", [], "board: ZB-1; appliance: ZA-2"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("first", "reply", "still", "stored"),
+    [c[1:] for c in FOLLOW_UPS],
+    ids=[c[0] for c in FOLLOW_UPS],
+)
+def test_a_follow_up_completes_a_multi_part_field(
+    first: str, reply: str, still: list[str], stored: object
+) -> None:
+    from intake.pipeline.followup import apply_follow_up
+    from store.models import Ticket
+
+    opened = assessed(mail(THUNDERBIRD_TWO_LINES.split("- Board")[0] + first + "\n"))
+    assert "serial_number" in opened.missing_fields
+    ticket = Ticket(
+        fields=dict(opened.fields), missing_fields=list(opened.missing_fields), status="waiting"
+    )
+    changes = apply_follow_up(ticket, assessed(mail(reply + "\n")), MONDAY)
+    assert ("serial_number" in changes.supplied) == (still == [])
+    assert [name for name in ticket.missing_fields if name == "serial_number"] == still
+    assert ticket.fields["serial_number"] == stored
