@@ -111,6 +111,7 @@ _CLOSING_BOLD: Final = re.compile(r"(?<=[\w?#:)])\*{1,2}(?=[\s:?#|]|$)")
 _TRAILING_PUNCTUATION: Final = ".,;:!"
 _MAX_LABEL_LINE: Final = 2_000  # a "line" longer than this is prose or junk, not a field
 _MAX_LABEL_CHARS: Final = 120  # where a label's separator may be at the latest
+_MAX_FIELD_LINES: Final = 2_000  # lines read for labels
 _MAX_CONTINUATION: Final = 20  # lines an empty label may take from below it
 _MAX_TEXT: Final = 200  # provenance text kept per source
 _MAX_MENTIONS: Final = 3  # prose mentions kept per field, for --explain
@@ -156,7 +157,11 @@ def extract_fields(
     blanks = DEFAULT_PLACEHOLDERS if placeholders is None else _normalise_set(placeholders)
     index = LabelIndex((*specs, *_CALL_SPECS))
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    parsed = [_parse_line(line, index) for line in lines]
+    # A report's fields are in its first lines; what follows thousands of lines is a
+    # pasted log, read as free text only (bounds the work on hostile input).
+    parsed = [
+        _parse_line(line, index) if n < _MAX_FIELD_LINES else None for n, line in enumerate(lines)
+    ]
     found, consumed = _read_field_lines(lines, parsed, index, specs)
     examples, example_lines = _read_call_examples(lines, parsed, consumed, blanks, index)
     consumed |= example_lines
@@ -397,13 +402,13 @@ def _settle(found: list[_Found], specs: Sequence[FieldSpec], blanks: frozenset[s
     """First non-placeholder value per field (and per part) wins; the rest is recorded unused."""
     settled = _Settled()
     multi = {spec.name: spec for spec in specs if spec.parts}
-    loose: dict[str, list[_Found]] = {}
+    loose: dict[str, list[tuple[int, _Found]]] = {}
     used: set[int] = set()
     for number, item in enumerate(found):
         if _is_placeholder(item.value, blanks):
             settled.blank.add(item.field)
         elif item.field in multi and item.part is None:
-            loose.setdefault(item.field, []).append(item)
+            loose.setdefault(item.field, []).append((number, item))
         elif item.field in multi and item.part is not None:
             given = settled.parts.setdefault(item.field, {})
             if item.part not in given:
@@ -415,15 +420,16 @@ def _settle(found: list[_Found], specs: Sequence[FieldSpec], blanks: frozenset[s
     for name, spec in multi.items():
         given = settled.parts.setdefault(name, {})
         waiting = [p.name for p in spec.parts if p.name not in given]
-        values = [item for item in loose.get(name, []) if item.value not in given.values()]
+        taken = set(given.values())
+        values = [(n, item) for n, item in loose.get(name, []) if item.value not in taken]
         if waiting and values and len(values) >= len(waiting):
             # Unlabelled serials fill the parts still open, in the contract's order.
-            for part, item in zip(waiting, values, strict=False):
+            for part, (number, item) in zip(waiting, values, strict=False):
                 given[part] = item.value
-                used.add(found.index(item))
+                used.add(number)
         elif values:
-            settled.unassigned[name] = values[0].value
-            used.add(found.index(values[0]))
+            settled.unassigned[name] = values[0][1].value
+            used.add(values[0][0])
         if given and len(given) == len(spec.parts):
             settled.values[name] = format_parts([p.name for p in spec.parts], given)
         if not given:

@@ -39,6 +39,7 @@ _NOUNS: Final = frozenset(
 )
 _MAX_LABEL_TOKENS: Final = 14
 _MAX_FREE_LEADING: Final = 2  # "Zultys Serial Number", "Main Contact Phone"
+_MAX_CACHE: Final = 4_096
 _PAREN: Final = re.compile(r"\(([^()]*)\)")
 _NON_WORD: Final = re.compile(r"[^\w/#&]+")
 
@@ -62,6 +63,8 @@ class LabelMatch:
 
 def fold(text: str) -> str:
     """Case and accents folded: "Téléphone" and "TELEPHONE" compare equal."""
+    if text.isascii():  # the common case, and a fast one
+        return text.casefold()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
@@ -78,6 +81,7 @@ class LabelIndex:
     def __init__(self, specs: Sequence[FieldSpec]) -> None:
         self._by_first: dict[str, list[Synonym]] = {}
         self._parts: dict[str, dict[str, str]] = {}
+        self._cache: dict[str, LabelMatch | None] = {}
         claimed: set[tuple[str, ...]] = set()
         for spec in specs:
             self._parts[spec.name] = {
@@ -102,6 +106,14 @@ class LabelIndex:
 
     def match(self, label: str) -> LabelMatch | None:
         """The best synonym the label text is, with qualifiers and extra words tolerated."""
+        if label in self._cache:
+            return self._cache[label]
+        found = self._match(label)
+        if len(self._cache) < _MAX_CACHE:  # the same labels repeat down a long mail
+            self._cache[label] = found
+        return found
+
+    def _match(self, label: str) -> LabelMatch | None:
         qualifiers = [w for inner in _PAREN.findall(label) for w in tokens(inner)]
         words = tokens(_PAREN.sub(" ", label))
         if not words or len(words) + len(qualifiers) > _MAX_LABEL_TOKENS:

@@ -124,3 +124,11 @@ def test_html_rows_in_quoted_history_are_ignored() -> None:
         html = f"<p>new</p>{marker}{row.format('OLD')}</div>"
         assert dict(extract_fields("new", html, SPECS).values) == {}, marker
     assert extract_fields("", row.format("NEW"), SPECS).values == {"contact_phone": "NEW"}
+
+
+def test_fields_are_read_from_the_first_lines_only() -> None:
+    # Bounded work on hostile input: labels past line 2,000 are a pasted log, free text.
+    text = "x\n" * 2_000 + "Phone: 1"
+    result = extract_fields(text, None, SPECS)
+    assert dict(result.values) == {} and result.free_text.endswith("Phone: 1")
+    assert extract_fields("x\n" * 1_999 + "Phone: 1", None, SPECS).values == {"contact_phone": "1"}
