@@ -28,15 +28,24 @@ from parsing.types import FieldSpec
 _FILLERS: Final = frozenset({"your", "the", "our", "my", "a", "an", "please", "votre", "ihre"})
 _CONNECTORS: Final = frozenset(
     {
-        "of", "for", "on", "at", "from", "to", "and", "or", "and/or", "in", "incl",
+        "of", "for", "and", "or", "and/or", "in", "incl",
         "including", "per", "if", "/", "&", "de", "du", "des", "der", "del", "la",
         "le", "el", "und", "et", "y", "o", "ou", "oder",
     }
 )  # fmt: skip
 # Words that may follow a label without changing what it asks for ("Serial No. number").
 _NOUNS: Final = frozenset(
-    {"number", "numbers", "no", "nr", "#", "address", "details", "info", "information"}
+    {"number", "numbers", "no", "nr", "address", "details", "info", "information"}
 )
+# The words that may stand before a one-word synonym: "Office phone", "Zultys version".
+# Not any word: "MIME-Version", "System Contact", "About the Company" are no labels.
+_QUALIFIERS: Final = frozenset(
+    {
+        "office", "direct", "mobile", "cell", "work", "main", "home", "primary", "backup",
+        "alternate", "alternative", "best", "daytime", "business", "contact", "zultys", "mx",
+        "current", "installed",
+    }
+)  # fmt: skip
 _MAX_LABEL_TOKENS: Final = 14
 _MAX_FREE_LEADING: Final = 2  # "Zultys Serial Number", "Main Contact Phone"
 _MAX_CACHE: Final = 4_096
@@ -140,10 +149,13 @@ class LabelIndex:
     ) -> bool:
         parts = self.part_words(synonym.field)
         free = [w for w in lead if w not in _FILLERS and w not in parts]
-        # One free leading word on a short label ("Office phone"), two before a
-        # multi-word synonym ("Zultys Serial Number"); fillers and part words always.
-        allowed = _MAX_FREE_LEADING if len(synonym.tokens) > 1 else int(total <= 3)
-        if len(free) > allowed:
+        # Before a one-word synonym only a known qualifier ("Office phone"); before a
+        # multi-word one up to two words ("Zultys Serial Number"); fillers and part
+        # words always.
+        if len(synonym.tokens) == 1:
+            if len(free) > 1 or total > 3 or any(w not in _QUALIFIERS for w in free):
+                return False
+        elif len(free) > _MAX_FREE_LEADING:
             return False
         if not tail or tail[0] in _CONNECTORS:
             return True

@@ -132,3 +132,41 @@ def test_fields_are_read_from_the_first_lines_only() -> None:
     result = extract_fields(text, None, SPECS)
     assert dict(result.values) == {} and result.free_text.endswith("Phone: 1")
     assert extract_fields("x\n" * 1_999 + "Phone: 1", None, SPECS).values == {"contact_phone": "1"}
+
+
+PROSE_SPECS = (
+    FieldSpec("company_name", ("Company", "Customer")),
+    FieldSpec("contact_name", ("Contact",)),
+    FieldSpec("contact_email", ("Email", "Mail")),
+    FieldSpec("software_version", ("Version",)),
+    FieldSpec("description", ("Issue", "Details")),
+)
+
+
+# Lines from the corpus's bounces, spam and newsletters that the first cut misread.
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Mime-Version: 1.0",
+        "System Contact: postmaster@example.net",
+        "About the Company:\nWe sell things.",
+        "MAIL From:<list-admin@example.org> SIZE=1861",
+        "Issue#: e13011",
+        "PROVANTAGE Customer: jeff@example.com",
+        "Full Details:\nhttp://example.cn/detail",
+    ],
+    ids=["mime-version", "system-contact", "about-the", "smtp-dialogue", "issue-hash",
+         "brand-customer", "full-details"],
+)  # fmt: skip
+def test_words_before_a_one_word_label_must_qualify_it(line: str) -> None:
+    assert dict(extract_fields(line, None, PROSE_SPECS).values) == {}
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["Office Version: 2", "Primary Contact: Jane", "Zultys version: 2", "Tel.: 2"],
+    ids=["office", "primary", "zultys", "tel-dot"],
+)
+def test_a_qualifier_before_a_one_word_label_is_tolerated(line: str) -> None:
+    specs = (*PROSE_SPECS, FieldSpec("contact_phone", ("Tel",)))
+    assert len(extract_fields(line, None, specs).values) == 1
