@@ -102,7 +102,7 @@ def test_missing_fields_charge_once_and_are_listed(daemon: RunningDaemon) -> Non
     text_body = email.message_from_bytes(path.read_bytes(), policy=default).get_body(("plain",))
     assert text_body is not None
     content = text_body.get_content()
-    assert "Serial Number of the System" in content and "100.00 USD" in content
+    assert "Serial Number of Zultys System" in content and "100.00 USD" in content
 
 
 def test_redelivered_message_creates_nothing_twice(daemon: RunningDaemon) -> None:

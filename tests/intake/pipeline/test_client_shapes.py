@@ -195,6 +195,26 @@ CASES = [
          "call_examples"],
         CHARGE,
     ),
+    (
+        "outlook-html-only-reply-quoted-table-is-history",
+        None,
+        "<html><body><p>Please see the details in the table below.</p>"
+        + QUOTED_OUTLOOK
+        + "</body></html>",
+        ["contact_phone", "serial_number", "software_version", "description", "reproducible",
+         "call_examples"],
+        CHARGE,
+    ),
+    (
+        "gmail-html-only-reply-quoted-table-is-history",
+        None,
+        "<html><body><div dir=ltr>Please see below.</div><div class=gmail_quote><div dir=ltr "
+        "class=gmail_attr>On Mon, Nov 23, 2026 at 9:00 AM NOC wrote:<br></div><blockquote "
+        "class=gmail_quote>" + outlook_html(MSO_ROWS) + "</blockquote></div></body></html>",
+        ["contact_phone", "serial_number", "software_version", "description", "reproducible",
+         "call_examples"],
+        CHARGE,
+    ),
     ("gmail-bold-and-quote", GMAIL_BOLD, None, [], None),
     ("contract-list-copied", CONTRACT_LIST, None, [], None),
     ("apple-iphone-one-line-both-serials", APPLE_ONE_LINE, None, [], None),
