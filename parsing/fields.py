@@ -418,27 +418,39 @@ def _settle(found: list[_Found], specs: Sequence[FieldSpec], blanks: frozenset[s
             settled.values[item.field] = item.value
             used.add(number)
     for name, spec in multi.items():
-        given = settled.parts.setdefault(name, {})
-        waiting = [p.name for p in spec.parts if p.name not in given]
-        taken = set(given.values())
-        values = [(n, item) for n, item in loose.get(name, []) if item.value not in taken]
-        if waiting and values and len(values) >= len(waiting):
-            # Unlabelled serials fill the parts still open, in the contract's order.
-            for part, (number, item) in zip(waiting, values, strict=False):
-                given[part] = item.value
-                used.add(number)
-        elif values:
-            settled.unassigned[name] = values[0][1].value
-            used.add(values[0][0])
-        if given and len(given) == len(spec.parts):
-            settled.values[name] = format_parts([p.name for p in spec.parts], given)
-        if not given:
-            del settled.parts[name]
+        _fill_parts(settled, spec, loose.get(name, []), used)
     settled.sources = tuple(
         _mark(item.source, number in used, _assigned_part(item, settled))
         for number, item in enumerate(found)
     )
     return settled
+
+
+def _fill_parts(
+    settled: _Settled, spec: FieldSpec, loose: list[tuple[int, _Found]], used: set[int]
+) -> None:
+    """Settle one multi-part field: unlabelled values fill the parts still open."""
+    given = settled.parts.setdefault(spec.name, {})
+    waiting = [p.name for p in spec.parts if p.name not in given]
+    # The same serial twice (the text part and the HTML table of one mail) is one.
+    taken = set(given.values())
+    values: list[tuple[int, _Found]] = []
+    for number, item in loose:
+        if item.value not in taken:
+            taken.add(item.value)
+            values.append((number, item))
+    if waiting and values and len(values) >= len(waiting):
+        # Unlabelled serials fill the parts still open, in the contract's order.
+        for part, (number, item) in zip(waiting, values, strict=False):
+            given[part] = item.value
+            used.add(number)
+    elif values:
+        settled.unassigned[spec.name] = values[0][1].value
+        used.add(values[0][0])
+    if given and len(given) == len(spec.parts):
+        settled.values[spec.name] = format_parts([p.name for p in spec.parts], given)
+    if not given:
+        del settled.parts[spec.name]
 
 
 def format_parts(names: Sequence[str], given: Mapping[str, str]) -> str:

@@ -95,6 +95,12 @@ def test_labels_as_people_write_them(
     assert dict(result.parts.get("serial_number", {})) == parts
 
 
+def test_one_serial_in_the_text_and_its_html_table_is_one_serial() -> None:
+    html = "<table><tr><td>Serial Number</td><td>B1</td></tr></table>"
+    result = extract_fields("Serial Number | B1", html, SPECS)
+    assert (dict(result.values), dict(result.unassigned)) == ({}, {"serial_number": "B1"})
+
+
 def test_a_single_unlabelled_serial_is_unassigned() -> None:
     result = extract_fields("Serial Number: B1", None, SPECS)
     assert (dict(result.values), dict(result.unassigned)) == ({}, {"serial_number": "B1"})
