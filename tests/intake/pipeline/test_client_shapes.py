@@ -297,7 +297,18 @@ def test_a_complete_report_is_never_charged(data: st.DataObject) -> None:
 
 
 SIGNATURES = st.lists(
-    st.sampled_from(["Jane Doe", "Acme Corp", "IT Manager", "Denver, CO", "www.acme.example"]),
+    st.sampled_from(
+        [
+            "Jane Doe",
+            "Acme Corp",
+            "IT Manager",
+            "Denver, CO",
+            "www.acme.example",
+            "Direct: +1 303 555 0100",
+            "Serial: SIG-1",
+            "Company: Signature Inc",
+        ]
+    ),
     min_size=1,
     max_size=4,
 )
