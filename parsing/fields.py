@@ -472,11 +472,6 @@ def _mark(source: FieldSource, used: bool, part: str | None) -> FieldSource:
     )  # fmt: skip
 
 
-def normalise_label(label: str) -> str:
-    """Casefold, collapse white space, drop surrounding space and trailing colons."""
-    return " ".join(label.casefold().split()).rstrip(":").rstrip()
-
-
 def _normalise_set(values: Iterable[str]) -> frozenset[str]:
     return frozenset(" ".join(v.casefold().split()) for v in values)
 
@@ -551,7 +546,8 @@ def _table_examples(
 
 
 def _call_header(cells: Sequence[str], index: LabelIndex) -> list[str | None] | None:
-    """Column keys when every cell... at least two distinct call labels head the row."""
+    """The column keys (when/calling/called, None for others) of a call-example header row:
+    at least two distinct call labels head it."""
     if len(cells) < 2:
         return None
     keys: list[str | None] = []
