@@ -128,6 +128,7 @@ class _Labelled:
     match: LabelMatch
     value: str
     bare: bool  # the label alone on its line, no separator
+    rule: str = "labelled line"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +202,11 @@ def _parse_line(line: str, index: LabelIndex) -> _Labelled | None:
         if best is not None:
             match, separator = best
             value = body[separator.end() :]
+            table = "|" in separator[0] or separators is _SEPARATORS[1]
             if "|" in separator[0]:
                 value = value.split("|")[0]  # a table row: the value is the next cell
-            return _Labelled(match, value.strip().strip(_BOLD), bare=False)
+            rule = "text table row" if table else "labelled line"
+            return _Labelled(match, value.strip().strip(_BOLD), bare=False, rule=rule)
     label = body.rstrip(_BOLD)
     if len(label) > _MAX_LABEL_CHARS or label.endswith("."):
         return None
@@ -234,7 +237,7 @@ def _read_field_lines(
             below = pairs[number]
             value, rule, taken = lines[below].strip(), "label line, value line (table)", {below}
         elif item.value:
-            value, rule, taken = item.value, "labelled line", set()
+            value, rule, taken = item.value, item.rule, set()
         else:  # "Description:" with the text on the lines below it
             value, taken = _continuation(lines, parsed, number + 1)
             rule = "value on the lines below the label"

@@ -114,6 +114,21 @@ def test_provenance_names_line_synonym_and_rule() -> None:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("Phone: 1", "labelled line"),
+        ("Phone\t1", "text table row"),
+        ("| Phone | 1 |", "text table row"),
+        ("Phone\n\n1\n\nVersion\n\n2", "label line, value line (table)"),
+        ("Description:\nno tone", "value on the lines below the label"),
+    ],
+    ids=["colon", "tab", "pipe", "label-then-value", "below"],
+)
+def test_provenance_names_the_rule(text: str, rule: str) -> None:
+    assert extract_fields(text, None, SPECS).sources[0].rule == rule
+
+
 def test_a_prose_mention_is_recorded_for_explain() -> None:
     result = extract_fields("the serial number is on the back", None, SPECS)
     assert [(m.field, m.line) for m in result.mentions] == [("serial_number", 1)]
