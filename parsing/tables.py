@@ -35,6 +35,17 @@ def own_html(html: str) -> str:
     return html[: match.start()] if match else html
 
 
+def forwarded_html(html: str) -> str:
+    """The HTML after the first reply/forward marker: a forwarded report's own part.
+
+    A forward's report is its forwarded content (``parsing.forwards``); its tables start
+    after the marker, and ``own_html`` then cuts that at the forward's own history.
+    """
+    html = html[:_MAX_HTML]
+    match = _QUOTE_START.search(html)
+    return html[match.end() :] if match else html
+
+
 class _RowCollector(HTMLParser):
     """Collects the cell texts of every <tr> outside <blockquote>, innermost row first."""
 

@@ -40,6 +40,7 @@ from parsing import (
     report_text,
 )
 from parsing.phones import contact_phone
+from parsing.tables import forwarded_html
 
 
 class Disposition(StrEnum):
@@ -238,6 +239,8 @@ def _read(
         inner = parse_subject(forwarded.subject, policy.priority_aliases(), tag)
         subject = inner if inner.follows_grammar else subject
     html = message.body_html or (forwarded.html if forwarded else None)
+    if forwarded and message.body_html and not forwarded.html:
+        html = forwarded_html(message.body_html)  # an inline forward: the part after its marker
     extraction = extract_fields(
         report_text(message), html, policy.field_specs(), policy.placeholders
     )

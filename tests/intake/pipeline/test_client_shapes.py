@@ -409,3 +409,22 @@ def test_a_follow_up_completes_a_multi_part_field(
     assert ("serial_number" in changes.supplied) == (still == [])
     assert [name for name in ticket.missing_fields if name == "serial_number"] == still
     assert ticket.fields["serial_number"] == stored
+
+
+def test_an_outlook_forward_reads_the_forwarded_html_table() -> None:
+    # FW: the report is the forwarded content, its table after Outlook's header block.
+    text = (
+        "Forwarding the report from our site.\n\n"
+        "________________________________\n"
+        "From: Jane Doe <jane@acme.example>\nSent: Monday, November 23, 2026 9:00 AM\n"
+        "To: IT <it@acme.example>\nSubject: Acme Corp – Denver office – No dial tone – P1\n\n"
+        "Hello support, see the table.\n"
+    )
+    html = (
+        "<html><body><p>Forwarding the report from our site.</p>"
+        "<div id=divRplyFwdMsg dir=ltr><hr><b>From:</b> Jane Doe<br><b>Sent:</b> Monday<br>"
+        "<b>Subject:</b> Acme Corp</div>" + outlook_html(MSO_ROWS) + "</body></html>"
+    )
+    a = assessed(mail(text, html, subject="FW: Acme Corp – Denver office – No dial tone – P1"))
+    assert a.message.forwarded is not None
+    assert (list(a.missing_fields), charge_of(a)) == ([], None)
