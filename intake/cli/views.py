@@ -55,6 +55,7 @@ _SATISFIERS = {
     "from_name": "the From name",
     "free_text": "the customer's own words (free text)",
     "call_examples": "the call examples",
+    "phone_in_text": "a phone number in a sentence or the signature",
 }
 
 
@@ -102,8 +103,11 @@ def _why(a: Assessment, name: str) -> str:
     finding = next((f for f in a.findings if f.field == name), None)
     if spec is None or name in a.extraction.values:
         return "read from the report"
+    phone = a.extraction.phone
+    if finding is None and phone and "phone_in_text" in spec.satisfied_by:
+        return f"read without a label from the {phone.found_in}: {phone.line!r}"
     if finding is None:
-        how = [_SATISFIERS[h] for h in spec.satisfied_by]
+        how = [_SATISFIERS.get(h, h) for h in spec.satisfied_by]
         if not spec.required:
             return "optional: not given, not needed"
         return "satisfied by " + " or ".join(how) if how else "given"

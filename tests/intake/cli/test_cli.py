@@ -330,3 +330,12 @@ def test_config_show_and_policies_read_only_the_configuration(tmp_path: Path) ->
     names = intake("policies", cwd=tmp_path).stdout.decode().split()
     assert names == sorted(p.stem for p in (REPO / "config" / "policies").glob("*.toml"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_check_explain_names_a_phone_read_without_a_label(tmp_path: Path) -> None:
+    mail = tmp_path / "m.eml"
+    body = "Phones are down since 8am, please call me on my cell at 303-555-0142.\n"
+    mail.write_bytes(make_mail(body=body))
+    result = intake("check", "--explain", str(mail), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "contact_phone: read without a label from the sentence" in result.stdout.decode()
