@@ -21,7 +21,7 @@ from parsing.addresses import (
 )
 from parsing.classify import classify
 from parsing.dsn import BouncedRecipient, DeliveryReport, read_delivery_report
-from parsing.fields import DEFAULT_PLACEHOLDERS, extract_fields
+from parsing.fields import DEFAULT_PLACEHOLDERS, extract_fields, format_parts
 from parsing.forwards import find_forward, report_text
 from parsing.headers import header_line_regex, is_header_line
 from parsing.idempotency import content_hash, idempotency_key
@@ -39,6 +39,8 @@ from parsing.types import (
     CallExample,
     Classification,
     FieldExtraction,
+    FieldPart,
+    FieldSource,
     FieldSpec,
     Forwarded,
     ParsedMessage,
@@ -55,6 +57,8 @@ __all__ = [
     "Classification",
     "DeliveryReport",
     "FieldExtraction",
+    "FieldPart",
+    "FieldSource",
     "FieldSpec",
     "Forwarded",
     "ParsedMessage",
@@ -70,6 +74,7 @@ __all__ = [
     "extract_fields",
     "find_forward",
     "format_literals",
+    "format_parts",
     "header_line_regex",
     "idempotency_key",
     "is_header_line",

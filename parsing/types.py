@@ -132,11 +132,41 @@ class SubjectParse:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldPart:
+    """One part of a field that needs several ("board" and "appliance" serial numbers)."""
+
+    name: str  # e.g. "board"
+    words: tuple[str, ...]  # qualifiers naming it in a label or value, e.g. ("board",)
+
+
+@dataclass(frozen=True, slots=True)
 class FieldSpec:
     """One report field the contract asks for: canonical name plus accepted labels."""
 
     name: str  # canonical, e.g. "serial_number"
     synonyms: tuple[str, ...] = ()  # labels as customers write them, e.g. "S/N"
+    # Non-empty: the field is given only when every part is (policy data, never code).
+    parts: tuple[FieldPart, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSource:
+    """Where one value was read: the provenance ``intake check --explain`` prints.
+
+    ``line`` is 1-based in the new text (None for an HTML table cell); ``text`` is that
+    line or row as written, capped; ``synonym`` the policy label that matched; ``rule``
+    names the reading rule ("labelled line", "value below label", "HTML table row", ...).
+    ``used`` is false for a value that lost (placeholder, or a later duplicate).
+    """
+
+    field: str
+    value: str
+    synonym: str
+    rule: str
+    text: str
+    line: int | None = None
+    part: str | None = None
+    used: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +199,10 @@ class FieldExtraction:
     ``values`` holds only non-placeholder values keyed by canonical name; ``blank`` the
     canonical names that were present but empty or a placeholder (N/A, TBD, ...).
     ``free_text`` is the new (unquoted) text with every recognised field line removed.
+    ``parts`` holds, per multi-part field, the parts that were given (part -> value),
+    and ``unassigned`` a value given for such a field without saying which part it is.
+    ``sources`` says where every value came from; ``mentions`` the lines that name a
+    field's label only in prose (read as nothing, shown by ``--explain``).
     """
 
     values: Mapping[str, str] = field(default_factory=dict)
@@ -176,3 +210,7 @@ class FieldExtraction:
     call_examples: tuple[CallExample, ...] = ()
     free_text: str = ""
     phone: PhoneFound | None = None  # set by parsing.phones when no label gave one
+    parts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    unassigned: Mapping[str, str] = field(default_factory=dict)
+    sources: tuple[FieldSource, ...] = ()
+    mentions: tuple[FieldSource, ...] = ()

@@ -90,7 +90,8 @@ Company Name: Acme Corp
 Contact Name: Jane Doe
 Email: jane@acme.example
 Phone: +1 303 555 0100
-Serial Number: MX-0042-7781
+Board Serial Number: MX-0042-7781
+Appliance S/N: MXA-0042-7782
 SW Version: 17.0.4
 Description: Since 08:10 no phone in the Denver office gets a dial tone, nobody can call.
 Can the issue be reproduced? Yes

@@ -26,7 +26,7 @@ from intake.cli.common import (
     split_listen,
 )
 from intake.cli.output import print_rows
-from intake.cli.views import check_record, format_check_text, stored_directory
+from intake.cli.views import check_record, format_check_text, format_explain, stored_directory
 from intake.edges.pipe import PROCESS_TIMEOUT, mta_output
 from intake.errors import ConfigError, IntakeError
 from intake.settings import parse_deliver_target
@@ -202,12 +202,18 @@ def deliver(
     "--received-at", metavar="ISO8601", help="Pretend the message arrived then (deadlines)."
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file, one per line.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="For each field: the line it was read from, the synonym and rule, or why not.",
+)
 @common_options
 def check(
     files: tuple[str, ...],
     policy: str | None,
     received_at: str | None,
     as_json: bool,
+    explain: bool,
     **common: Any,
 ) -> None:
     """Dry run: show what the daemon would do with FILE... (or - for stdin). Stores nothing."""
@@ -218,9 +224,15 @@ def check(
     directory = stored_directory(app)
     failed = False
     for name, raw, error in _read_inputs(files):
-        record = check_record(name, raw, error, policies, identity, when, directory)
+        record = check_record(
+            name, raw, error, policies, identity, when, directory, explain=explain
+        )
         failed |= "error" in record
-        click.echo(json.dumps(record, ensure_ascii=False) if as_json else format_check_text(record))
+        if as_json:
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            text = format_check_text(record)
+            click.echo(f"{text}\n{format_explain(record)}" if "explain" in record else text)
     sys.exit(1 if failed else 0)
 
 

@@ -16,7 +16,7 @@ from intake.app import App
 from intake.pipeline.assess import Assessment, assess_bytes
 from intake.pipeline.customers import CustomerRecord, load_directory
 from intake.pipeline.identity import Identity
-from intake.policy.policy import PolicyBook
+from intake.policy.policy import PolicyBook, ReportField
 from store import repository as repo
 from store.db import session_scope
 from store.models import ChargeRow, InboundMessage, MailboxState, OutboxMessage, Ticket
@@ -30,15 +30,123 @@ def check_record(
     identity: Identity,
     received_at: datetime,
     directory: Sequence[CustomerRecord] = (),
+    *,
+    explain: bool = False,
 ) -> dict[str, Any]:
-    """The ``intake check --json`` object for one input (``error`` set when unreadable)."""
+    """The ``intake check --json`` object for one input (``error`` set when unreadable).
+
+    ``explain``: add ``explain``, per field where its value came from (``--explain``).
+    """
     if raw is None:
         return {"file": name, "error": error or "cannot read"}
     try:
         assessment = assess_bytes(raw, None, policies, identity, received_at, directory)
     except Exception as exc:  # a parser bug must not end the run; it is reported per file
         return {"file": name, "error": f"{type(exc).__name__}: {exc}"}
-    return {"file": name, **assessment_view(assessment)}
+    record = {"file": name, **assessment_view(assessment)}
+    if explain:
+        record["explain"] = explain_view(assessment)
+    return record
+
+
+_SATISFIERS = {
+    "subject_customer": "the subject's customer part",
+    "from_address": "the From address",
+    "from_name": "the From name",
+    "free_text": "the customer's own words (free text)",
+    "call_examples": "the call examples",
+    "phone_in_text": "a phone number in a sentence or the signature",
+}
+
+
+def explain_view(a: Assessment) -> list[dict[str, Any]]:
+    """Per policy field: read or not, and from which line, synonym and rule (provenance).
+
+    This is how NOC staff answer "why was I charged?": every value names the line it
+    came from; a field nothing was read for says so, with any line that only mentions it.
+    """
+    extraction, missing = a.extraction, set(a.missing_fields)
+    view: list[dict[str, Any]] = []
+    for spec in a.policy.fields:
+        sources = [s for s in extraction.sources if s.field == spec.name]
+        entry: dict[str, Any] = {
+            "field": spec.name,
+            "label": spec.label,
+            "required": spec.required,
+            "status": "missing" if spec.name in missing else "ok",
+            "sources": [
+                {
+                    "line": s.line,
+                    "text": s.text,
+                    "synonym": s.synonym,
+                    "rule": s.rule,
+                    "part": s.part,
+                    "value": s.value,
+                    "used": s.used,
+                }
+                for s in sources
+            ],
+            "mentions": [
+                {"line": m.line, "text": m.text, "synonym": m.synonym}
+                for m in extraction.mentions
+                if m.field == spec.name
+            ],
+            "why": _why(a, spec.name),
+        }
+        view.append(entry)
+    return view
+
+
+def _why(a: Assessment, name: str) -> str:
+    """One sentence: how the field was satisfied, or why nothing matched."""
+    spec = a.policy.report_field(name)
+    finding = next((f for f in a.findings if f.field == name), None)
+    if spec is None or name in a.extraction.values:
+        return "read from the report"
+    phone = a.extraction.phone
+    if finding is None and phone and "phone_in_text" in spec.satisfied_by:
+        return f"read without a label from the {phone.found_in}: {phone.line!r}"
+    if finding is None:
+        how = [_SATISFIERS.get(h, h) for h in spec.satisfied_by]
+        if not spec.required:
+            return "optional: not given, not needed"
+        return "satisfied by " + " or ".join(how) if how else "given"
+    return finding.detail or _why_missing(a, spec)
+
+
+def _why_missing(a: Assessment, spec: ReportField) -> str:
+    extraction = a.extraction
+    if spec.name in extraction.blank:
+        return "its label was there, but the value was empty or a placeholder (N/A, TBD, ...)"
+    if "call_examples" in spec.satisfied_by:
+        count = len(extraction.call_examples)
+        if count:
+            return f"{count} call example(s) read, none with date/time, calling and called party"
+        return "no call example (Date/Time, Calling, Called) was read"
+    labels = ", ".join((spec.label, *spec.synonyms)[:6])
+    return f"no line of the new text starts with one of its labels ({labels}, ...)"
+
+
+def format_explain(record: dict[str, Any]) -> str:
+    """The ``--explain`` text: one block per field, the line each value came from."""
+    lines = ["  explain:"]
+    for entry in record.get("explain", ()):
+        flag = "ok     " if entry["status"] == "ok" else "MISSING"
+        lines.append(f"    {flag} {entry['field']}: {entry['why']}")
+        for s in entry["sources"]:
+            where = f"line {s['line']}" if s["line"] else "HTML table"
+            part = f" [{s['part']}]" if s["part"] else ""
+            unused = "" if s["used"] else " (not used)"
+            lines.append(
+                f"             {where}{part}: {s['text']!r} - synonym {s['synonym']!r},"
+                f" {s['rule']}{unused}"
+            )
+        for m in entry["mentions"]:
+            lines.append(
+                f"             line {m['line']}: {m['text']!r} names {m['synonym']!r}"
+                " in prose, not as a label at the start of the line"
+            )
+    return "\n".join(lines)
 
 
 def assessment_view(a: Assessment) -> dict[str, Any]:

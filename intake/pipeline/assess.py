@@ -9,7 +9,7 @@ daemon calls it inside COMMIT 2, so both say the same thing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -40,6 +40,7 @@ from parsing import (
     report_text,
 )
 from parsing.phones import contact_phone
+from parsing.tables import forwarded_html
 
 
 class Disposition(StrEnum):
@@ -77,6 +78,45 @@ class Assessment:
     from_staff: bool = False  # From: is one of our staff (decide: staff reply on a thread)
     checks_hit: tuple[str, ...] = ()  # names of the checks that found something
     checks_missed: tuple[str, ...] = ()
+    # What the body said, with provenance (``intake check --explain``, the confirmation).
+    extraction: FieldExtraction = field(default_factory=FieldExtraction)
+
+    @property
+    def read_details(self) -> tuple[tuple[str, str], ...]:
+        """(label, value) for each detail read, in the contract's order (the confirmation).
+
+        A multi-part field shows each part read, so a customer sees "Board serial
+        number: SN-1" was understood even while the appliance serial is still needed.
+        """
+        items: list[tuple[str, str]] = []
+        for spec in self.policy.fields:
+            value = self.fields.get(spec.name)
+            short = short_label(spec.label)
+            if isinstance(value, list):
+                complete = sum(
+                    1 for e in value if all(e.get(k) for k in ("when", "calling", "called"))
+                )
+                items.append((short, f"{len(value)} given, {complete} complete"))
+            elif spec.parts and (value or spec.name in self.extraction.parts):
+                given = self.extraction.parts.get(spec.name, {})
+                items += [
+                    (p.label.capitalize(), given[p.name]) for p in spec.parts if p.name in given
+                ]
+            elif value:
+                items.append((short, str(value)))
+        return tuple(items)
+
+    @property
+    def missing_details(self) -> tuple[str, ...]:
+        """Each missing detail's contract label, with what is still needed of a partial one."""
+        missing = FindingCode.MISSING_FIELD
+        return tuple(
+            f"{self.policy.field_label(f.field)}: {f.detail}"
+            if f.detail
+            else self.policy.field_label(f.field)
+            for f in self.findings
+            if f.code is missing and f.field
+        )
 
     @property
     def missing_fields(self) -> tuple[str, ...]:
@@ -152,6 +192,7 @@ def assess(
         from_staff=identity.is_staff(message.from_address or ""),
         checks_hit=checks.hits,
         checks_missed=checks.misses,
+        extraction=extraction,
     )
 
 
@@ -163,6 +204,11 @@ def _chargeable(message: ParsedMessage, verdict: Verdict) -> bool:
     ticket still records them (``not_a_mail`` finding), but nobody is charged.
     """
     return not verdict.is_machine and bool(message.headers)
+
+
+def short_label(label: str) -> str:
+    """A contract label without its parenthesis or "with ..." tail, for lists."""
+    return label.split(" (", maxsplit=1)[0].split(" with ", maxsplit=1)[0].strip()
 
 
 def _read_for_customer(
@@ -193,6 +239,8 @@ def _read(
         inner = parse_subject(forwarded.subject, policy.priority_aliases(), tag)
         subject = inner if inner.follows_grammar else subject
     html = message.body_html or (forwarded.html if forwarded else None)
+    if forwarded and message.body_html and not forwarded.html:
+        html = forwarded_html(message.body_html)  # an inline forward: the part after its marker
     extraction = extract_fields(
         report_text(message), html, policy.field_specs(), policy.placeholders
     )
@@ -233,6 +281,10 @@ def _field_values(ctx: CheckContext) -> dict[str, Any]:
         if phone and spec.name not in values:
             values[spec.name] = phone.number
             values[f"{spec.name}_found_in"] = phone.found_in  # "sentence" | "signature"
+    for name, given in ctx.extraction.parts.items():
+        # A multi-part field given in part: the parts read so far (still missing), so a
+        # follow-up that brings the rest completes it (``followup.merge_parts``).
+        values.setdefault(name, dict(given))
     examples = [
         {"when": e.when, "calling": e.calling, "called": e.called}
         for e in ctx.extraction.call_examples

@@ -26,6 +26,8 @@ class Finding:
     code: FindingCode
     message: str
     field: str | None = None
+    # For a field given in part: what is still needed ("the appliance serial number").
+    detail: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
         """The stored and printed shape (ticket findings, ``intake check --json``)."""
@@ -275,6 +277,18 @@ def _satisfied_by(how: str, spec: ReportField, ctx: CheckContext) -> bool:
 
 
 def _missing(spec: ReportField, extraction: FieldExtraction) -> Finding:
+    given = extraction.parts.get(spec.name, {})
+    if spec.parts and given:
+        needed = " and the ".join(
+            spec.part_label(p.name) for p in spec.parts if p.name not in given
+        )
+        read = " and the ".join(spec.part_label(p.name) for p in spec.parts if p.name in given)
+        detail = f"still needed: the {needed} (the {read} was read)"
+        return Finding(FindingCode.MISSING_FIELD, f"{spec.label}: {detail}.", spec.name, detail)
+    if spec.parts and spec.name in extraction.unassigned:
+        every = " and the ".join(spec.part_label(p.name) for p in spec.parts)
+        detail = f"one value was read without saying which it is; the {every} are both needed"
+        return Finding(FindingCode.MISSING_FIELD, f"{spec.label}: {detail}.", spec.name, detail)
     if spec.name in extraction.blank:
         text = f"{spec.label} was left blank or given as a placeholder."
     else:

@@ -8,9 +8,11 @@ and stores the returned change record on the inbound message, which is what
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from intake.pipeline.assess import Assessment
 from intake.pipeline.changes import FollowUpChanges, StaffReplyChanges
+from parsing import format_parts
 from store.models import Ticket, TicketStatus
 
 
@@ -23,10 +25,16 @@ def apply_follow_up(ticket: Ticket, assessment: Assessment, now: datetime) -> Fo
     """
     checked = {spec.name for spec in assessment.policy.fields if spec.required}
     missing_now = set(assessment.missing_fields)
-    supplied = [f for f in ticket.missing_fields if f in checked and f not in missing_now]
+    merged = merge_parts(ticket, assessment)
+    supplied = [
+        f
+        for f in ticket.missing_fields
+        if f in checked and (f not in missing_now or isinstance(merged.get(f), str))
+    ]
     still_missing = [f for f in ticket.missing_fields if f not in supplied]
-    if supplied:
-        new_values = {k: v for k, v in assessment.fields.items() if k in supplied}
+    new_values = {k: v for k, v in assessment.fields.items() if k in supplied}
+    new_values.update(merged)
+    if supplied or merged:
         # A new dict, so SQLAlchemy sees the JSON column change.
         ticket.fields = {**ticket.fields, **new_values}
         ticket.missing_fields = still_missing
@@ -37,6 +45,35 @@ def apply_follow_up(ticket: Ticket, assessment: Assessment, now: datetime) -> Fo
         ticket.status, ticket.waiting_since = TicketStatus.OPEN, None
     ticket.updated_at = now
     return FollowUpChanges(tuple(supplied), tuple(still_missing), reopened)
+
+
+def merge_parts(ticket: Ticket, assessment: Assessment) -> dict[str, Any]:
+    """Multi-part fields still missing on the ticket, merged with what this message gives.
+
+    The board serial in the first mail and the appliance serial in the reply complete
+    the field: the result is its value (a str). Still incomplete: the parts so far (a
+    dict, kept on the ticket). A value that names no part fills the one part still open.
+    """
+    extraction = assessment.extraction
+    merged: dict[str, Any] = {}
+    for spec in assessment.policy.fields:
+        if not spec.parts or spec.name not in ticket.missing_fields:
+            continue
+        before = ticket.fields.get(spec.name)
+        given = {
+            **(before if isinstance(before, dict) else {}),
+            **extraction.parts.get(spec.name, {}),
+        }
+        names = [part.name for part in spec.parts]
+        open_parts = [name for name in names if name not in given]
+        loose = extraction.unassigned.get(spec.name)
+        if loose and len(open_parts) == 1:
+            given[open_parts[0]] = loose
+        if spec.name in extraction.values or all(name in given for name in names):
+            merged[spec.name] = extraction.values.get(spec.name) or format_parts(names, given)
+        elif given != before and given:
+            merged[spec.name] = given
+    return merged
 
 
 def apply_staff_reply(ticket: Ticket, now: datetime) -> StaffReplyChanges:

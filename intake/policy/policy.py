@@ -25,7 +25,7 @@ from intake.policy.calendars import HolidayCalendar
 from intake.policy.clock import BusinessCalendar, Window
 from intake.policy.findings import DEFAULT_BILLABLE, DEFAULT_NOTICES, FindingCode
 from intake.settings import describe_validation_error
-from parsing import DEFAULT_PLACEHOLDERS, FieldSpec
+from parsing import DEFAULT_PLACEHOLDERS, FieldPart, FieldSpec
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -133,6 +133,15 @@ class AutoClose(BaseModel):
     reason: str
 
 
+class ReportPart(BaseModel):
+    """One part of a field the contract asks for in several ("board" and "appliance")."""
+
+    model_config = _STRICT
+    name: str  # e.g. "board"
+    label: str  # shown to the customer, e.g. "board serial number"
+    words: tuple[str, ...] = Field(min_length=1)  # qualifiers naming it: "board", "Platine"
+
+
 class ReportField(BaseModel):
     model_config = _STRICT
     name: str  # canonical, e.g. "serial_number"
@@ -141,6 +150,8 @@ class ReportField(BaseModel):
     required: bool = True
     satisfied_by: tuple[Satisfier, ...] = ()
     min_words: int = Field(default=15, ge=1)  # for satisfied_by = free_text
+    # Two or more: the field counts as given only when every part is (managed-PBX item 5).
+    parts: tuple[ReportPart, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -148,6 +159,21 @@ class ReportField(BaseModel):
         if not value.isidentifier():
             raise ValueError("must be a lower-case identifier like serial_number")
         return value
+
+    @model_validator(mode="after")
+    def _parts(self) -> ReportField:
+        names = [part.name for part in self.parts]
+        if len(names) == 1:
+            raise ValueError("parts: give two or more, or none")
+        if len(set(names)) != len(names):
+            raise ValueError("parts: each name may appear only once")
+        words = [word.casefold() for part in self.parts for word in part.words]
+        if len(set(words)) != len(words):
+            raise ValueError("parts: a qualifier word may name only one part")
+        return self
+
+    def part_label(self, name: str) -> str:
+        return next((p.label for p in self.parts if p.name == name), name)
 
 
 class Charge(BaseModel):
@@ -257,13 +283,20 @@ class Policy(BaseModel):
     def field_specs(self) -> tuple[FieldSpec, ...]:
         # Call examples are structured blocks the parser reads on its own, not a label.
         return tuple(
-            FieldSpec(f.name, (f.label, *f.synonyms))
+            FieldSpec(
+                f.name,
+                (f.label, *f.synonyms),
+                tuple(FieldPart(p.name, p.words) for p in f.parts),
+            )
             for f in self.fields
             if "call_examples" not in f.satisfied_by
         )
 
     def field_label(self, name: str) -> str:
         return next((f.label for f in self.fields if f.name == name), name.replace("_", " "))
+
+    def report_field(self, name: str) -> ReportField | None:
+        return next((f for f in self.fields if f.name == name), None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from intake.policy.sla import Deadlines
 from parsing import ParsedMessage, SubjectParse, address_domain, strip_reply_prefixes
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
+_MAX_ECHO = 80  # characters of a customer's value we echo in a reply
 EXAMPLE_SUBJECT = "Acme Corp – 123 Main St, Denver CO – No dial tone on all lines – P1"
 
 
@@ -83,6 +84,10 @@ class Assessed(Protocol):
     def billable_hourly(self) -> bool: ...
     @property
     def notices(self) -> tuple[str, ...]: ...
+    @property
+    def read_details(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def missing_details(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,13 @@ def make_template_environment(directory: Path | None = None) -> jinja2.Environme
 def header_safe(value: str) -> str:
     """One line of text fit for a header: control characters become single spaces."""
     return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def echo_value(value: str) -> str:
+    """A value the customer wrote, fit to echo back: one line, control characters gone,
+    at most ``_MAX_ECHO`` characters (the HTML template escapes it on top)."""
+    line = header_safe(value)
+    return line if len(line) <= _MAX_ECHO else line[: _MAX_ECHO - 1].rstrip() + "…"
 
 
 def reply_subject(original: str, number: str) -> str:
@@ -314,7 +326,11 @@ def _confirmation_context(assessment: Assessed, number: str, sender: Sender) -> 
         "billable_hourly": assessment.billable_hourly,
         "subject_problem": subject.problem,
         "example_subject": EXAMPLE_SUBJECT,
-        "missing": [policy.field_label(name) for name in assessment.missing_fields],
+        "read": [
+            {"label": header_safe(label), "value": echo_value(value)}
+            for label, value in assessment.read_details
+        ],
+        "missing": list(assessment.missing_details),
         "charges": [
             {
                 "amount": f"{c.amount:.2f}",

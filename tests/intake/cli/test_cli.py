@@ -96,7 +96,7 @@ def test_deliver_refuses_oversize_with_65(tmp_path: Path) -> None:
 
 def test_check_json_shape(tmp_path: Path) -> None:
     mail = tmp_path / "m.eml"
-    mail.write_bytes(make_mail(body="Serial: 1\nPhone: N/A\n"))
+    mail.write_bytes(make_mail(body="Serials: 1 / 2\nPhone: N/A\n"))
     result = intake("check", "--json", str(mail), cwd=tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     [record] = [json.loads(line) for line in result.stdout.splitlines()]
@@ -110,7 +110,7 @@ def test_check_json_shape(tmp_path: Path) -> None:
         "priority": 1,
     }
     assert record["subject_problem"] is None and record["priority"] == 1
-    assert record["fields"]["serial_number"] == "1"
+    assert record["fields"]["serial_number"] == "board: 1; appliance: 2"
     assert "contact_phone" in record["missing_fields"]
     [charge] = record["charges"]
     assert {k: charge[k] for k in ("kind", "amount", "currency", "status")} == {
@@ -122,6 +122,24 @@ def test_check_json_shape(tmp_path: Path) -> None:
     assert "$100 additional charge" in charge["reason"]
     assert record["response_due"] is not None  # the standard policy's P1 4-hour target
     assert not (tmp_path / "intake.db").exists()  # a dry run stores nothing
+
+
+def test_check_explain_names_line_synonym_and_rule(tmp_path: Path) -> None:
+    mail = tmp_path / "m.eml"
+    body = "Hello\n5. Serial Number (board): SN-1\nThe phone number is on the sticker.\n"
+    mail.write_bytes(make_mail(body=body))
+    result = intake("check", "--explain", str(mail), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert "MISSING serial_number: still needed: the appliance serial number" in out
+    assert "line 2 [board]: '5. Serial Number (board): SN-1' - synonym 'Serial Number'" in out
+    assert "line 3: 'The phone number is on the sticker.' names 'Phone Number' in prose" in out
+    as_json = intake("check", "--json", "--explain", str(mail), cwd=tmp_path)
+    [record] = [json.loads(line) for line in as_json.stdout.splitlines()]
+    serial = next(e for e in record["explain"] if e["field"] == "serial_number")
+    assert [(s["line"], s["part"], s["rule"]) for s in serial["sources"]] == [
+        (2, "board", "labelled line")
+    ]
 
 
 def test_check_reports_unreadable_inputs_and_goes_on(tmp_path: Path) -> None:
@@ -312,3 +330,12 @@ def test_config_show_and_policies_read_only_the_configuration(tmp_path: Path) ->
     names = intake("policies", cwd=tmp_path).stdout.decode().split()
     assert names == sorted(p.stem for p in (REPO / "config" / "policies").glob("*.toml"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_check_explain_names_a_phone_read_without_a_label(tmp_path: Path) -> None:
+    mail = tmp_path / "m.eml"
+    body = "Phones are down since 8am, please call me on my cell at 303-555-0142.\n"
+    mail.write_bytes(make_mail(body=body))
+    result = intake("check", "--explain", str(mail), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "contact_phone: read without a label from the sentence" in result.stdout.decode()

@@ -267,7 +267,10 @@ def test_tickets_show_text_prints_fields_then_the_thread(cli: Cli) -> None:
     assert lines[0] == "number: TKT-000001"
     assert "first_response_at: -" in lines and "charges: []" in lines
     fields = next(line for line in lines if line.startswith("fields: "))
-    assert json.loads(fields.removeprefix("fields: "))["serial_number"] == "MX-0042-7781"
+    assert (
+        json.loads(fields.removeprefix("fields: "))["serial_number"]
+        == "board: MX-0042-7781; appliance: MXA-0042-7782"
+    )
     inbound, outbound = lines[-2:]
     assert inbound.startswith("  ") and "<- jane@acme.example  human ticket_created" in inbound
     assert outbound.endswith("-> jane@acme.example  confirmation (sent)")

@@ -102,7 +102,7 @@ def test_missing_fields_charge_once_and_are_listed(daemon: RunningDaemon) -> Non
     text_body = email.message_from_bytes(path.read_bytes(), policy=default).get_body(("plain",))
     assert text_body is not None
     content = text_body.get_content()
-    assert "Serial Number of the System" in content and "100.00 USD" in content
+    assert "Serial Number of Zultys System" in content and "100.00 USD" in content
 
 
 def test_redelivered_message_creates_nothing_twice(daemon: RunningDaemon) -> None:
@@ -263,12 +263,13 @@ def test_message_without_message_id_gets_a_deterministic_one(daemon: RunningDaem
 def test_html_only_mail_with_script_is_ticketed_without_the_script(daemon: RunningDaemon) -> None:
     html = (
         "<html><head><script>steal()</script></head><body><table>"
-        "<tr><td>Serial Number</td><td>HX-77</td></tr></table></body></html>"
+        "<tr><td>Board Serial Number</td><td>HX-77</td></tr>"
+        "<tr><td>Appliance Serial Number</td><td>HA-78</td></tr></table></body></html>"
     )
     message = email.message_from_bytes(make_mail(), policy=default)
     message.set_content(html, subtype="html")
     send(daemon, message.as_bytes())
     [ticket] = wait_for(lambda: tickets(daemon))
-    assert ticket.fields["serial_number"] == "HX-77"
+    assert ticket.fields["serial_number"] == "board: HX-77; appliance: HA-78"
     [path] = wait_for(lambda: outbox_files(daemon))
     assert b"steal()" not in path.read_bytes()

@@ -86,7 +86,7 @@ def test_a_whole_conversation_threads_into_one_ticket(staffed: RunningDaemon) ->
     assert "serial_number" in ticket.missing_fields
 
     details = (
-        "Serial Number: MX-0042\nSW Version: 17.0.4\nReproducible: yes\n"
+        "Serial Number: board MX-0042, appliance MXA-0042\nSW Version: 17.0.4\nReproducible: yes\n"
         "Description: every handset in the Denver office lost dial tone at 08:10 and "
         "nobody can place or receive calls since then\n"
         "Date/Time: 2026-11-22 08:15\nCalling Number: x2201\nCalled Number: 555 0199\n"
@@ -101,7 +101,10 @@ def test_a_whole_conversation_threads_into_one_ticket(staffed: RunningDaemon) ->
     assert "[TKT-000001]" in ack["Subject"]
     assert "Your report is now complete" in ack.get_body(("plain",)).get_content()
     [ticket] = tickets(staffed)
-    assert ticket.missing_fields == [] and ticket.fields["serial_number"] == "MX-0042"
+    assert (
+        ticket.missing_fields == []
+        and ticket.fields["serial_number"] == "board: MX-0042; appliance: MXA-0042"
+    )
 
     staff = reply_to(ack, "Sam NOC <sam@provider.example>", "We are on it; a tech is dispatched.")
     send(staffed, staff, "sam@provider.example")
@@ -138,11 +141,11 @@ def test_a_stranger_quoting_the_number_opens_a_new_ticket(staffed: RunningDaemon
 def test_a_participant_may_use_the_subject_number(staffed: RunningDaemon) -> None:
     send(staffed, make_mail(body="Phones are dead.\n"), "jane@acme.example")
     wait_for(lambda: replies(staffed))
-    follow = make_mail(subject="Fwd: [TKT-000001]", body="Serial Number: X-1\n")
+    follow = make_mail(subject="Fwd: [TKT-000001]", body="Serial Numbers: X-1 / X-2\n")
     send(staffed, follow, "jane@acme.example")
     wait_for(lambda: len(replies(staffed)) == 2)
     [ticket] = tickets(staffed)
-    assert ticket.fields["serial_number"] == "X-1"
+    assert ticket.fields["serial_number"] == "board: X-1; appliance: X-2"
 
 
 @pytest.mark.parametrize(
@@ -317,7 +320,7 @@ def test_tickets_show_prints_the_thread(staffed: RunningDaemon, tmp_path: Path) 
     [confirmation] = wait_for(lambda: replies(staffed))
     send(
         staffed,
-        reply_to(confirmation, "jane@acme.example", "Serial Number: Z-9"),
+        reply_to(confirmation, "jane@acme.example", "Serial Numbers: Z-9 / Z-10"),
         "jane@acme.example",
     )
     wait_for(lambda: len(replies(staffed)) == 2)
@@ -480,11 +483,14 @@ def test_the_configured_ticket_tag_threads_and_leaves_the_priority_readable(
 
     # Only the subject says which ticket: no In-Reply-To, no References.
     reply_subject = "RE: " + confirmation_subject.removeprefix("Re: ")
-    follow = make_mail(subject=reply_subject, body="Serial Number: X-1\n")
+    follow = make_mail(subject=reply_subject, body="Serial Numbers: X-1 / X-2\n")
     assert deliver_at(app, follow, start + timedelta(minutes=5)) == "follow_up"
     with session_scope(app.sessions) as session:
         ticket = session.execute(select(Ticket)).scalar_one()
-        assert (ticket.number, ticket.fields["serial_number"]) == (number, "X-1")
+        assert (ticket.number, ticket.fields["serial_number"]) == (
+            number,
+            "board: X-1; appliance: X-2",
+        )
         ticket.status, ticket.closed_at = "closed", start
 
     # Long after it closed, the same reply opens a linked ticket read from that subject.

@@ -76,7 +76,7 @@ def test_a_field_only_the_tickets_policy_knows_is_supplied_after_the_customer_mo
     answer = make_mail(
         subject="Re: x",
         headers={"In-Reply-To": "<open@acme.example>"},
-        body="Serial Number: MX-0042\n",
+        body="Serial Number: board MX-0042, appliance MXA-0042\n",
         message_id="<serial@acme.example>",
     )
     result, inbound_id = deliver(app, answer, MONDAY + timedelta(hours=1))
@@ -84,5 +84,5 @@ def test_a_field_only_the_tickets_policy_knows_is_supplied_after_the_customer_mo
     with session_scope(app.sessions) as session:
         assert session.get_one(InboundMessage, inbound_id).changes["supplied"] == ["serial_number"]
         ticket = session.execute(select(Ticket)).scalar_one()
-        assert ticket.fields["serial_number"] == "MX-0042"
+        assert ticket.fields["serial_number"] == "board: MX-0042; appliance: MXA-0042"
         assert "serial_number" not in ticket.missing_fields

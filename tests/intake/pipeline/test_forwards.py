@@ -113,7 +113,7 @@ def test_a_forwarded_complete_report_is_read_and_not_charged(subject: str, body:
     )
     assert assessment.missing_fields == ()
     assert assessment.charges == ()
-    assert assessment.fields["serial_number"] == "MX-0042-7781"
+    assert assessment.fields["serial_number"] == "board: MX-0042-7781; appliance: MXA-0042-7782"
     assert assessment.reply_address == "bob@acme.example"  # the forwarder gets the answer
 
 
@@ -154,7 +154,7 @@ def test_the_forwarders_note_counts_too() -> None:
 
 
 def test_a_forward_of_an_incomplete_report_is_charged_for_what_is_missing() -> None:
-    body = GMAIL.replace("Serial Number: MX-0042-7781\n", "")
+    body = GMAIL.replace("Board Serial Number: MX-0042-7781\n", "")
     assessment = assessed(forward("Fwd: phones", body))
     assert assessment.missing_fields == ("serial_number",)
     assert [(c.kind, str(c.amount)) for c in assessment.charges] == [

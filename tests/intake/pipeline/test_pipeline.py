@@ -105,7 +105,7 @@ def test_complete_report_has_no_charge(app: App) -> None:
     with session_scope(app.sessions) as session:
         ticket = session.execute(select(Ticket)).scalar_one()
         assert ticket.missing_fields == []
-        assert ticket.fields["serial_number"] == "MX-0042-7781"
+        assert ticket.fields["serial_number"] == "board: MX-0042-7781; appliance: MXA-0042-7782"
         assert ticket.policy_name == "standard"
 
 

@@ -47,6 +47,32 @@ def test_minimum_synonyms_are_policy_data() -> None:
     assert {"reproducible", "can the issue be reproduced?"} <= specs["reproducible"]
 
 
+@pytest.mark.parametrize("name", ["standard", "managed-pbx"])
+def test_both_serials_are_a_multi_part_field(name: str) -> None:
+    [serial] = [s for s in load_policy(name).field_specs() if s.name == "serial_number"]
+    assert [part.name for part in serial.parts] == ["board", "appliance"]
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "labels"),
+    [
+        ("managed-pbx", "contact_phone", {"telefon", "téléphone", "teléfono"}),
+        ("managed-pbx", "serial_number", {"seriennummer", "numéro de série", "número de serie"}),
+        ("managed-pbx", "company_name", {"firmenname", "société", "empresa"}),
+        ("voip-hotline", "contact_phone", {"telefon", "téléphone", "teléfono"}),
+        ("cloud-services", "description", {"beschreibung", "description", "descripción"}),
+        ("subscription", "description", {"beschreibung", "descripción"}),
+        ("teams-connector", "description", {"beschreibung", "descripción"}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_shipped_policies_know_german_french_and_spanish_labels(
+    name: str, field: str, labels: set[str]
+) -> None:
+    [spec] = [s for s in load_policy(name).field_specs() if s.name == field]
+    assert labels <= {s.lower() for s in spec.synonyms}
+
+
 def test_policies_are_listed() -> None:
     assert "standard" in available_policies()
 
@@ -70,6 +96,21 @@ def test_policies_are_listed() -> None:
             ('name = "standard"', 'name = "standard"\nnotice_findings = ["staff_cc", "cc"]'),
             "notice_findings: Value error, unknown finding code 'cc'",
         ),
+        (
+            ('{ name = "appliance"', '{ name = "board"'),
+            "parts: each name may appear only once",
+        ),
+        (
+            ('"chassis", ', '"chassis", "board", '),
+            "parts: a qualifier word may name only one part",
+        ),
+        (
+            (
+                'words = ["appliance", "chassis", "Gerät", "appareil", "equipo", "dispositivo"]',
+                "words = []",
+            ),
+            "words",
+        ),
     ],
     ids=[
         "default-not-a-level",
@@ -79,6 +120,9 @@ def test_policies_are_listed() -> None:
         "unknown-key",
         "unknown-billable-finding",
         "unknown-notice-finding",
+        "part-named-twice",
+        "part-word-shared",
+        "part-without-words",
     ],
 )
 def test_bad_policy_file_names_file_and_key(

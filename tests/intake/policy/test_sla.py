@@ -34,9 +34,19 @@ CASES = [
     ("teams-connector", 1, "2026-11-23T15:00", None, "2026-11-23T16:00"),  # in hours: 1 h
     ("teams-connector", 1, "2026-11-24T04:00", None, "2026-11-24T06:00"),  # 23:00 EST: 2 h
     ("teams-connector", 3, "2026-11-24T04:00", None, "2026-11-24T16:00"),  # after hours: 12 h
-    ("managed-pbx", 2, "2026-11-23T23:30", None, "2026-11-24T16:30"),  # 16:30 MST: 30 min + 1.5 h
+    # "2 Hours" in business hours is wall-clock ("12 Business Hours" is the other row):
+    # a 16:30 MST ticket is due 18:30 the same day, Wednesday as any other weekday.
+    ("managed-pbx", 2, "2026-11-23T23:30", None, "2026-11-24T01:30"),  # Mon 16:30 → 18:30 MST
+    ("managed-pbx", 2, "2026-11-25T23:30", None, "2026-11-26T01:30"),  # Wed 16:30 → 18:30 MST
+    ("managed-pbx", 1, "2026-11-25T23:30", None, "2026-11-26T01:30"),  # P1 the same
     ("managed-pbx", 2, "2026-11-24T01:00", None, "2026-11-25T18:00"),  # 18:00 MST: 12 business h
-    ("managed-pbx", 2, "2026-11-23T21:30", "America/New_York", "2026-11-24T14:30"),  # NY hours
+    (
+        "managed-pbx",
+        2,
+        "2026-11-23T21:30",
+        "America/New_York",
+        "2026-11-23T23:30",
+    ),  # 16:30 EST + 2 h
     ("subscription", 1, "2026-11-23T15:00", None, None),  # the contract sets no response time
 ]
 
