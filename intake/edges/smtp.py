@@ -14,6 +14,13 @@ And the session rules a mail admin expects from an MTA: ``postmaster`` is accept
 Postfix does; real mail has them), an unexpected error is a 451 rather than aiosmtpd's
 permanent 500, and a client that keeps making errors is disconnected with 421 (Postfix's
 ``smtpd_hard_error_limit``).
+
+And what lets it face the internet as an MX: STARTTLS (RFC 3207) with a certificate that
+``reload_tls`` re-reads (SIGHUP; the next session uses it), optionally required before
+MAIL (530 5.7.0); a cap on sessions in total and per client IP (421 4.7.0 as the
+greeting); and a cap on the bytes of DATA all sessions hold in memory at once (452 4.3.1
+to MAIL while it is reached). ``smtp.timeout`` counts from the last command, so a DATA
+trickled in slowly is cut off after it too.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ssl
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
@@ -30,6 +38,7 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from intake.edges.groupcommit import GroupCommitWriter
+from intake.errors import ConfigError
 from intake.metrics import Metrics
 from intake.pipeline.core import Clock, prepare_inbound, stored_fields
 from intake.pipeline.core import Envelope as IntakeEnvelope
@@ -43,6 +52,13 @@ STORE_FAILED = "451 4.3.0 Requested action aborted: message could not be stored,
 # RFC 3463 §3.5: X.3.2 "system not accepting network messages" (we are shutting down).
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 TOO_MANY_ERRORS = "421 4.7.0 Too many errors, closing connection"
+# RFC 3463 §3.8: X.7.0 "other or undefined security status" (a connection limit is policy).
+TOO_MANY_SESSIONS = "421 4.7.0 Too many sessions, try again later"
+TOO_MANY_FROM_IP = "421 4.7.0 Too many sessions from your address, try again later"
+# RFC 3207 §4: 530 before STARTTLS when TLS is required; RFC 3463 X.7.0.
+TLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
+# RFC 5321 §4.2.2 452 "insufficient system storage" at MAIL; RFC 3463 X.3.1 "mail system full".
+DATA_IN_FLIGHT = "452 4.3.1 Insufficient system storage, try again later"
 
 Hook = Callable[..., Awaitable[str]]
 
@@ -171,6 +187,10 @@ class IntakeSMTP(SMTP):
             decode_data=False,
             hostname=settings.hostname,  # avoids socket.getfqdn() per connection
             ident="ticket-intake ESMTP",
+            # Read from the files at start-up and on SIGHUP: each session takes the
+            # context current when it connects. ``require_tls`` is ours (smtp_MAIL), for
+            # an enhanced status code and so that RSET and HELO stay allowed.
+            tls_context=listener.tls_context,
             timeout=settings.timeout,
         )
         self.listener = listener
@@ -178,14 +198,47 @@ class IntakeSMTP(SMTP):
         self.errors = 0
         self.in_data = False
         self.closing = False
+        self.refused = False
+        self.ip = "?"
+        self.data_bytes = 0  # of the DATA now being received, counted in the listener
+        self.max_data = settings.max_message_size + 2  # aiosmtpd keeps no more than this
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        if self._original_transport is not None:  # again, after STARTTLS: same session
+            super().connection_made(transport)
+            return
+        peer = transport.get_extra_info("peername")
+        self.ip = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        refusal = self.listener.admit(self.ip)
+        if refusal is not None:
+            # Before the greeting and before aiosmtpd sets anything up (RFC 5321 §3.1).
+            self.refused = True
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(refusal.encode("ascii") + b"\r\n")
+            transport.close()
+            return
         self.listener.sessions.add(self)
+        super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self.refused:
+            return
         self.listener.sessions.discard(self)
+        self._release_data()
         super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        # What DATA holds in memory grows with what arrives (aiosmtpd keeps the lines,
+        # then joins them; past the size limit it discards them).
+        if self.in_data and self.data_bytes < self.max_data:
+            added = min(len(data), self.max_data - self.data_bytes)
+            self.data_bytes += added
+            self.listener.data_in_flight += added
+        super().data_received(data)
+
+    def _release_data(self) -> None:
+        self.listener.data_in_flight -= self.data_bytes
+        self.data_bytes = 0
 
     async def push(self, status: AnyStr) -> None:
         await super().push(status)
@@ -223,6 +276,16 @@ class IntakeSMTP(SMTP):
         if not self.listener.accepting:
             await self.hang_up(SHUTTING_DOWN)
             return
+        if self.listener.settings.require_tls and self._tls_protocol is None:
+            await self.push(TLS_REQUIRED)
+            return
+        if self.listener.data_full():
+            # At MAIL, the start of a transaction (RFC 5321 §4.1.1.2 lists 452 for it):
+            # sessions already past MAIL go on, new ones wait until DATA is answered.
+            self.listener.log.warning("smtp.data_in_flight_full", peer=self.peer_text)
+            self.listener.handler.metrics.smtp_reply("MAIL", DATA_IN_FLIGHT)
+            await self.push(DATA_IN_FLIGHT)
+            return
         await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's name
@@ -232,6 +295,7 @@ class IntakeSMTP(SMTP):
             await super().smtp_DATA(arg)
         finally:
             self.in_data = False
+            self._release_data()  # the handler has answered: the bytes are let go
             self.listener.busy_changed()
         if not self.listener.accepting and not self.closing:
             await self.hang_up(SHUTTING_DOWN)
@@ -259,6 +323,8 @@ class SmtpListener:
         self.handler = handler
         self.settings = settings
         self.sessions: set[IntakeSMTP] = set()
+        self.data_in_flight = 0  # bytes of DATA received by sessions not yet answered
+        self.tls_context = load_tls_context(settings)
         self.accepting = True
         self._server: asyncio.Server | None = None
         self._idle = asyncio.Event()
@@ -280,6 +346,33 @@ class SmtpListener:
         if not self.accepting:
             return _Refuse()
         return IntakeSMTP(self.handler, self.settings, self)
+
+    def admit(self, ip: str) -> str | None:
+        """None when a new session from ``ip`` is within the limits, else its 421."""
+        if len(self.sessions) >= self.settings.max_sessions:
+            refusal, limit = TOO_MANY_SESSIONS, "total"
+        elif sum(s.ip == ip for s in self.sessions) >= self.settings.max_sessions_per_ip:
+            refusal, limit = TOO_MANY_FROM_IP, "per_ip"
+        else:
+            return None
+        self.handler.metrics.smtp_reply("CONNECT", refusal)
+        self.log.warning("smtp.session_refused", peer=ip, limit=limit)
+        return refusal
+
+    def data_full(self) -> bool:
+        return self.data_in_flight >= self.settings.max_data_in_flight
+
+    def reload_tls(self) -> bool:
+        """Re-read the certificate and key (SIGHUP); a bad pair keeps the current one."""
+        if not self.settings.tls:
+            return False
+        try:
+            self.tls_context = load_tls_context(self.settings)
+        except ConfigError as exc:
+            self.log.error("smtp.tls_reload_failed", error=str(exc))
+            return False
+        self.log.info("smtp.tls_reloaded", certificate=str(self.settings.tls_certificate))
+        return True
 
     def busy(self) -> list[IntakeSMTP]:
         return [session for session in self.sessions if session.in_data]
@@ -330,6 +423,27 @@ class SmtpListener:
             if not self.sessions:
                 break
             await asyncio.sleep(0.01)
+
+
+def load_tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
+    """The STARTTLS server context from ``smtp.tls_certificate``/``tls_key``; ConfigError.
+
+    ``create_default_context(CLIENT_AUTH)`` gives the ciphers Python deems modern (no
+    RC4, 3DES, export or anonymous suites) and no client certificate check; TLS 1.2 is
+    the floor (RFC 8996 deprecates 1.0 and 1.1).
+    """
+    if settings.tls_certificate is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_certificate, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"smtp.tls_certificate {settings.tls_certificate}, smtp.tls_key "
+            f"{settings.tls_key}: {exc}"
+        ) from None
+    return context
 
 
 def _peer(session: Session) -> str:
