@@ -145,9 +145,9 @@ class SmtpSettings(BaseModel):
     @model_validator(mode="after")
     def _tls_pair(self) -> SmtpSettings:
         if (self.tls_certificate is None) != (self.tls_key is None):
-            raise ValueError("smtp.tls_certificate and smtp.tls_key go together")
+            raise ValueError("tls_certificate and tls_key go together")
         if self.require_tls and self.tls_certificate is None:
-            raise ValueError("smtp.require_tls needs smtp.tls_certificate and smtp.tls_key")
+            raise ValueError("require_tls needs tls_certificate and tls_key")
         return self
 
     @property

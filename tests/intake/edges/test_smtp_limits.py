@@ -53,7 +53,8 @@ def closed_by_server(sock: socket.socket) -> bool:
 
 
 def wait_for_greeting(daemon: RunningDaemon, source: str = "127.0.0.1") -> socket.socket:
-    """A new session gets 220 (the server sees the closed one go on its next loop turn)."""
+    """A new session gets 220 once a closed one (start_daemon's port probe, or one the
+    test closed) is gone from the server's count, on one of its next loop turns."""
 
     def attempt() -> socket.socket | None:
         sock, line = greeting(daemon, source)
@@ -73,9 +74,8 @@ def test_sessions_beyond_the_total_get_421_and_a_closed_one_frees_its_slot(
     with ExitStack() as stack:
         idle = []
         for _ in range(3):
-            sock, line = greeting(daemon)
+            sock = wait_for_greeting(daemon)
             stack.callback(sock.close)
-            assert line.startswith(b"220"), line
             idle.append(sock)
         sock, line = greeting(daemon)
         stack.callback(sock.close)
@@ -87,6 +87,9 @@ def test_sessions_beyond_the_total_get_421_and_a_closed_one_frees_its_slot(
         sock, line = greeting(daemon)  # and the freed slot is taken again
         stack.callback(sock.close)
         assert line.startswith(b"421 4.7.0"), line
+    labels = {"command": "CONNECT", "code": "421"}
+    refused = daemon.app.metrics.registry.get_sample_value("intake_smtp_replies_total", labels)
+    assert refused is not None and refused >= 2
 
 
 def test_sessions_beyond_the_per_ip_limit_get_421_other_addresses_still_connect(
@@ -95,9 +98,7 @@ def test_sessions_beyond_the_per_ip_limit_get_421_other_addresses_still_connect(
     daemon = limited(**{"smtp.max_sessions": 10, "smtp.max_sessions_per_ip": 2})
     with ExitStack() as stack:
         for _ in range(2):
-            sock, line = greeting(daemon)
-            stack.callback(sock.close)
-            assert line.startswith(b"220"), line
+            stack.callback(wait_for_greeting(daemon).close)
         sock, line = greeting(daemon)
         stack.callback(sock.close)
         assert line == b"421 4.7.0 Too many sessions from your address, try again later\r\n"
@@ -141,11 +142,33 @@ def test_mail_gets_452_while_data_in_flight_is_at_the_limit_and_250_once_answere
         assert small.sendmail("jane@acme.example", ["support@example.com"], make_mail()) == {}
 
 
+def test_a_client_hanging_up_mid_data_lets_go_of_its_bytes(
+    limited: Callable[..., RunningDaemon],
+) -> None:
+    daemon = limited(**{"smtp.max_message_size": 4 * MIB, "smtp.max_data_in_flight": MIB})
+    gone = smtplib.SMTP(daemon.host, daemon.port, timeout=30)
+    gone.ehlo("client.test")
+    gone.mail("jane@acme.example")
+    gone.rcpt("support@example.com")
+    assert gone.docmd("DATA")[0] == 354
+    gone.send((b"y" * 998 + b"\r\n") * 1600)  # 1.5 MiB, not ended
+    assert wait_for(lambda: mail_reply(daemon)[0] == 452, timeout=30)
+    gone.close()
+    assert wait_for(lambda: mail_reply(daemon)[0] == 250, timeout=30)
+
+
 def test_a_slowly_trickled_data_is_cut_off_after_smtp_timeout_and_frees_its_slot(
     limited: Callable[..., RunningDaemon],
 ) -> None:
     daemon = limited(**{"smtp.timeout": 1.0, "smtp.max_sessions": 1})
-    slow = smtplib.SMTP(daemon.host, daemon.port, timeout=30)
+
+    def session() -> smtplib.SMTP | None:
+        try:
+            return smtplib.SMTP(daemon.host, daemon.port, timeout=30)
+        except smtplib.SMTPConnectError:  # start_daemon's port probe still counted
+            return None
+
+    slow: smtplib.SMTP = wait_for(session, timeout=30)
     slow.ehlo("client.test")
     slow.mail("jane@acme.example")
     slow.rcpt("support@example.com")
