@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, AnyStr
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from intake.edges.groupcommit import GroupCommitWriter
 from intake.errors import ConfigError
@@ -164,6 +164,11 @@ class IntakeHandler:
         makes the sender's MTA bounce mail we should have taken. Only the error's type and
         where it was raised are logged: its text may quote the message or SQL parameters.
         """
+        if isinstance(error, TLSSetupException):
+            # A client that cannot do TLS 1.2+ (or a scanner): its problem, not our error.
+            # aiosmtpd closes the connection and sends nothing.
+            self.log.info("smtp.tls_handshake_failed", error=_kind(error.__cause__ or error))
+            return "421 4.7.0 TLS handshake failed"
         frames = traceback.extract_tb(error.__traceback__)
         where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
         self.log.error("smtp.session_error", error=_kind(error), where=where)

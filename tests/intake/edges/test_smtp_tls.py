@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from intake.edges.smtp import load_tls_context
 from intake.errors import ConfigError
@@ -99,10 +100,13 @@ def test_tls_below_1_2_is_refused(tls_daemon: Callable[..., RunningDaemon]) -> N
         context.set_ciphers("ALL:@SECLEVEL=0")
     except (ValueError, ssl.SSLError):
         pytest.skip("this OpenSSL cannot offer TLS 1.1 as a client")
-    with smtplib.SMTP(daemon.host, daemon.port, timeout=30) as connection:
+    with capture_logs() as logs, smtplib.SMTP(daemon.host, daemon.port, timeout=30) as connection:
         connection.ehlo("client.test")
         with pytest.raises(OSError):  # ssl.SSLError: the server's protocol_version alert
             connection.starttls(context=context)
+        wait_for(lambda: any(e["event"] == "smtp.tls_handshake_failed" for e in logs), 30)
+    # A client's failed handshake is its problem: logged at info, never as our error.
+    assert not [e for e in logs if e["log_level"] == "error"], logs
 
 
 def test_require_tls_refuses_mail_before_starttls_with_530(
