@@ -18,9 +18,10 @@ permanent 500, and a client that keeps making errors is disconnected with 421 (P
 And what lets it face the internet as an MX: STARTTLS (RFC 3207) with a certificate that
 ``reload_tls`` re-reads (SIGHUP; the next session uses it), optionally required before
 MAIL (530 5.7.0); a cap on sessions in total and per client IP (421 4.7.0 as the
-greeting); and a cap on the bytes of DATA all sessions hold in memory at once (452 4.3.1
-to MAIL while it is reached). ``smtp.timeout`` counts from the last command, so a DATA
-trickled in slowly is cut off after it too.
+greeting); and a cap on the bytes of DATA all sessions hold in memory at once, a size
+declared at MAIL (RFC 1870) counting from MAIL on (452 4.3.1 to MAIL while it is
+reached). ``smtp.timeout`` counts from the last command, so a DATA trickled in slowly
+is cut off after it too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import ssl
 import time
 import traceback
@@ -61,6 +63,7 @@ TLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
 DATA_IN_FLIGHT = "452 4.3.1 Insufficient system storage, try again later"
 
 Hook = Callable[..., Awaitable[str]]
+_SIZE = re.compile(r"\sSIZE=(\d{1,20})(?:\s|$)", re.IGNORECASE)
 
 
 def _counted(command: str) -> Callable[[Hook], Hook]:
@@ -205,7 +208,9 @@ class IntakeSMTP(SMTP):
         self.closing = False
         self.refused = False
         self.ip = "?"
-        self.data_bytes = 0  # of the DATA now being received, counted in the listener
+        # This transaction's share of the listener's DATA in memory: the larger of what
+        # MAIL declared (SIZE, RFC 1870) and what DATA has brought so far.
+        self.declared = self.received = self.held = 0
         self.max_data = settings.max_message_size + 2  # aiosmtpd keeps no more than this
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -229,21 +234,26 @@ class IntakeSMTP(SMTP):
         if self.refused:
             return
         self.listener.sessions.discard(self)
-        self._release_data()
+        self._hold(0, 0)
         super().connection_lost(error)
 
     def data_received(self, data: bytes) -> None:
         # What DATA holds in memory grows with what arrives (aiosmtpd keeps the lines,
         # then joins them; past the size limit it discards them).
-        if self.in_data and self.data_bytes < self.max_data:
-            added = min(len(data), self.max_data - self.data_bytes)
-            self.data_bytes += added
-            self.listener.data_in_flight += added
+        if self.in_data and self.received < self.max_data:
+            self._hold(self.declared, min(self.received + len(data), self.max_data))
         super().data_received(data)
 
-    def _release_data(self) -> None:
-        self.listener.data_in_flight -= self.data_bytes
-        self.data_bytes = 0
+    def _hold(self, declared: int, received: int) -> None:
+        self.declared, self.received = declared, received
+        held = max(declared, received)
+        self.listener.data_in_flight += held - self.held
+        self.held = held
+
+    def _set_post_data_state(self) -> None:
+        # The transaction is over (answered, RSET, EHLO, a new connection): its bytes go.
+        self._hold(0, 0)
+        super()._set_post_data_state()  # type: ignore[no-untyped-call]
 
     async def push(self, status: AnyStr) -> None:
         await super().push(status)
@@ -284,14 +294,20 @@ class IntakeSMTP(SMTP):
         if self.listener.settings.require_tls and self._tls_protocol is None:
             await self.push(TLS_REQUIRED)
             return
-        if self.listener.data_full():
-            # At MAIL, the start of a transaction (RFC 5321 §4.1.1.2 lists 452 for it):
-            # sessions already past MAIL go on, new ones wait until DATA is answered.
-            self.listener.log.warning("smtp.data_in_flight_full", peer=self.peer_text)
-            self.listener.handler.metrics.smtp_reply("MAIL", DATA_IN_FLIGHT)
-            await self.push(DATA_IN_FLIGHT)
-            return
+        if self.envelope is not None and self.envelope.mail_from is None:
+            # At MAIL, the start of a transaction (RFC 5321 §4.1.1.2 lists 452 for it).
+            # Checked and reserved with no await between, so sessions cannot all pass
+            # at once; a nested MAIL is left to aiosmtpd's 503.
+            declared = _declared_size(arg, self.max_data)
+            if self.listener.data_full(declared):
+                self.listener.log.warning("smtp.data_in_flight_full", peer=self.peer_text)
+                self.listener.handler.metrics.smtp_reply("MAIL", DATA_IN_FLIGHT)
+                await self.push(DATA_IN_FLIGHT)
+                return
+            self._hold(declared, 0)
         await super().smtp_MAIL(arg)
+        if self.envelope is not None and self.envelope.mail_from is None:
+            self._hold(0, 0)  # refused (syntax, SIZE above the limit): nothing reserved
 
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's name
         self.in_data = True
@@ -300,7 +316,7 @@ class IntakeSMTP(SMTP):
             await super().smtp_DATA(arg)
         finally:
             self.in_data = False
-            self._release_data()  # the handler has answered: the bytes are let go
+            self._hold(0, 0)  # answered, or the client went away: the bytes are let go
             self.listener.busy_changed()
         if not self.listener.accepting and not self.closing:
             await self.hang_up(SHUTTING_DOWN)
@@ -328,7 +344,7 @@ class SmtpListener:
         self.handler = handler
         self.settings = settings
         self.sessions: set[IntakeSMTP] = set()
-        self.data_in_flight = 0  # bytes of DATA received by sessions not yet answered
+        self.data_in_flight = 0  # bytes of DATA sessions hold (or declared) until answered
         self.tls_context = load_tls_context(settings)
         self.accepting = True
         self._server: asyncio.Server | None = None
@@ -364,8 +380,15 @@ class SmtpListener:
         self.log.warning("smtp.session_refused", peer=ip, limit=limit)
         return refusal
 
-    def data_full(self) -> bool:
-        return self.data_in_flight >= self.settings.max_data_in_flight
+    def data_full(self, declared: int = 0) -> bool:
+        """No room for a new transaction declaring ``declared`` bytes (0: no SIZE).
+
+        One alone always fits, so a message up to ``smtp.max_message_size`` is never
+        refused for good when the limit is set below it.
+        """
+        limit = self.settings.max_data_in_flight
+        held = self.data_in_flight
+        return held >= limit or (held > 0 and held + declared > limit)
 
     def reload_tls(self) -> bool:
         """Re-read the certificate and key (SIGHUP); a bad pair keeps the current one."""
@@ -449,6 +472,12 @@ def load_tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
             f"{settings.tls_key}: {exc}"
         ) from None
     return context
+
+
+def _declared_size(arg: str | None, cap: int) -> int:
+    """The ``SIZE=`` of a MAIL command (RFC 1870 §6), capped; 0 when absent or not a number."""
+    match = _SIZE.search(arg or "")
+    return min(int(match.group(1)), cap) if match else 0
 
 
 def _peer(session: Session) -> str:

@@ -142,6 +142,28 @@ def test_mail_gets_452_while_data_in_flight_is_at_the_limit_and_250_once_answere
         assert small.sendmail("jane@acme.example", ["support@example.com"], make_mail()) == {}
 
 
+def test_a_declared_size_is_reserved_at_mail_so_sessions_cannot_all_pass_at_once(
+    limited: Callable[..., RunningDaemon],
+) -> None:
+    daemon = limited(**{"smtp.max_message_size": 4 * MIB, "smtp.max_data_in_flight": MIB})
+    size = [f"SIZE={600 * 1024}"]  # RFC 1870: what MTAs declare; two do not fit in 1 MiB
+    with ExitStack() as stack:
+        first, second = (
+            stack.enter_context(smtplib.SMTP(daemon.host, daemon.port, timeout=30)) for _ in "ab"
+        )
+        first.ehlo("client.test")
+        second.ehlo("client.test")
+        assert first.mail("jane@acme.example", size)[0] == 250  # no DATA byte sent yet
+        assert second.mail("jane@acme.example", size)[0] == 452
+        assert second.mail("jane@acme.example")[0] == 250  # no SIZE: counted as it arrives
+        second.rset()
+        assert first.rset()[0] == 250  # the transaction ends: its reservation goes
+        assert second.mail("jane@acme.example", size)[0] == 250
+        second.rcpt("support@example.com")
+        assert second.data(make_mail())[0] == 250
+        assert first.mail("jane@acme.example", size)[0] == 250  # answered: room again
+
+
 def test_a_client_hanging_up_mid_data_lets_go_of_its_bytes(
     limited: Callable[..., RunningDaemon],
 ) -> None:
