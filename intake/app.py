@@ -306,6 +306,7 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
     listener = SmtpListener(_smtp_handler(app, writer, worker), app.settings.smtp)
     web = WebServer(_web_app(app, supervisor), app.settings.web.host, app.settings.web.port)
     port = await _bind(listener, web)
+    reload_on_hup = _reload_on_sighup(listener)
     supervisor.add("smtp", partial(_listen, listener))
     for poller in pollers:
         supervisor.add_thread(f"imap {poller.mailbox.name}", poller.run)
@@ -321,6 +322,8 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         # Each unit gets the SMTP drain's grace and then some: none is cut off mid-drain.
+        if reload_on_hup:
+            loop.remove_signal_handler(signal.SIGHUP)
         await supervisor.stop(grace=app.settings.smtp.shutdown_grace + 30.0)
         for collector in collectors:
             app.metrics.registry.unregister(collector)
@@ -417,6 +420,19 @@ def _on_loop(submit: Callable[[int], None]) -> Callable[[int], None]:
         loop.call_soon_threadsafe(submit, inbound_id)
 
     return hand_over
+
+
+def _reload_on_sighup(listener: SmtpListener) -> bool:
+    """SIGHUP re-reads the STARTTLS certificate and key (certbot's renewal hook sends it).
+
+    Only in the main thread (an in-process test's loop runs elsewhere): True when set.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, listener.reload_tls)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return False
+    return True
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -24,7 +24,8 @@ _PROCESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0
 @dataclass(frozen=True)
 class Metrics:
     registry: CollectorRegistry
-    smtp_replies: Counter  # labels: command (RCPT, DATA), code (250, 451, 550, ...)
+    # labels: command (RCPT, DATA; CONNECT and MAIL for the limits' 421/452), code (250, ...)
+    smtp_replies: Counter
     accept_seconds: Histogram  # DATA received until its 250 (COMMIT 1 done)
     processed: Counter  # labels: outcome (ticket_created, follow_up, ignored, failed, ...)
     processing_seconds: Histogram
@@ -37,7 +38,8 @@ class Metrics:
             registry=registry,
             smtp_replies=Counter(
                 "intake_smtp_replies",
-                "SMTP replies to RCPT and DATA, by reply code (250 accepted, 4xx/5xx refused)",
+                "SMTP replies to RCPT and DATA, and the limits' refusals at CONNECT and MAIL, "
+                "by reply code (250 accepted, 4xx/5xx refused)",
                 ["command", "code"],
                 registry=registry,
             ),

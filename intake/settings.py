@@ -131,6 +131,28 @@ class SmtpSettings(BaseModel):
     # Error replies (4xx/5xx) a session may get before 421 and disconnect, like Postfix's
     # smtpd_hard_error_limit; delivering a message resets the count.
     max_errors: int = Field(default=20, gt=0)
+    # STARTTLS (RFC 3207): a PEM certificate chain and its key, re-read on SIGHUP. Without
+    # them STARTTLS is not offered; ``require_tls`` refuses MAIL (530) before STARTTLS.
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    require_tls: bool = False
+    # Sessions at once, in total and from one client IP: 421 at connect beyond either.
+    max_sessions: int = Field(default=200, gt=0)
+    max_sessions_per_ip: int = Field(default=50, gt=0)
+    # Bytes of DATA held in memory by all sessions at once: while reached, MAIL gets 452.
+    max_data_in_flight: int = Field(default=64 * 1024 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SmtpSettings:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("tls_certificate and tls_key go together")
+        if self.require_tls and self.tls_certificate is None:
+            raise ValueError("require_tls needs tls_certificate and tls_key")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certificate is not None
 
 
 class OutboundSettings(BaseModel):

@@ -14,6 +14,14 @@ And the session rules a mail admin expects from an MTA: ``postmaster`` is accept
 Postfix does; real mail has them), an unexpected error is a 451 rather than aiosmtpd's
 permanent 500, and a client that keeps making errors is disconnected with 421 (Postfix's
 ``smtpd_hard_error_limit``).
+
+And what lets it face the internet as an MX: STARTTLS (RFC 3207) with a certificate that
+``reload_tls`` re-reads (SIGHUP; the next session uses it), optionally required before
+MAIL (530 5.7.0); a cap on sessions in total and per client IP (421 4.7.0 as the
+greeting); and a cap on the bytes of DATA all sessions hold in memory at once, a size
+declared at MAIL (RFC 1870) counting from MAIL on (452 4.3.1 to MAIL while it is
+reached). ``smtp.timeout`` counts from the last command, so a DATA trickled in slowly
+is cut off after it too.
 """
 
 from __future__ import annotations
@@ -21,15 +29,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
+import ssl
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, AnyStr
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from intake.edges.groupcommit import GroupCommitWriter
+from intake.errors import ConfigError
 from intake.metrics import Metrics
 from intake.pipeline.core import Clock, prepare_inbound, stored_fields
 from intake.pipeline.core import Envelope as IntakeEnvelope
@@ -43,8 +54,16 @@ STORE_FAILED = "451 4.3.0 Requested action aborted: message could not be stored,
 # RFC 3463 §3.5: X.3.2 "system not accepting network messages" (we are shutting down).
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 TOO_MANY_ERRORS = "421 4.7.0 Too many errors, closing connection"
+# RFC 3463 §3.8: X.7.0 "other or undefined security status" (a connection limit is policy).
+TOO_MANY_SESSIONS = "421 4.7.0 Too many sessions, try again later"
+TOO_MANY_FROM_IP = "421 4.7.0 Too many sessions from your address, try again later"
+# RFC 3207 §4: 530 before STARTTLS when TLS is required; RFC 3463 X.7.0.
+TLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
+# RFC 5321 §4.2.2 452 "insufficient system storage" at MAIL; RFC 3463 X.3.1 "mail system full".
+DATA_IN_FLIGHT = "452 4.3.1 Insufficient system storage, try again later"
 
 Hook = Callable[..., Awaitable[str]]
+_SIZE = re.compile(r"\sSIZE=(\d{1,20})(?:\s|$)", re.IGNORECASE)
 
 
 def _counted(command: str) -> Callable[[Hook], Hook]:
@@ -148,6 +167,11 @@ class IntakeHandler:
         makes the sender's MTA bounce mail we should have taken. Only the error's type and
         where it was raised are logged: its text may quote the message or SQL parameters.
         """
+        if isinstance(error, TLSSetupException):
+            # A client that cannot do TLS 1.2+ (or a scanner): its problem, not our error.
+            # aiosmtpd closes the connection and sends nothing.
+            self.log.info("smtp.tls_handshake_failed", error=_kind(error.__cause__ or error))
+            return "421 4.7.0 TLS handshake failed"
         frames = traceback.extract_tb(error.__traceback__)
         where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
         self.log.error("smtp.session_error", error=_kind(error), where=where)
@@ -171,6 +195,10 @@ class IntakeSMTP(SMTP):
             decode_data=False,
             hostname=settings.hostname,  # avoids socket.getfqdn() per connection
             ident="ticket-intake ESMTP",
+            # Read from the files at start-up and on SIGHUP: each session takes the
+            # context current when it connects. ``require_tls`` is ours (smtp_MAIL), for
+            # an enhanced status code and so that RSET and HELO stay allowed.
+            tls_context=listener.tls_context,
             timeout=settings.timeout,
         )
         self.listener = listener
@@ -178,14 +206,54 @@ class IntakeSMTP(SMTP):
         self.errors = 0
         self.in_data = False
         self.closing = False
+        self.refused = False
+        self.ip = "?"
+        # This transaction's share of the listener's DATA in memory: the larger of what
+        # MAIL declared (SIZE, RFC 1870) and what DATA has brought so far.
+        self.declared = self.received = self.held = 0
+        self.max_data = settings.max_message_size + 2  # aiosmtpd keeps no more than this
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        if self._original_transport is not None:  # again, after STARTTLS: same session
+            super().connection_made(transport)
+            return
+        peer = transport.get_extra_info("peername")
+        self.ip = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        refusal = self.listener.admit(self.ip)
+        if refusal is not None:
+            # Before the greeting and before aiosmtpd sets anything up (RFC 5321 §3.1).
+            self.refused = True
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(refusal.encode("ascii") + b"\r\n")
+            transport.close()
+            return
         self.listener.sessions.add(self)
+        super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self.refused:
+            return
         self.listener.sessions.discard(self)
+        self._hold(0, 0)
         super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        # What DATA holds in memory grows with what arrives (aiosmtpd keeps the lines,
+        # then joins them; past the size limit it discards them).
+        if self.in_data and self.received < self.max_data:
+            self._hold(self.declared, min(self.received + len(data), self.max_data))
+        super().data_received(data)
+
+    def _hold(self, declared: int, received: int) -> None:
+        self.declared, self.received = declared, received
+        held = max(declared, received)
+        self.listener.data_in_flight += held - self.held
+        self.held = held
+
+    def _set_post_data_state(self) -> None:
+        # The transaction is over (answered, RSET, EHLO, a new connection): its bytes go.
+        self._hold(0, 0)
+        super()._set_post_data_state()  # type: ignore[no-untyped-call]
 
     async def push(self, status: AnyStr) -> None:
         await super().push(status)
@@ -223,7 +291,23 @@ class IntakeSMTP(SMTP):
         if not self.listener.accepting:
             await self.hang_up(SHUTTING_DOWN)
             return
+        if self.listener.settings.require_tls and self._tls_protocol is None:
+            await self.push(TLS_REQUIRED)
+            return
+        if self.envelope is not None and self.envelope.mail_from is None:
+            # At MAIL, the start of a transaction (RFC 5321 §4.1.1.2 lists 452 for it).
+            # Checked and reserved with no await between, so sessions cannot all pass
+            # at once; a nested MAIL is left to aiosmtpd's 503.
+            declared = _declared_size(arg, self.max_data)
+            if self.listener.data_full(declared):
+                self.listener.log.warning("smtp.data_in_flight_full", peer=self.peer_text)
+                self.listener.handler.metrics.smtp_reply("MAIL", DATA_IN_FLIGHT)
+                await self.push(DATA_IN_FLIGHT)
+                return
+            self._hold(declared, 0)
         await super().smtp_MAIL(arg)
+        if self.envelope is not None and self.envelope.mail_from is None:
+            self._hold(0, 0)  # refused (syntax, SIZE above the limit): nothing reserved
 
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's name
         self.in_data = True
@@ -232,6 +316,7 @@ class IntakeSMTP(SMTP):
             await super().smtp_DATA(arg)
         finally:
             self.in_data = False
+            self._hold(0, 0)  # answered, or the client went away: the bytes are let go
             self.listener.busy_changed()
         if not self.listener.accepting and not self.closing:
             await self.hang_up(SHUTTING_DOWN)
@@ -259,6 +344,8 @@ class SmtpListener:
         self.handler = handler
         self.settings = settings
         self.sessions: set[IntakeSMTP] = set()
+        self.data_in_flight = 0  # bytes of DATA sessions hold (or declared) until answered
+        self.tls_context = load_tls_context(settings)
         self.accepting = True
         self._server: asyncio.Server | None = None
         self._idle = asyncio.Event()
@@ -280,6 +367,40 @@ class SmtpListener:
         if not self.accepting:
             return _Refuse()
         return IntakeSMTP(self.handler, self.settings, self)
+
+    def admit(self, ip: str) -> str | None:
+        """None when a new session from ``ip`` is within the limits, else its 421."""
+        if len(self.sessions) >= self.settings.max_sessions:
+            refusal, limit = TOO_MANY_SESSIONS, "total"
+        elif sum(s.ip == ip for s in self.sessions) >= self.settings.max_sessions_per_ip:
+            refusal, limit = TOO_MANY_FROM_IP, "per_ip"
+        else:
+            return None
+        self.handler.metrics.smtp_reply("CONNECT", refusal)
+        self.log.warning("smtp.session_refused", peer=ip, limit=limit)
+        return refusal
+
+    def data_full(self, declared: int = 0) -> bool:
+        """No room for a new transaction declaring ``declared`` bytes (0: no SIZE).
+
+        One alone always fits, so a message up to ``smtp.max_message_size`` is never
+        refused for good when the limit is set below it.
+        """
+        limit = self.settings.max_data_in_flight
+        held = self.data_in_flight
+        return held >= limit or (held > 0 and held + declared > limit)
+
+    def reload_tls(self) -> bool:
+        """Re-read the certificate and key (SIGHUP); a bad pair keeps the current one."""
+        if not self.settings.tls:
+            return False
+        try:
+            self.tls_context = load_tls_context(self.settings)
+        except ConfigError as exc:
+            self.log.error("smtp.tls_reload_failed", error=str(exc))
+            return False
+        self.log.info("smtp.tls_reloaded", certificate=str(self.settings.tls_certificate))
+        return True
 
     def busy(self) -> list[IntakeSMTP]:
         return [session for session in self.sessions if session.in_data]
@@ -330,6 +451,33 @@ class SmtpListener:
             if not self.sessions:
                 break
             await asyncio.sleep(0.01)
+
+
+def load_tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
+    """The STARTTLS server context from ``smtp.tls_certificate``/``tls_key``; ConfigError.
+
+    ``create_default_context(CLIENT_AUTH)`` gives the ciphers Python deems modern (no
+    RC4, 3DES, export or anonymous suites) and no client certificate check; TLS 1.2 is
+    the floor (RFC 8996 deprecates 1.0 and 1.1).
+    """
+    if settings.tls_certificate is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_certificate, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"smtp.tls_certificate {settings.tls_certificate}, smtp.tls_key "
+            f"{settings.tls_key}: {exc}"
+        ) from None
+    return context
+
+
+def _declared_size(arg: str | None, cap: int) -> int:
+    """The ``SIZE=`` of a MAIL command (RFC 1870 §6), capped; 0 when absent or not a number."""
+    match = _SIZE.search(arg or "")
+    return min(int(match.group(1)), cap) if match else 0
 
 
 def _peer(session: Session) -> str:

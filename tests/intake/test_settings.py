@@ -51,6 +51,9 @@ def test_environment_beats_file_and_flags_beat_environment(
         ("[intake]\nticket_number_format = '{0}-{0}'\n", "intake.ticket_number_format"),
         ("[outbound]\nsecurity = 'maybe'\n", "outbound.security"),
         ("[smtp\n", "config file"),
+        ("[smtp]\ntls_certificate = 'c.pem'\n", "smtp: Value error, tls_certificate and tls_key"),
+        ("[smtp]\nrequire_tls = true\n", "smtp: Value error, require_tls needs tls_certificate"),
+        ("[smtp]\nmax_sessions = 0\n", "smtp.max_sessions: Input should be greater than 0"),
     ],
     ids=[
         "typo",
@@ -62,6 +65,9 @@ def test_environment_beats_file_and_flags_beat_environment(
         "number-twice",
         "bad-choice",
         "toml-syntax",
+        "tls-certificate-without-key",
+        "require-tls-without-certificate",
+        "no-sessions",
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, toml: str, expected: str) -> None:
