@@ -137,7 +137,7 @@ def test_the_oldest_store_with_data_is_upgraded_and_takes_a_follow_up(
         follow = make_mail(
             subject="Re: Acme Corp – Denver – No dial tone – P1 [TKT-000001]",
             headers={"In-Reply-To": OLD_REPLY_ID, "References": OLD_REPLY_ID},
-            body="Serial Number: MX-0042-7781\n",
+            body="Serial Number: board MX-0042-7781, appliance MX-0042-7782\n",
         )
         when = OPENED + timedelta(days=1)
         app.pipeline.clock = lambda: when
@@ -148,7 +148,7 @@ def test_the_oldest_store_with_data_is_upgraded_and_takes_a_follow_up(
         assert (outcome.result, outcome.ticket_number) == ("follow_up", "TKT-000001")
         with session_scope(app.sessions) as session:
             [ticket] = session.execute(select(Ticket)).scalars()
-            assert ticket.fields["serial_number"] == "MX-0042-7781"
+            assert ticket.fields["serial_number"] == "board: MX-0042-7781; appliance: MX-0042-7782"
             assert "serial_number" not in ticket.missing_fields
             rows = session.execute(select(InboundMessage).order_by(InboundMessage.id)).scalars()
             assert [(r.message_id == OLD_MESSAGE_ID, r.ticket_id) for r in rows] == [
