@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from parsing import address_key
 from store.models import (
@@ -330,6 +330,53 @@ def list_tickets(
         )
         statement = statement.where(Ticket.response_due_at.is_not(None)).where(late)
     return list(session.execute(statement).scalars())
+
+
+def queue_tickets(
+    session: Session,
+    *,
+    statuses: Sequence[str],
+    priority: int | None = None,
+    customers: Sequence[str] | None = None,
+    policy: str | None = None,
+) -> list[Ticket]:
+    """Every ticket of the board's queue that passes its filters, with its charges loaded.
+
+    Unordered and unpaged: the board sorts by the next deadline, which lives in the JSON
+    ``deadlines`` column, so it orders and pages in Python (an open queue is hundreds of
+    rows, not millions). ``customers``: the stored names that match; empty matches none.
+    """
+    statement = (
+        select(Ticket).where(Ticket.status.in_(statuses)).options(selectinload(Ticket.charges))
+    )
+    if priority is not None:
+        statement = statement.where(Ticket.priority == priority)
+    if customers is not None:
+        statement = statement.where(Ticket.customer.in_(customers))
+    if policy:
+        statement = statement.where(Ticket.policy_name == policy)
+    return list(session.execute(statement).scalars())
+
+
+def ticket_customer_names(session: Session) -> list[str]:
+    """Every distinct customer name tickets carry, for matching a board filter against."""
+    statement = select(Ticket.customer).where(Ticket.customer.is_not(None)).distinct()
+    return [name for name in session.execute(statement).scalars() if name]
+
+
+def ticket_policy_names(session: Session) -> list[str]:
+    statement = select(Ticket.policy_name).distinct().order_by(Ticket.policy_name)
+    return list(session.execute(statement).scalars())
+
+
+def board_version(session: Session) -> tuple[Any, ...]:
+    """What changes whenever the board would: new or updated tickets, messages, replies,
+    charges. Four aggregate reads, polled by each open page's event stream."""
+    tickets = session.execute(select(func.count(Ticket.id), func.max(Ticket.updated_at))).one()
+    inbound = session.execute(select(func.max(InboundMessage.id))).scalar()
+    outbox = session.execute(select(func.max(OutboxMessage.id))).scalar()
+    charges = session.execute(select(func.max(ChargeRow.id))).scalar()
+    return (*tickets, inbound, outbox, charges)
 
 
 def list_charges(session: Session, status: str | None = None, limit: int = 100) -> list[ChargeRow]:
