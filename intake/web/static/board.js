@@ -3,6 +3,7 @@
 "use strict";
 
 const SOON_MS = 60 * 60 * 1000;
+const LABELS = { breached: "breached", soon: "due within the hour", ok: "on track" };
 
 function countdownText(ms) {
   const overdue = ms < 0;
@@ -25,6 +26,8 @@ function tick() {
     const state = left <= 0 ? "breached" : left <= SOON_MS ? "soon" : "ok";
     row.classList.remove("state-ok", "state-soon", "state-breached");
     row.classList.add(`state-${state}`);
+    const label = row.querySelector(".state-label");
+    if (label) label.textContent = LABELS[state];
   }
 }
 

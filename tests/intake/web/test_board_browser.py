@@ -1,0 +1,65 @@
+"""The board in a real browser (Playwright driving Debian's Chromium) on a real daemon:
+mail sent over SMTP shows on the open queue without a reload, a breached ticket is red,
+a subject carrying ``<script>`` is text; each page screenshotted at desktop and phone width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from intake.settings import Settings
+from tests.conftest import RunningDaemon, start_daemon, stop_daemon
+from tests.intake.web.board_support import base_url, send, set_response_due
+
+LIVE = 2_000  # ms: the issue's bound for a new ticket to reach an open page
+BOUND = 60_000  # ms: for what only a loaded machine makes slow (page loads)
+RED = "rgb(198, 40, 40)"  # --red in board.css
+SIZES = {"desktop": (1366, 900), "phone": (390, 844)}
+
+
+@pytest.fixture
+def sqlite_daemon(make_settings: Callable[..., Settings]) -> Iterator[RunningDaemon]:
+    running = start_daemon(make_settings())
+    yield running
+    stop_daemon(running)
+
+
+def test_queue_live_red_and_escaped(
+    sqlite_daemon: RunningDaemon, browser: Any, artefacts: Path
+) -> None:
+    daemon = sqlite_daemon
+    breached = send(daemon, "Initech – 9 Elm St, Austin TX – Total outage – P1")
+    set_response_due(daemon, breached, datetime.now(UTC) - timedelta(minutes=10))
+    page = browser.new_page(viewport=dict(zip(("width", "height"), SIZES["desktop"])))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(base_url(daemon) + "/", timeout=BOUND)
+    page.wait_for_function("() => window.EventSource !== undefined", timeout=BOUND)
+
+    red_row = page.locator(f'tr.ticket[data-number="{breached}"]')
+    assert red_row.get_attribute("class") == "ticket state-breached"
+    assert red_row.locator("time.countdown").evaluate("e => getComputedStyle(e).color") == RED
+    assert red_row.locator("time.countdown").inner_text().startswith("overdue")
+
+    # Opened by mail while the page is open: it appears without a reload.
+    page.evaluate("() => { window.notReloaded = true }")
+    hostile = send(daemon, "Acme Corp – <script>window.pwned=1</script> – Echo – P2")
+    new_row = page.locator(f'tr.ticket[data-number="{hostile}"]')
+    new_row.wait_for(timeout=LIVE)  # counted from the commit: send() waits for the ticket
+    assert page.evaluate("() => window.notReloaded") is True
+    subject = new_row.locator(".subject").inner_text()
+    assert "<script>window.pwned=1</script>" in subject
+    assert page.evaluate("() => window.pwned") is None
+    assert page.locator("tbody script").count() == 0
+
+    for name, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(artefacts / f"queue-{name}.png"), full_page=True)
+    assert errors == []
+    page.close()
