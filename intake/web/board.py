@@ -31,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 
 from intake.pipeline.customers import CustomerRecord, load_directory, normalize_name
 from intake.policy.policy import PolicyBook
+from intake.web import ticket as ticket_page
 from store import repository as repo
 from store.db import session_scope
 from store.models import ChargeRow, Ticket, TicketStatus
@@ -285,6 +286,8 @@ class Board:
         return [
             Route("/", self.queue, methods=["GET"]),
             Route("/queue/rows", self.queue_rows, methods=["GET"]),
+            Route("/tickets/{number}", self.ticket, methods=["GET"]),
+            Route("/tickets/{number}/body", self.ticket_body, methods=["GET"]),
             Route("/events", self.events, methods=["GET"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
@@ -311,6 +314,35 @@ class Board:
         """The queue's table body and pager alone: what the script swaps in on a change."""
         html = self.env.get_template("rows.html").render(self._context(request))
         return HTMLResponse(html)
+
+    def _render_ticket(self, request: Request, template: str) -> HTMLResponse:
+        """Rendered inside the read transaction: the template reads the ticket's rows."""
+        number = request.path_params["number"]
+        now = self.clock()
+        with session_scope(self.sessions) as session:
+            ticket = repo.ticket_by_number(session, number)
+            if ticket is None:
+                return self._not_found(request)
+            html = self.env.get_template(template).render(
+                ticket=ticket,
+                row=queue_row(ticket, self.policies, now),
+                thread=ticket_page.thread(session, ticket),
+                deadlines=ticket_page.deadlines(ticket),
+                ledger=ticket_page.ledger(ticket.charges),
+                now=now,
+            )
+        return HTMLResponse(html)
+
+    def ticket(self, request: Request) -> HTMLResponse:
+        return self._render_ticket(request, "ticket.html")
+
+    def ticket_body(self, request: Request) -> HTMLResponse:
+        """The ticket page without its frame: what the script swaps in on a change."""
+        return self._render_ticket(request, "ticket_body.html")
+
+    def _not_found(self, request: Request) -> HTMLResponse:
+        html = self.env.get_template("missing.html").render(number=request.path_params["number"])
+        return HTMLResponse(html, status_code=404)
 
     async def events(self, request: Request) -> Response:
         return StreamingResponse(

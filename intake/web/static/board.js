@@ -42,7 +42,7 @@ async function refresh(box) {
 document.addEventListener("DOMContentLoaded", () => {
   tick();
   setInterval(tick, 1000);
-  const box = document.getElementById("queue");
+  const box = document.getElementById("live");
   if (box && window.EventSource) {
     const events = new EventSource("/events");
     events.addEventListener("changed", () => refresh(box));

@@ -5,13 +5,14 @@ from __future__ import annotations
 import smtplib
 import urllib.error
 import urllib.request
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from store import repository as repo
 from store.db import session_scope
-from store.models import Ticket
+from store.models import ChargeRow, Ticket
 from tests.conftest import RunningDaemon, make_mail, wait_for
 
 BOUND = 60.0  # seconds: generous on a loaded machine, reached only when something is wrong
@@ -58,3 +59,24 @@ def get(daemon: RunningDaemon, path: str) -> tuple[int, dict[str, str], str]:
             return response.status, dict(response.headers), response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read().decode()
+
+
+def add_charge(daemon: RunningDaemon, number: str, amount: str, reason: str) -> int:
+    """A ledger line as the pipeline writes one (the contract's charges need a long setup)."""
+    with session_scope(daemon.app.sessions, write=True) as session:
+        ticket = repo.ticket_by_number(session, number)
+        assert ticket is not None
+        key = f"test:{number}:{reason}"
+        repo.add_charge(
+            session,
+            ledger_key=key,
+            ticket_id=ticket.id,
+            kind="after_hours",
+            amount=Decimal(amount),
+            currency="USD",
+            reason=reason,
+            status="applied",
+            now=datetime.now(UTC),
+        )
+        charge = session.execute(select(ChargeRow).where(ChargeRow.ledger_key == key)).scalar_one()
+        return charge.id

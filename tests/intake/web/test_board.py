@@ -12,8 +12,8 @@ import pytest
 from intake.pipeline.customers import CustomerRecord
 from intake.settings import Settings
 from intake.web.board import QueueFilter, countdown, deadline_state, matching_customers
-from tests.conftest import RunningDaemon, start_daemon, stop_daemon
-from tests.intake.web.board_support import get, send, set_response_due
+from tests.conftest import RunningDaemon, start_daemon, stop_daemon, wait_for
+from tests.intake.web.board_support import add_charge, get, send, set_response_due
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -131,3 +131,46 @@ def test_queue_sorted_by_deadline_filtered_and_escaped(board_daemon: RunningDaem
 
     status, headers, script = get(board_daemon, "/static/board.js")
     assert status == 200 and "EventSource" in script
+
+
+def test_ticket_page_thread_deadlines_fields_and_ledger(board_daemon: RunningDaemon) -> None:
+    number = send(board_daemon, "Acme Corp – 123 Main St, Denver CO – No dial tone – P1")
+    charge = add_charge(board_daemon, number, "250.00", "after-hours <b>P1</b> dispatch")
+    wait_for(lambda: "out" in [e["dir"] for e in thread_of(board_daemon, number)], 60)
+
+    status, headers, html = get(board_daemon, f"/tickets/{number}")
+    assert status == 200 and "script-src 'self'" in headers["content-security-policy"]
+    entries = thread_of(board_daemon, number)
+    assert [e["dir"] for e in entries] == ["in", "out"]
+    assert "from jane@acme.example" in entries[0]["meta"] and "human" in entries[0]["meta"]
+    assert "to jane@acme.example" in entries[1]["meta"] and "confirmation" in entries[1]["meta"]
+    assert number in entries[1]["reply"]  # the confirmation as mailed, read back
+    assert "MX-0042-7781" in html  # a field read from the body
+    assert "(America/Los_Angeles)" in html  # the zone business hours use (no directory)
+    assert re.search(
+        r"<td>response</td><td>\d{4}-\d\d-\d\d \d\d:\d\d UTC</td><td>[^<]+ P[SD]T<", html
+    )
+    assert f"<td>{charge}</td><td>after_hours</td><td>250.00 USD</td>" in html
+    assert "after-hours &lt;b&gt;P1&lt;/b&gt; dispatch" in html
+    assert f'href="/tickets/{number}"' in get(board_daemon, "/")[2]
+    assert get(board_daemon, "/tickets/TKT-999999")[0] == 404
+    body = get(board_daemon, f"/tickets/{number}/body")[2]
+    assert number in body and "<html" not in body
+
+
+def thread_of(daemon: RunningDaemon, number: str) -> list[dict[str, str]]:
+    html = get(daemon, f"/tickets/{number}")[2]
+    entries = []
+    for match in re.finditer(
+        r'<li class="message (in|out)">(.*?)</li>\s*(?=<li class="message|</ol>)', html, re.S
+    ):
+        reply = re.search(r'<pre class="reply">(.*?)</pre>', match.group(2), re.S)
+        meta = re.search(r'<div class="meta">(.*?)</div>', match.group(2), re.S)
+        entries.append(
+            {
+                "dir": match.group(1),
+                "meta": " ".join((meta.group(1) if meta else "").split()),
+                "reply": reply.group(1) if reply else "",
+            }
+        )
+    return entries

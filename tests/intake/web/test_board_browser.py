@@ -1,6 +1,7 @@
 """The board in a real browser (Playwright driving Debian's Chromium) on a real daemon:
 mail sent over SMTP shows on the open queue without a reload, a breached ticket is red,
-a subject carrying ``<script>`` is text; each page screenshotted at desktop and phone width.
+a subject carrying ``<script>`` is text (on the queue and the ticket page); each page is
+screenshotted at desktop and phone width.
 """
 
 from __future__ import annotations
@@ -61,5 +62,14 @@ def test_queue_live_red_and_escaped(
     for name, (width, height) in SIZES.items():
         page.set_viewport_size({"width": width, "height": height})
         page.screenshot(path=str(artefacts / f"queue-{name}.png"), full_page=True)
+
+    new_row.locator("a").click()  # the ticket page: thread, deadlines, fields, ledger
+    page.wait_for_url(f"**/tickets/{hostile}", timeout=BOUND)
+    page.locator("li.message.out").wait_for(timeout=BOUND)  # the confirmation was queued
+    assert "<script>window.pwned=1</script>" in page.locator(".ticket-head .subject").inner_text()
+    for name, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(artefacts / f"ticket-{name}.png"), full_page=True)
+    assert page.evaluate("() => window.pwned") is None
     assert errors == []
     page.close()
