@@ -33,6 +33,7 @@ from store.models import (
     OutboxStatus,
     RecipientState,
     Ticket,
+    TicketEvent,
     TicketStatus,
 )
 
@@ -427,6 +428,84 @@ def waive_charge(session: Session, charge_id: int, note: str, now: datetime) -> 
     if not written:
         return None
     return session.execute(select(ChargeRow).where(ChargeRow.ledger_key == key)).scalar_one()
+
+
+# --- staff actions (the board, the CLI): each recorded on the ticket, who and when ------
+
+
+class StaffActionError(ValueError):
+    """A staff action that does not apply (closing a closed ticket, an unknown charge)."""
+
+
+def record_ticket_event(
+    session: Session, ticket: Ticket, actor: str, action: str, detail: str | None, now: datetime
+) -> TicketEvent:
+    event = TicketEvent(ticket_id=ticket.id, at=now, actor=actor, action=action, detail=detail)
+    session.add(event)
+    ticket.updated_at = now  # the board's open pages see the change
+    return event
+
+
+def ticket_events(session: Session, ticket_id: int) -> list[TicketEvent]:
+    statement = select(TicketEvent).where(TicketEvent.ticket_id == ticket_id)
+    return list(session.execute(statement.order_by(TicketEvent.id)).scalars())
+
+
+def _locked_by_number(session: Session, number: str) -> Ticket:
+    found = ticket_by_number(session, number)
+    if found is None:
+        raise StaffActionError(f"no ticket {number}")
+    return lock_ticket(session, found.id)
+
+
+def close_ticket(session: Session, number: str, actor: str, now: datetime) -> Ticket:
+    ticket = _locked_by_number(session, number)
+    if ticket.status == TicketStatus.CLOSED:
+        raise StaffActionError(f"{number} is closed already")
+    ticket.status, ticket.closed_at, ticket.waiting_since = TicketStatus.CLOSED, now, None
+    record_ticket_event(session, ticket, actor, "close", None, now)
+    return ticket
+
+
+def reopen_ticket(session: Session, number: str, actor: str, now: datetime) -> Ticket:
+    ticket = _locked_by_number(session, number)
+    if ticket.status != TicketStatus.CLOSED:
+        raise StaffActionError(f"{number} is not closed")
+    ticket.status, ticket.closed_at = TicketStatus.OPEN, None
+    record_ticket_event(session, ticket, actor, "reopen", None, now)
+    return ticket
+
+
+def assign_ticket(
+    session: Session, number: str, assignee: str | None, actor: str, now: datetime
+) -> Ticket:
+    """``assignee`` None or empty: unassign."""
+    ticket = _locked_by_number(session, number)
+    ticket.assignee = assignee or None
+    record_ticket_event(session, ticket, actor, "assign", ticket.assignee, now)
+    return ticket
+
+
+def note_ticket(session: Session, number: str, note: str, actor: str, now: datetime) -> Ticket:
+    """An internal note: on the ticket's history only, never mailed."""
+    ticket = _locked_by_number(session, number)
+    record_ticket_event(session, ticket, actor, "note", note, now)
+    return ticket
+
+
+def waive_ticket_charge(
+    session: Session, number: str, charge_id: int, note: str, actor: str, now: datetime
+) -> ChargeRow:
+    """``waive_charge`` on one of this ticket's lines, recorded on the ticket."""
+    ticket = _locked_by_number(session, number)
+    row = session.get(ChargeRow, charge_id)
+    if row is None or row.ticket_id != ticket.id:
+        raise StaffActionError(f"charge {charge_id} is not on {number}")
+    credit = waive_charge(session, charge_id, note, now)
+    if credit is None:
+        raise StaffActionError(f"charge {charge_id} cannot be waived (waived already, or pending)")
+    record_ticket_event(session, ticket, actor, "waive", f"charge {charge_id}: {note}", now)
+    return credit
 
 
 def tickets_waiting_since(session: Session, before: datetime) -> list[Ticket]:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import jinja2
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,6 +32,13 @@ from starlette.staticfiles import StaticFiles
 from intake.pipeline.customers import CustomerRecord, load_directory, normalize_name
 from intake.policy.policy import PolicyBook
 from intake.web import ticket as ticket_page
+from intake.web.actions import (
+    STAFF_COOKIE,
+    Actions,
+    browser_id,
+    csrf_token,
+    set_browser_cookie,
+)
 from store import repository as repo
 from store.db import session_scope
 from store.models import ChargeRow, Ticket, TicketStatus
@@ -172,7 +179,7 @@ def queue_row(ticket: Ticket, policies: PolicyBook, now: datetime) -> QueueRow:
         policy=f"{ticket.policy_name} {ticket.policy_version}",
         missing_fields=tuple(ticket.missing_fields or ()),
         charges=charge_lines(ticket.charges),
-        assignee=None,  # staff assignment is the board's next slice (actions)
+        assignee=ticket.assignee,
         deadline_name=name,
         due=due,
         state=state,
@@ -276,6 +283,7 @@ class Board:
         self.sessions, self.policies, self.clock = sessions, policies, clock
         self.poll_interval = poll_interval
         self.env = templates()
+        self.actions = Actions(sessions, clock)
         self._generation = 0  # bumped by close: streams of an earlier generation end
 
     def close(self) -> None:
@@ -288,6 +296,7 @@ class Board:
             Route("/queue/rows", self.queue_rows, methods=["GET"]),
             Route("/tickets/{number}", self.ticket, methods=["GET"]),
             Route("/tickets/{number}/body", self.ticket_body, methods=["GET"]),
+            Route("/tickets/{number}/{action}", self.actions.post, methods=["POST"]),
             Route("/events", self.events, methods=["GET"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
@@ -319,11 +328,16 @@ class Board:
         """Rendered inside the read transaction: the template reads the ticket's rows."""
         number = request.path_params["number"]
         now = self.clock()
+        browser = browser_id(request)
+        csrf = csrf_token(self.actions.secret(), browser)
         with session_scope(self.sessions) as session:
             ticket = repo.ticket_by_number(session, number)
             if ticket is None:
                 return self._not_found(request)
             html = self.env.get_template(template).render(
+                csrf=csrf,
+                staff=unquote(request.cookies.get(STAFF_COOKIE, "")),
+                events=repo.ticket_events(session, ticket.id),
                 ticket=ticket,
                 row=queue_row(ticket, self.policies, now),
                 thread=ticket_page.thread(session, ticket),
@@ -331,7 +345,9 @@ class Board:
                 ledger=ticket_page.ledger(ticket.charges),
                 now=now,
             )
-        return HTMLResponse(html)
+        response = HTMLResponse(html)
+        set_browser_cookie(response, browser)
+        return response
 
     def ticket(self, request: Request) -> HTMLResponse:
         return self._render_ticket(request, "ticket.html")

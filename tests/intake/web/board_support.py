@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.cookiejar
+import re
 import smtplib
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -80,3 +83,29 @@ def add_charge(daemon: RunningDaemon, number: str, amount: str, reason: str) -> 
         )
         charge = session.execute(select(ChargeRow).where(ChargeRow.ledger_key == key)).scalar_one()
         return charge.id
+
+
+class Browser:
+    """A cookie-keeping HTTP client: reads a page's CSRF token and posts its forms."""
+
+    def __init__(self, daemon: RunningDaemon) -> None:
+        self.daemon = daemon
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def get(self, path: str) -> str:
+        with self.opener.open(base_url(self.daemon) + path, timeout=30) as response:
+            return str(response.read().decode())
+
+    def csrf(self, number: str) -> str:
+        match = re.search(r'name="csrf" value="([0-9a-f]+)"', self.get(f"/tickets/{number}"))
+        assert match, "no CSRF token on the ticket page"
+        return match.group(1)
+
+    def post(self, path: str, **form: str) -> tuple[int, str]:
+        data = urllib.parse.urlencode(form).encode()
+        try:
+            with self.opener.open(base_url(self.daemon) + path, data, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()

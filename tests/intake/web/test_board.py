@@ -13,7 +13,7 @@ from intake.pipeline.customers import CustomerRecord
 from intake.settings import Settings
 from intake.web.board import QueueFilter, countdown, deadline_state, matching_customers
 from tests.conftest import RunningDaemon, start_daemon, stop_daemon, wait_for
-from tests.intake.web.board_support import add_charge, get, send, set_response_due
+from tests.intake.web.board_support import Browser, add_charge, get, send, set_response_due
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -174,3 +174,56 @@ def thread_of(daemon: RunningDaemon, number: str) -> list[dict[str, str]]:
             }
         )
     return entries
+
+
+def events_of(html: str) -> list[tuple[str, str, str]]:
+    """(actor, action, detail) of each staff event on a ticket page."""
+    return [
+        (actor, action, detail)
+        for actor, action, detail in re.findall(
+            r'<b class="actor">([^<]*)</b> · <span class="action">(\w+)</span>'
+            r'(?:: <span class="detail">([^<]*)</span>)?',
+            html,
+        )
+    ]
+
+
+def test_staff_actions_are_recorded_with_who_and_csrf_is_required(
+    board_daemon: RunningDaemon,
+) -> None:
+    number = send(board_daemon, "Acme Corp – 123 Main St, Denver CO – No dial tone – P1")
+    charge = add_charge(board_daemon, number, "100.00", "missing details")
+    staff = Browser(board_daemon)
+    token = staff.csrf(number)
+    path = f"/tickets/{number}"
+
+    assert staff.post(f"{path}/close", by="ann")[0] == 403  # no token
+    assert staff.post(f"{path}/close", by="ann", csrf="0" * 64)[0] == 403  # wrong token
+    other = Browser(board_daemon)  # another browser's token is not this one's
+    other.csrf(number)
+    assert other.post(f"{path}/close", by="eve", csrf=token)[0] == 403
+    assert staff.post(f"{path}/close", csrf=token)[0] == 400  # who is required
+
+    assert staff.post(f"{path}/assign", by="ann", csrf=token, assignee="bob")[0] == 200
+    assert staff.post(f"{path}/note", by="bob", csrf=token, note="called <Jane>, on it")[0] == 200
+    status, html = staff.post(f"{path}/waive", by="bob", csrf=token, charge=str(charge), note="ok")
+    assert status == 200
+    assert f"<td>waiver (reverses #{charge})</td><td>-100.00 USD</td>" in html
+    assert staff.post(f"{path}/waive", by="bob", csrf=token, charge=str(charge), note="x")[0] == 409
+    assert staff.post(f"{path}/close", by="bob", csrf=token)[0] == 200
+    assert staff.post(f"{path}/close", by="bob", csrf=token)[0] == 409  # closed already
+    queue = get(board_daemon, "/?status=closed")[2]
+    assert numbers(queue) == [number] and ">bob</td>" in queue  # the assignee on the queue
+    assert numbers(get(board_daemon, "/")[2]) == []
+    status, html = staff.post(f"{path}/reopen", by="ann", csrf=token)
+    assert status == 200
+    assert events_of(html) == [
+        ("ann", "assign", "bob"),
+        ("bob", "note", "called &lt;Jane&gt;, on it"),
+        ("bob", "waive", f"charge {charge}: ok"),
+        ("bob", "close", ""),
+        ("ann", "reopen", ""),
+    ]
+    assert numbers(get(board_daemon, "/")[2]) == [number]
+    mailed = list(board_daemon.app.settings.outbound.directory.glob("*.eml"))
+    assert mailed and all(b"on it" not in m.read_bytes() for m in mailed)  # never mailed
