@@ -310,11 +310,17 @@ def list_tickets(
     status: str | None = None,
     priority: int | None = None,
     customer: str | None = None,
+    customers: Sequence[str] | None = None,
     due_before: datetime | None = None,
     breached_at: datetime | None = None,
-    limit: int = 100,
+    limit: int | None = 100,
 ) -> list[Ticket]:
-    """Newest first. ``breached_at``: only tickets whose response target was missed by then."""
+    """Newest first. ``breached_at``: only tickets whose response target was missed by then.
+
+    ``customer``: equal ignoring case; ``customers``: the stored names to keep (the caller
+    matched them as the directory does, ``intake.web.board.matching_customers``); empty
+    keeps none. ``limit`` None: every match (the caller sorts).
+    """
     statement = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
     if status:
         statement = statement.where(Ticket.status == status)
@@ -322,6 +328,8 @@ def list_tickets(
         statement = statement.where(Ticket.priority == priority)
     if customer:
         statement = statement.where(func.lower(Ticket.customer) == customer.lower())
+    if customers is not None:
+        statement = statement.where(Ticket.customer.in_(customers))
     if due_before is not None:
         statement = statement.where(Ticket.response_due_at < due_before)
     if breached_at is not None:

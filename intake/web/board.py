@@ -204,14 +204,16 @@ def matching_customers(
     return [name for name in stored if normalize_name(name) in {key, *aliased}]
 
 
+def customer_names(session: Session, wanted: str) -> list[str]:
+    """The customer names on stored tickets that ``wanted`` means (the board, the CLI)."""
+    stored = repo.ticket_customer_names(session)
+    return matching_customers(wanted, stored, load_directory(session))
+
+
 def load_queue(
     session: Session, policies: PolicyBook, wanted: QueueFilter, now: datetime
 ) -> QueuePage:
-    customers = None
-    if wanted.customer:
-        directory = load_directory(session)
-        stored = repo.ticket_customer_names(session)
-        customers = matching_customers(wanted.customer, stored, directory)
+    customers = customer_names(session, wanted.customer) if wanted.customer else None
     tickets = repo.queue_tickets(
         session,
         statuses=STATUS_CHOICES[wanted.status],
