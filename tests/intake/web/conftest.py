@@ -28,9 +28,11 @@ def artefacts(request: pytest.FixtureRequest) -> Path:
     return directory
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session (Debian's: Playwright downloads none)."""
+    """One headless Chromium per module (Debian's: Playwright downloads none). Not for the
+    session: Playwright's sync API keeps an event loop on the main thread while it runs,
+    and later tests call ``asyncio.run`` there (``intake deliver``)."""
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         pytest.skip(f"chromium is not installed at {CHROMIUM} (Debian: apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
