@@ -305,7 +305,9 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         restart_max=app.settings.intake.restart_max,
     )
     listener = SmtpListener(_smtp_handler(app, writer, worker), app.settings.smtp)
-    board = Board(app.sessions, app.autocloser.policies, utc_now)
+    board = Board(
+        app.sessions, app.autocloser.policies, utc_now, api_token=app.settings.web.api_token
+    )
     web = WebServer(
         _web_app(app, supervisor, board), app.settings.web.host, app.settings.web.port, board.close
     )

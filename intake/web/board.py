@@ -22,6 +22,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlencode
 
 import jinja2
+from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -281,8 +282,10 @@ class Board:
         policies: PolicyBook,
         clock: Clock,
         poll_interval: float = 0.5,
+        api_token: SecretStr | None = None,
     ) -> None:
         self.sessions, self.policies, self.clock = sessions, policies, clock
+        self.api_token = api_token
         self.poll_interval = poll_interval
         self.env = templates()
         self.actions = Actions(sessions, clock)
@@ -293,6 +296,8 @@ class Board:
         self._generation += 1
 
     def routes(self) -> list[BaseRoute]:
+        from intake.web.api import Api  # it reuses this module's view model
+
         return [
             Route("/", self.queue, methods=["GET"]),
             Route("/queue/rows", self.queue_rows, methods=["GET"]),
@@ -300,6 +305,7 @@ class Board:
             Route("/tickets/{number}/body", self.ticket_body, methods=["GET"]),
             Route("/tickets/{number}/{action}", self.actions.post, methods=["POST"]),
             Route("/events", self.events, methods=["GET"]),
+            *Api(self.sessions, self.policies, self.clock, self.api_token).routes(),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
 
