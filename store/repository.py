@@ -348,6 +348,7 @@ def queue_tickets(
     priority: int | None = None,
     customers: Sequence[str] | None = None,
     policy: str | None = None,
+    assignee: str | None = None,
 ) -> list[Ticket]:
     """Every ticket of the board's queue that passes its filters, with its charges loaded.
 
@@ -364,6 +365,8 @@ def queue_tickets(
         statement = statement.where(Ticket.customer.in_(customers))
     if policy:
         statement = statement.where(Ticket.policy_name == policy)
+    if assignee:
+        statement = statement.where(func.lower(Ticket.assignee) == assignee.lower())
     return list(session.execute(statement).scalars())
 
 

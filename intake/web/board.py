@@ -62,6 +62,7 @@ class QueueFilter:
     customer: str = ""
     policy: str = ""
     breached: bool = False
+    assignee: str = ""  # the board's "assigned to me" link fills in the staff name
     page: int = 1
 
     @classmethod
@@ -75,6 +76,7 @@ class QueueFilter:
             customer=query.get("customer", "").strip()[:256],
             policy=query.get("policy", "").strip()[:64],
             breached=query.get("breached", "") in {"1", "on", "true"},
+            assignee=query.get("assignee", "").strip()[:64],
             page=max(1, int(page)) if page.isdigit() else 1,
         )
 
@@ -87,6 +89,7 @@ class QueueFilter:
             "customer": chosen.customer,
             "policy": chosen.policy,
             "breached": "1" if chosen.breached else "",
+            "assignee": chosen.assignee,
             "page": str(chosen.page) if chosen.page > 1 else "",
         }
         return urlencode({k: v for k, v in pairs.items() if v})
@@ -221,6 +224,7 @@ def load_queue(
         priority=wanted.priority,
         customers=customers,
         policy=wanted.policy or None,
+        assignee=wanted.assignee or None,
     )
     rows = [queue_row(t, policies, now) for t in tickets]
     if wanted.breached:
@@ -321,6 +325,7 @@ class Board:
             "now": now,
             "statuses": list(STATUS_CHOICES),
             "policies": policies,
+            "staff": unquote(request.cookies.get(STAFF_COOKIE, "")),
         }
 
     def queue(self, request: Request) -> HTMLResponse:

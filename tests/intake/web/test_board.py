@@ -79,8 +79,9 @@ def test_customer_filter_matches_as_the_directory_does(wanted: str, found: list[
         ({"status": "closed", "priority": "1", "page": "3"}, QueueFilter("closed", 1, page=3)),
         ({"status": "bogus", "priority": "x", "page": "-2"}, QueueFilter()),
         ({"breached": "1", "customer": "  Acme "}, QueueFilter(customer="Acme", breached=True)),
+        ({"assignee": "bob", "policy": "gold"}, QueueFilter(policy="gold", assignee="bob")),
     ],
-    ids=["default", "chosen", "invalid-falls-back", "trimmed"],
+    ids=["default", "chosen", "invalid-falls-back", "trimmed", "assignee-policy"],
 )
 def test_queue_filter_from_query(query: dict[str, str], expected: QueueFilter) -> None:
     assert QueueFilter.from_query(query) == expected
@@ -214,6 +215,9 @@ def test_staff_actions_are_recorded_with_who_and_csrf_is_required(
     assert staff.post(f"{path}/close", by="bob", csrf=token)[0] == 409  # closed already
     queue = get(board_daemon, "/?status=closed")[2]
     assert numbers(queue) == [number] and ">bob</td>" in queue  # the assignee on the queue
+    assert numbers(get(board_daemon, "/?status=closed&assignee=BOB")[2]) == [number]
+    assert numbers(get(board_daemon, "/?status=closed&assignee=ann")[2]) == []
+    assert 'href="/?assignee=bob">assigned to me (bob)' in staff.get("/")  # the staff cookie
     assert numbers(get(board_daemon, "/")[2]) == []
     status, html = staff.post(f"{path}/reopen", by="ann", csrf=token)
     assert status == 200
