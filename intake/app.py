@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from intake.edges.groupcommit import GroupCommitWriter
 from intake.edges.imap import MailboxPoller, MailboxStore, make_pollers
@@ -50,6 +50,7 @@ from intake.replies.sender import OutboxSender, Transport
 from intake.schema import schema_refusal, where
 from intake.settings import MailboxSettings, Settings
 from intake.supervisor import Supervisor
+from intake.web.board import Board
 from intake.web.checks import Check, readiness
 from intake.web.collectors import CheckCollector, StoreCollector, TaskCollector
 from intake.web.server import WebServer, make_web_app
@@ -304,7 +305,12 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         restart_max=app.settings.intake.restart_max,
     )
     listener = SmtpListener(_smtp_handler(app, writer, worker), app.settings.smtp)
-    web = WebServer(_web_app(app, supervisor), app.settings.web.host, app.settings.web.port)
+    board = Board(
+        app.sessions, app.autocloser.policies, utc_now, api_token=app.settings.web.api_token
+    )
+    web = WebServer(
+        _web_app(app, supervisor, board), app.settings.web.host, app.settings.web.port, board.close
+    )
     port = await _bind(listener, web)
     reload_on_hup = _reload_on_sighup(listener)
     supervisor.add("smtp", partial(_listen, listener))
@@ -372,8 +378,8 @@ def _smtp_handler(app: App, writer: GroupCommitWriter, worker: ProcessingWorker)
     )
 
 
-def _web_app(app: App, supervisor: Supervisor) -> Starlette:
-    return make_web_app(supervisor.health, readiness_checks(app), app.metrics.registry)
+def _web_app(app: App, supervisor: Supervisor, board: Board) -> ASGIApp:
+    return make_web_app(supervisor.health, readiness_checks(app), app.metrics.registry, board)
 
 
 def _collectors(app: App, supervisor: Supervisor, pollers: list[MailboxPoller]) -> list[Collector]:

@@ -330,6 +330,9 @@ class WebSettings(BaseModel):
     # HOST:PORT; port 0 takes a free port (the test suite). Keep it on loopback or behind a
     # proxy: the endpoints need no login.
     listen: str = "127.0.0.1:8025"
+    # The board's JSON API (/api/) answers only "Authorization: Bearer <this>"; unset: the
+    # API is off (every /api/ request is 401). Generate one with `openssl rand -hex 32`.
+    api_token: SecretStr | None = None
 
     @field_validator("listen")
     @classmethod

@@ -149,6 +149,7 @@ class Ticket(Base):
     waiting_since: Mapped[datetime | None]  # waiting on the customer (auto-close clock)
     closed_at: Mapped[datetime | None]
     response_met: Mapped[bool | None]  # set by the first staff response
+    assignee: Mapped[str | None] = mapped_column(String(256))  # staff name; None: unassigned
     # Who may thread into this ticket by its number: requester and those copied on it.
     participants: Mapped[list[str]] = mapped_column(default=list)
     parent_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
@@ -161,6 +162,23 @@ class Ticket(Base):
     charges: Mapped[list[ChargeRow]] = relationship(
         back_populates="ticket", order_by="ChargeRow.id", lazy="selectin"
     )
+
+
+class TicketEvent(Base):
+    """What staff did to a ticket, who and when: close, reopen, assign, a note, a waiver.
+
+    Append-only, like the ledger: the ticket row holds the current state, this its history.
+    A note is internal: never mailed, never in a reply.
+    """
+
+    __tablename__ = "ticket_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(32))  # close | reopen | assign | note | waive
+    detail: Mapped[str | None] = mapped_column(Text)  # the note, the assignee, the reason
 
 
 class ChargeRow(Base):

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from parsing import address_key
 from store.models import (
@@ -33,6 +33,7 @@ from store.models import (
     OutboxStatus,
     RecipientState,
     Ticket,
+    TicketEvent,
     TicketStatus,
 )
 
@@ -309,11 +310,17 @@ def list_tickets(
     status: str | None = None,
     priority: int | None = None,
     customer: str | None = None,
+    customers: Sequence[str] | None = None,
     due_before: datetime | None = None,
     breached_at: datetime | None = None,
-    limit: int = 100,
+    limit: int | None = 100,
 ) -> list[Ticket]:
-    """Newest first. ``breached_at``: only tickets whose response target was missed by then."""
+    """Newest first. ``breached_at``: only tickets whose response target was missed by then.
+
+    ``customer``: equal ignoring case; ``customers``: the stored names to keep (the caller
+    matched them as the directory does, ``intake.web.board.matching_customers``); empty
+    keeps none. ``limit`` None: every match (the caller sorts).
+    """
     statement = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
     if status:
         statement = statement.where(Ticket.status == status)
@@ -321,6 +328,8 @@ def list_tickets(
         statement = statement.where(Ticket.priority == priority)
     if customer:
         statement = statement.where(func.lower(Ticket.customer) == customer.lower())
+    if customers is not None:
+        statement = statement.where(Ticket.customer.in_(customers))
     if due_before is not None:
         statement = statement.where(Ticket.response_due_at < due_before)
     if breached_at is not None:
@@ -330,6 +339,56 @@ def list_tickets(
         )
         statement = statement.where(Ticket.response_due_at.is_not(None)).where(late)
     return list(session.execute(statement).scalars())
+
+
+def queue_tickets(
+    session: Session,
+    *,
+    statuses: Sequence[str],
+    priority: int | None = None,
+    customers: Sequence[str] | None = None,
+    policy: str | None = None,
+    assignee: str | None = None,
+) -> list[Ticket]:
+    """Every ticket of the board's queue that passes its filters, with its charges loaded.
+
+    Unordered and unpaged: the board sorts by the next deadline, which lives in the JSON
+    ``deadlines`` column, so it orders and pages in Python (an open queue is hundreds of
+    rows, not millions). ``customers``: the stored names that match; empty matches none.
+    """
+    statement = (
+        select(Ticket).where(Ticket.status.in_(statuses)).options(selectinload(Ticket.charges))
+    )
+    if priority is not None:
+        statement = statement.where(Ticket.priority == priority)
+    if customers is not None:
+        statement = statement.where(Ticket.customer.in_(customers))
+    if policy:
+        statement = statement.where(Ticket.policy_name == policy)
+    if assignee:
+        statement = statement.where(func.lower(Ticket.assignee) == assignee.lower())
+    return list(session.execute(statement).scalars())
+
+
+def ticket_customer_names(session: Session) -> list[str]:
+    """Every distinct customer name tickets carry, for matching a board filter against."""
+    statement = select(Ticket.customer).where(Ticket.customer.is_not(None)).distinct()
+    return [name for name in session.execute(statement).scalars() if name]
+
+
+def ticket_policy_names(session: Session) -> list[str]:
+    statement = select(Ticket.policy_name).distinct().order_by(Ticket.policy_name)
+    return list(session.execute(statement).scalars())
+
+
+def board_version(session: Session) -> tuple[Any, ...]:
+    """What changes whenever the board would: new or updated tickets, messages, replies,
+    charges. Four aggregate reads, polled by each open page's event stream."""
+    tickets = session.execute(select(func.count(Ticket.id), func.max(Ticket.updated_at))).one()
+    inbound = session.execute(select(func.max(InboundMessage.id))).scalar()
+    outbox = session.execute(select(func.max(OutboxMessage.id))).scalar()
+    charges = session.execute(select(func.max(ChargeRow.id))).scalar()
+    return (*tickets, inbound, outbox, charges)
 
 
 def list_charges(session: Session, status: str | None = None, limit: int = 100) -> list[ChargeRow]:
@@ -380,6 +439,84 @@ def waive_charge(session: Session, charge_id: int, note: str, now: datetime) -> 
     if not written:
         return None
     return session.execute(select(ChargeRow).where(ChargeRow.ledger_key == key)).scalar_one()
+
+
+# --- staff actions (the board, the CLI): each recorded on the ticket, who and when ------
+
+
+class StaffActionError(ValueError):
+    """A staff action that does not apply (closing a closed ticket, an unknown charge)."""
+
+
+def record_ticket_event(
+    session: Session, ticket: Ticket, actor: str, action: str, detail: str | None, now: datetime
+) -> TicketEvent:
+    event = TicketEvent(ticket_id=ticket.id, at=now, actor=actor, action=action, detail=detail)
+    session.add(event)
+    ticket.updated_at = now  # the board's open pages see the change
+    return event
+
+
+def ticket_events(session: Session, ticket_id: int) -> list[TicketEvent]:
+    statement = select(TicketEvent).where(TicketEvent.ticket_id == ticket_id)
+    return list(session.execute(statement.order_by(TicketEvent.id)).scalars())
+
+
+def _locked_by_number(session: Session, number: str) -> Ticket:
+    found = ticket_by_number(session, number)
+    if found is None:
+        raise StaffActionError(f"no ticket {number}")
+    return lock_ticket(session, found.id)
+
+
+def close_ticket(session: Session, number: str, actor: str, now: datetime) -> Ticket:
+    ticket = _locked_by_number(session, number)
+    if ticket.status == TicketStatus.CLOSED:
+        raise StaffActionError(f"{number} is closed already")
+    ticket.status, ticket.closed_at, ticket.waiting_since = TicketStatus.CLOSED, now, None
+    record_ticket_event(session, ticket, actor, "close", None, now)
+    return ticket
+
+
+def reopen_ticket(session: Session, number: str, actor: str, now: datetime) -> Ticket:
+    ticket = _locked_by_number(session, number)
+    if ticket.status != TicketStatus.CLOSED:
+        raise StaffActionError(f"{number} is not closed")
+    ticket.status, ticket.closed_at = TicketStatus.OPEN, None
+    record_ticket_event(session, ticket, actor, "reopen", None, now)
+    return ticket
+
+
+def assign_ticket(
+    session: Session, number: str, assignee: str | None, actor: str, now: datetime
+) -> Ticket:
+    """``assignee`` None or empty: unassign."""
+    ticket = _locked_by_number(session, number)
+    ticket.assignee = assignee or None
+    record_ticket_event(session, ticket, actor, "assign", ticket.assignee, now)
+    return ticket
+
+
+def note_ticket(session: Session, number: str, note: str, actor: str, now: datetime) -> Ticket:
+    """An internal note: on the ticket's history only, never mailed."""
+    ticket = _locked_by_number(session, number)
+    record_ticket_event(session, ticket, actor, "note", note, now)
+    return ticket
+
+
+def waive_ticket_charge(
+    session: Session, number: str, charge_id: int, note: str, actor: str, now: datetime
+) -> ChargeRow:
+    """``waive_charge`` on one of this ticket's lines, recorded on the ticket."""
+    ticket = _locked_by_number(session, number)
+    row = session.get(ChargeRow, charge_id)
+    if row is None or row.ticket_id != ticket.id:
+        raise StaffActionError(f"charge {charge_id} is not on {number}")
+    credit = waive_charge(session, charge_id, note, now)
+    if credit is None:
+        raise StaffActionError(f"charge {charge_id} cannot be waived (waived already, or pending)")
+    record_ticket_event(session, ticket, actor, "waive", f"charge {charge_id}: {note}", now)
+    return credit
 
 
 def tickets_waiting_since(session: Session, before: datetime) -> list[Ticket]:

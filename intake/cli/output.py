@@ -6,6 +6,7 @@ decides how they look on stdout.
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -22,6 +23,26 @@ def print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) ->
     click.echo("  ".join(columns))
     for row in rows:
         click.echo("  ".join(cell(row.get(c)) for c in columns))
+
+
+def print_table(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
+    """Rows as aligned columns (rich: no colour, no box, never wrapped, so a pipe gets one
+    line per row that ``grep`` and ``awk`` can read), or JSON."""
+    if as_json or not rows:
+        print_rows(rows, as_json, columns)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), highlight=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True, overflow="ignore")
+    for row in rows:
+        table.add_row(*(cell(row.get(c)) for c in columns))
+    buffer = io.StringIO()
+    Console(file=buffer, width=100_000, color_system=None, soft_wrap=True).print(table)
+    for line in buffer.getvalue().splitlines():
+        click.echo(line.rstrip())
 
 
 def print_one(view: dict[str, Any], as_json: bool) -> None:

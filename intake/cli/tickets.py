@@ -9,7 +9,7 @@ import click
 
 from intake.app import utc_now
 from intake.cli.common import common_options, open_app, parse_instant, settings_from
-from intake.cli.output import print_one, print_rows
+from intake.cli.output import print_one, print_rows, print_table
 from intake.cli.views import charge_view, thread_view, ticket_view
 
 
@@ -21,9 +21,18 @@ def tickets() -> None:
 @tickets.command(name="list")
 @click.option("--status", help="open | waiting_customer | closed")
 @click.option("--priority", type=int)
-@click.option("--customer", help="Customer name (case-insensitive).")
+@click.option(
+    "--customer", help="Customer, matched as the directory matches ('Acme' finds 'Acme Corp')."
+)
 @click.option("--due-before", metavar="ISO8601", help="Only tickets whose response is due before.")
 @click.option("--breached", is_flag=True, help="Only tickets whose response target was missed.")
+@click.option(
+    "--sort",
+    type=click.Choice(["deadline", "newest"]),
+    default="deadline",
+    show_default=True,
+    help="deadline: the next deadline first, as the board sorts.",
+)
 @click.option("--limit", type=click.IntRange(1, 10000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @common_options
@@ -33,11 +42,13 @@ def tickets_list(
     customer: str | None,
     due_before: str | None,
     breached: bool,
+    sort: str,
     limit: int,
     as_json: bool,
     **common: Any,
 ) -> None:
-    """Newest tickets first."""
+    """Tickets by their next deadline (the board's order), or newest first."""
+    from intake.web.board import customer_names, queue_row, sort_key
     from store import repository as repo
     from store.db import session_scope
 
@@ -49,14 +60,17 @@ def tickets_list(
             session,
             status=status,
             priority=priority,
-            customer=customer,
+            customers=customer_names(session, customer) if customer else None,
             due_before=before,
             breached_at=now if breached else None,
-            limit=limit,
+            limit=None if sort == "deadline" else limit,
         )
+        if sort == "deadline":
+            keys = {t.id: sort_key(queue_row(t, app.autocloser.policies, now)) for t in found}
+            found = sorted(found, key=lambda t: keys[t.id])[:limit]
         rows = [ticket_view(t, now=now) for t in found]
     columns = ["number", "priority", "status", "customer", "issue", "response_due", "breached"]
-    print_rows(rows, as_json, [*columns, "missing_fields"])
+    print_table(rows, as_json, [*columns, "assignee", "missing_fields"])
 
 
 @tickets.command(name="show")
@@ -77,6 +91,72 @@ def tickets_show(number: str, as_json: bool, **common: Any) -> None:
     if view is None:
         raise click.ClickException(f"no ticket {number}")
     print_one(view, as_json)
+
+
+def staff_name() -> str:
+    """Who a CLI action is recorded as, unless ``--by`` says: the login name."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def by_option(func: Any) -> Any:
+    return click.option("--by", help="Who did it, for the record (default: your login).")(func)
+
+
+def _staff_action(common: dict[str, Any], action: Any, *args: Any) -> None:
+    from store import repository as repo
+    from store.db import session_scope
+
+    app = open_app(settings_from(common))
+    try:
+        with session_scope(app.sessions, write=True) as session:
+            action(session, *args, utc_now())
+    except repo.StaffActionError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@tickets.command(name="close")
+@click.argument("number")
+@by_option
+@common_options
+def tickets_close(number: str, by: str | None, **common: Any) -> None:
+    """Close a ticket (no notice is mailed), recorded with who and when."""
+    from store import repository as repo
+
+    _staff_action(common, repo.close_ticket, number, by or staff_name())
+    click.echo(f"{number}: closed")
+
+
+@tickets.command(name="assign")
+@click.argument("number")
+@click.argument("assignee", required=False)
+@by_option
+@common_options
+def tickets_assign(number: str, assignee: str | None, by: str | None, **common: Any) -> None:
+    """Assign a ticket to ASSIGNEE (none given: unassign), recorded with who and when."""
+    from store import repository as repo
+
+    _staff_action(common, repo.assign_ticket, number, assignee, by or staff_name())
+    click.echo(f"{number}: assigned to {assignee}" if assignee else f"{number}: unassigned")
+
+
+@tickets.command(name="note")
+@click.argument("number")
+@click.argument("text")
+@by_option
+@common_options
+def tickets_note(number: str, text: str, by: str | None, **common: Any) -> None:
+    """Add an internal note to a ticket (never mailed), recorded with who and when."""
+    from store import repository as repo
+
+    if not text.strip():
+        raise click.UsageError("the note is empty")
+    _staff_action(common, repo.note_ticket, number, text.strip(), by or staff_name())
+    click.echo(f"{number}: note added")
 
 
 @tickets.command(name="autoclose")

@@ -239,6 +239,7 @@ def ticket_view(
         "response_due": _iso(ticket.response_due_at),
         "breached": is_breached(ticket, now) if now else None,
         "billable_hourly": ticket.billable_hourly,
+        "assignee": ticket.assignee,
         "created_at": _iso(ticket.created_at),
     }
     if full:

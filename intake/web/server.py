@@ -2,7 +2,9 @@
 
 Routes: ``/healthz`` (every supervised task alive: 200, else 503), ``/readyz`` (every
 readiness check passes: 200, else 503, the JSON naming each check) and ``/metrics``
-(Prometheus text). The staff board will add its routes to the same app and port.
+(Prometheus text). The staff board (``intake.web.board``) adds its routes to the same app
+and port. Every answer carries a Content-Security-Policy that allows scripts and styles from
+this origin only (no inline script, no framing) and ``nosniff``.
 
 uvicorn runs embedded: the socket is bound by ``WebServer.bind`` before the daemon starts
 anything (a busy port fails start-up instead of leaking threads, and never reaches
@@ -24,10 +26,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from intake.supervisor import TaskHealth
+from intake.web.board import Board
 from intake.web.checks import Check, iso, run_checks
 
 
@@ -35,7 +38,8 @@ def make_web_app(
     health: Callable[[], Sequence[TaskHealth]],
     checks: Sequence[Check],
     registry: CollectorRegistry,
-) -> Starlette:
+    board: Board | None = None,
+) -> ASGIApp:
     """The ASGI app. Sync endpoints run in Starlette's thread pool: they query the store."""
 
     async def healthz(_request: Request) -> JSONResponse:
@@ -53,12 +57,47 @@ def make_web_app(
     def metrics(_request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    if board is not None:
+        routes += board.routes()
+    return SecurityHeaders(Starlette(routes=routes))
+
+
+# CSP Level 3 (W3C): scripts, styles, images and fetches from this origin only; no inline
+# script (a subject carrying <script> could never run even if it escaped the templates).
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware (no buffering, so the board's event stream flows)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _task_json(task: TaskHealth) -> dict[str, Any]:
@@ -76,8 +115,11 @@ class _EmbeddedServer(uvicorn.Server):
 class WebServer:
     """One supervised unit: ``bind`` at start-up, then ``run(stop)`` serves until ``stop``."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+    def __init__(
+        self, app: ASGIApp, host: str, port: int, on_stop: Callable[[], None] = lambda: None
+    ) -> None:
         self.app, self.host, self.port = app, host, port
+        self.on_stop = on_stop  # ends what never completes alone (the board's event streams)
         self._socket: socket.socket | None = None
 
     def bind(self) -> None:
@@ -102,6 +144,7 @@ class WebServer:
         try:
             await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.on_stop()
             server.should_exit = True
             stopping.cancel()
             try:

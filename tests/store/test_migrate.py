@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, insert, inspect, text
+from sqlalchemy.orm import Session
 
 from store import migrate
 from store import repository as repo
 from store.db import make_engine, make_session_factory, session_scope
 from store.models import Base
 from tests.store import models_1abcf39
-from tests.store.conftest import NOW, stored_ticket
+from tests.store.conftest import NOW, new_ticket, stored_inbound
 
 
 @pytest.fixture
@@ -126,10 +127,22 @@ def test_create_if_new_leaves_an_old_database_for_the_operator(engine: Engine) -
     assert "alembic_version" not in inspect(engine).get_table_names()
 
 
+def old_ticket(session: Session) -> int:
+    """A ticket row as the first release's models write it (later migrations add columns
+    today's models would insert)."""
+    inbound = stored_inbound(session)
+    old = models_1abcf39.Ticket.__table__
+    values = {c.key: getattr(new_ticket(inbound.id), c.key) for c in old.columns}
+    written = session.execute(
+        insert(old).values({k: v for k, v in values.items() if v is not None})
+    )
+    return int(written.inserted_primary_key[0])
+
+
 def test_0003_lets_a_charge_be_waived_on_a_migrated_database(engine: Engine) -> None:
     migrate.upgrade(engine, "0002_outbox_claim_owner")
     with session_scope(make_session_factory(engine)) as session:  # a line from before 0003
-        ticket_id = stored_ticket(session).id
+        ticket_id = old_ticket(session)
         session.execute(  # raw SQL: the models already know the column 0003 adds
             text(
                 "INSERT INTO charge (ledger_key, ticket_id, kind, amount, currency, status,"

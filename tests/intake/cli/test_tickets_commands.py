@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -142,11 +144,11 @@ def test_tickets_list_is_none_on_an_empty_store(cli: Cli) -> None:
     assert (result.exit_code, result.stdout) == (0, "(none)\n")
 
 
-def test_tickets_list_text_has_a_header_and_a_row_per_ticket(cli: Cli) -> None:
+def test_tickets_list_text_is_an_aligned_table(cli: Cli) -> None:
     cli.deliver()
     cli.deliver(make_mail(body=PARTIAL_BODY))
-    lines = cli("tickets", "list").stdout.splitlines()
-    assert lines[0].split("  ") == [
+    lines = cli("tickets", "list", "--sort", "newest").stdout.splitlines()
+    assert re.split(r"\s{2,}", lines[0]) == [
         "number",
         "priority",
         "status",
@@ -154,11 +156,56 @@ def test_tickets_list_text_has_a_header_and_a_row_per_ticket(cli: Cli) -> None:
         "issue",
         "response_due",
         "breached",
+        "assignee",
         "missing_fields",
     ]
-    assert [line.split("  ")[0] for line in lines[1:]] == ["TKT-000002", "TKT-000001"]
-    assert lines[2].endswith("  False  -")  # not breached, nothing missing
-    assert "contact_phone" in lines[1].split("  ")[-1]
+    rows = [re.split(r"\s{2,}", line) for line in lines[1:]]
+    assert [row[0] for row in rows] == ["TKT-000002", "TKT-000001"]
+    assert rows[1][-3:] == ["False", "-", "-"]  # not breached, unassigned, nothing missing
+    assert "contact_phone" in rows[0][-1]
+    starts = {line.index(word) for line, word in zip(lines, ["status", "open", "open"])}
+    assert len(starts) == 1  # the columns line up
+
+
+def test_tickets_list_sorts_by_the_next_deadline(cli: Cli) -> None:
+    for _ in range(3):
+        cli.deliver()
+    with cli.session() as session:
+        for number, hours in [("TKT-000001", 5), ("TKT-000002", -1), ("TKT-000003", 2)]:
+            ticket = repo.ticket_by_number(session, number)
+            assert ticket is not None
+            ticket.response_due_at = datetime.now(UTC) + timedelta(hours=hours)
+    listed = json.loads(cli("tickets", "list", "--json").stdout)
+    assert [row["number"] for row in listed] == ["TKT-000002", "TKT-000003", "TKT-000001"]
+    newest = json.loads(cli("tickets", "list", "--json", "--sort", "newest").stdout)
+    assert [row["number"] for row in newest] == ["TKT-000003", "TKT-000002", "TKT-000001"]
+    first = json.loads(cli("tickets", "list", "--json", "--limit", "1").stdout)
+    assert [row["number"] for row in first] == ["TKT-000002"]
+
+
+def test_close_assign_and_note_are_recorded_with_who(cli: Cli) -> None:
+    cli.deliver()
+    assert cli("tickets", "assign", "TKT-000001", "bob", "--by", "ann").stdout == (
+        "TKT-000001: assigned to bob\n"
+    )
+    assert cli("tickets", "note", "TKT-000001", "called Jane", "--by", "bob").exit_code == 0
+    assert cli("tickets", "close", "TKT-000001").exit_code == 0  # by the login name
+    again = cli("tickets", "close", "TKT-000001")
+    assert again.exit_code == 1 and "TKT-000001 is closed already" in again.stderr
+    unknown = cli("tickets", "note", "TKT-000009", "x")
+    assert unknown.exit_code == 1 and "no ticket TKT-000009" in unknown.stderr
+    with cli.session() as session:
+        ticket = repo.ticket_by_number(session, "TKT-000001")
+        assert ticket is not None
+        assert (ticket.status, ticket.assignee) == (TicketStatus.CLOSED, "bob")
+        events = [(e.actor, e.action, e.detail) for e in repo.ticket_events(session, ticket.id)]
+    assert events == [
+        ("ann", "assign", "bob"),
+        ("bob", "note", "called Jane"),
+        (getpass.getuser(), "close", None),
+    ]
+    [row] = json.loads(cli("tickets", "list", "--json", "--status", "closed").stdout)
+    assert row["assignee"] == "bob"
 
 
 def future(hours: int) -> str:
@@ -174,6 +221,7 @@ def future(hours: int) -> str:
         (["--priority", "1"], ["TKT-000002", "TKT-000001"]),
         (["--priority", "3"], []),
         (["--customer", "ACME CORP"], ["TKT-000002", "TKT-000001"]),
+        (["--customer", "acme"], ["TKT-000002", "TKT-000001"]),
         (["--customer", "Globex"], []),
         (["--due-before", "FUTURE"], ["TKT-000002", "TKT-000001"]),
         (["--due-before", "2020-01-01T00:00:00Z"], []),
@@ -187,6 +235,7 @@ def future(hours: int) -> str:
         "priority-1",
         "priority-3",
         "customer-any-case",
+        "customer-as-the-directory-matches",
         "other-customer",
         "due-before-later",
         "due-before-past",
@@ -198,7 +247,7 @@ def test_tickets_list_json_filters(cli: Cli, options: list[str], expected: list[
     cli.deliver()
     cli.deliver()
     options = [future(100) if o == "FUTURE" else o for o in options]
-    result = cli("tickets", "list", "--json", *options)
+    result = cli("tickets", "list", "--json", "--sort", "newest", *options)
     assert result.exit_code == 0, result.output
     assert [row["number"] for row in json.loads(result.stdout)] == expected
 

@@ -1,0 +1,119 @@
+"""Staff actions from the board: close, reopen, assign, an internal note, waive a charge.
+
+Each is one write transaction through ``store.repository`` (the CLI's functions), recorded
+on the ticket with who and when. Every POST carries a CSRF token (OWASP's "signed double
+submit cookie"): the browser holds a random id in a SameSite=Strict, HttpOnly cookie and
+the form carries HMAC-SHA256(secret, id), the secret kept in the store (``app_secret``) so
+every instance on one database accepts the others' forms. A POST whose token does not
+match is refused with 403 before anything is read from the store.
+
+There is no login yet (the board's ``web.auth`` is not built): "who" is the name the
+person types, remembered in a cookie. Keep ``web.listen`` on loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from urllib.parse import parse_qs, quote
+
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from store import repository as repo
+from store.db import session_scope
+
+Clock = Callable[[], datetime]
+BROWSER_COOKIE = "intake_board"
+STAFF_COOKIE = "intake_staff"
+SECRET_NAME = "board_csrf"  # noqa: S105 - the name of the stored secret, not one
+ACTIONS = ("close", "reopen", "assign", "note", "waive")
+MAX_FORM = 64 * 1024  # bytes: a note, not an upload
+MAX_NAME = 64
+
+
+def browser_id(request: Request) -> str:
+    """The browser's CSRF id: its cookie, or a new one (set on the response by the page)."""
+    found = request.cookies.get(BROWSER_COOKIE, "")
+    return found if 16 <= len(found) <= 64 and found.isalnum() else secrets.token_hex(16)
+
+
+def csrf_token(secret: str, browser: str) -> str:
+    return hmac.new(secret.encode(), browser.encode(), hashlib.sha256).hexdigest()
+
+
+def set_browser_cookie(response: Response, browser: str) -> None:
+    response.set_cookie(BROWSER_COOKIE, browser, httponly=True, samesite="strict", path="/")
+
+
+class Actions:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+        self.sessions, self.clock = sessions, clock
+        self._secret: str | None = None
+
+    def secret(self) -> str:
+        if self._secret is None:
+            with session_scope(self.sessions, write=True) as session:
+                fresh = secrets.token_hex(32)
+                self._secret = repo.get_or_create_secret(session, SECRET_NAME, fresh, self.clock())
+        return self._secret
+
+    async def post(self, request: Request) -> Response:
+        number, action = request.path_params["number"], request.path_params["action"]
+        form, refused = await self._checked_form(request, action)
+        if refused is not None:
+            return refused
+        actor = form.get("by", "").strip()[:MAX_NAME]
+        if not actor:
+            return PlainTextResponse("say who you are (the 'by' field)", status_code=400)
+        try:
+            await run_in_threadpool(self._apply, number, action, actor, form)
+        except repo.StaffActionError as exc:
+            return PlainTextResponse(str(exc), status_code=409)
+        except ValueError as exc:  # a malformed field (a charge id that is not a number)
+            return PlainTextResponse(str(exc), status_code=400)
+        response = RedirectResponse(f"/tickets/{quote(number)}", status_code=303)
+        response.set_cookie(STAFF_COOKIE, quote(actor), samesite="strict", path="/")
+        return response
+
+    async def _checked_form(
+        self, request: Request, action: str
+    ) -> tuple[dict[str, str], Response | None]:
+        """The form, once the action exists, the body is small and the CSRF token holds."""
+        if action not in ACTIONS:
+            return {}, PlainTextResponse("no such action", status_code=404)
+        body = await request.body()
+        if len(body) > MAX_FORM:
+            return {}, PlainTextResponse("form too large", status_code=413)
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        browser = request.cookies.get(BROWSER_COOKIE, "")
+        expected = csrf_token(await run_in_threadpool(self.secret), browser)
+        if not browser or not hmac.compare_digest(form.get("csrf", ""), expected):
+            return {}, PlainTextResponse("CSRF token missing or wrong: reload the page", 403)
+        return form, None
+
+    def _apply(self, number: str, action: str, actor: str, form: dict[str, str]) -> None:
+        now = self.clock()
+        note = form.get("note", "").strip()
+        with session_scope(self.sessions, write=True) as session:
+            if action == "close":
+                repo.close_ticket(session, number, actor, now)
+            elif action == "reopen":
+                repo.reopen_ticket(session, number, actor, now)
+            elif action == "assign":
+                assignee = form.get("assignee", "").strip()[:MAX_NAME] or None
+                repo.assign_ticket(session, number, assignee, actor, now)
+            elif action == "note":
+                if not note:
+                    raise ValueError("the note is empty")
+                repo.note_ticket(session, number, note, actor, now)
+            else:
+                if not note:
+                    raise ValueError("a waiver needs a note saying why")
+                charge = int(form.get("charge", ""))
+                repo.waive_ticket_charge(session, number, charge, note, actor, now)

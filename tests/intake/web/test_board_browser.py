@@ -1,0 +1,106 @@
+"""The board in a real browser (Playwright driving Debian's Chromium) on a real daemon:
+mail sent over SMTP shows on the open queue without a reload, a breached ticket is red,
+a subject carrying ``<script>`` is text (on the queue and the ticket page); assign, note,
+waive and close work through the forms and are recorded with who; each page is
+screenshotted at desktop and phone width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from intake.settings import Settings
+from tests.conftest import RunningDaemon, start_daemon, stop_daemon
+from tests.intake.web.board_support import add_charge, base_url, send, set_response_due
+
+LIVE = 2_000  # ms: the issue's bound for a new ticket to reach an open page
+BOUND = 60_000  # ms: for what only a loaded machine makes slow (page loads)
+RED = "rgb(198, 40, 40)"  # --red in board.css
+SIZES = {"desktop": (1366, 900), "phone": (390, 844)}
+
+
+@pytest.fixture
+def sqlite_daemon(make_settings: Callable[..., Settings]) -> Iterator[RunningDaemon]:
+    running = start_daemon(make_settings())
+    yield running
+    stop_daemon(running)
+
+
+def test_queue_live_red_and_escaped(
+    sqlite_daemon: RunningDaemon, browser: Any, artefacts: Path
+) -> None:
+    daemon = sqlite_daemon
+    breached = send(daemon, "Initech – 9 Elm St, Austin TX – Total outage – P1")
+    set_response_due(daemon, breached, datetime.now(UTC) - timedelta(minutes=10))
+    page = browser.new_page(viewport=dict(zip(("width", "height"), SIZES["desktop"])))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(base_url(daemon) + "/", timeout=BOUND)
+    page.wait_for_function("() => window.EventSource !== undefined", timeout=BOUND)
+
+    red_row = page.locator(f'tr.ticket[data-number="{breached}"]')
+    assert red_row.get_attribute("class") == "ticket state-breached"
+    assert red_row.locator("time.countdown").evaluate("e => getComputedStyle(e).color") == RED
+    assert red_row.locator("time.countdown").inner_text().startswith("overdue")
+
+    # Opened by mail while the page is open: it appears without a reload.
+    page.evaluate("() => { window.notReloaded = true }")
+    hostile = send(daemon, "Acme Corp – <script>window.pwned=1</script> – Echo – P2")
+    new_row = page.locator(f'tr.ticket[data-number="{hostile}"]')
+    new_row.wait_for(timeout=LIVE)  # counted from the commit: send() waits for the ticket
+    assert page.evaluate("() => window.notReloaded") is True
+    subject = new_row.locator(".subject").inner_text()
+    assert "<script>window.pwned=1</script>" in subject
+    assert page.evaluate("() => window.pwned") is None
+    assert page.locator("tbody script").count() == 0
+
+    for name, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(artefacts / f"queue-{name}.png"), full_page=True)
+
+    charge = add_charge(daemon, hostile, "100.00", "missing details")
+    new_row.locator("a").click()  # the ticket page: thread, deadlines, fields, ledger
+    page.wait_for_url(f"**/tickets/{hostile}", timeout=BOUND)
+    page.locator("li.message.out").wait_for(timeout=BOUND)  # the confirmation was queued
+    assert "<script>window.pwned=1</script>" in page.locator(".ticket-head .subject").inner_text()
+    for name, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(artefacts / f"ticket-{name}.png"), full_page=True)
+    assert page.evaluate("() => window.pwned") is None
+
+    # Staff actions through the forms (CSRF token and all), each recorded with who.
+    act(page, "assign", by="ann", assignee="bob")
+    assert page.locator("form.action-note input[name=by]").input_value() == "ann"  # kept
+    act(page, "note", note="called Jane, <b>on it</b>")
+    act(page, "waive", note="details came by phone")
+    act(page, "close", by="bob")
+    assert page.locator("form.action-reopen").count() == 1
+    events = [" ".join(e.split()[4:]) for e in page.locator("li.event").all_inner_texts()]
+    assert events == [
+        "ann · assign: bob",
+        "ann · note: called Jane, <b>on it</b>",
+        f"ann · waive: charge {charge}: details came by phone",
+        "bob · close",
+    ]
+    assert page.locator("table.ledger").inner_text().count("-100.00 USD") == 1
+    assert page.locator("form.action-waive").count() == 0  # the line is waived: no form
+    for name, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(artefacts / f"ticket-worked-{name}.png"), full_page=True)
+    assert errors == []
+    page.close()
+
+
+def act(page: Any, action: str, **fields: str) -> None:
+    """Fill one action form, submit it, and wait for the ticket page it redirects to."""
+    form = page.locator(f"form.action-{action}").first
+    for name, value in fields.items():
+        form.locator(f"[name={name}]").fill(value)
+    with page.expect_navigation(timeout=BOUND):
+        form.locator("button").click()
