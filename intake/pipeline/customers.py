@@ -12,6 +12,7 @@ a session). It never reads the clock: callers pass the day to check against.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 import tomllib
@@ -94,6 +95,7 @@ class CustomerMatch:
 # ---------------------------------------------------------------------------- matching
 
 
+@functools.lru_cache(maxsize=8192)  # pure; the directory's names repeat on every message
 def normalize_name(text: str) -> str:
     """The comparison key of a customer name.
 
@@ -147,11 +149,16 @@ def _tiers(
     key = normalize_name(subject_customer or "")
     if key:
         tiers.append(("name", lambda c: int(normalize_name(c.name) == key)))
-        tiers.append(("alias", lambda c: int(key in {normalize_name(a) for a in c.aliases})))
+        tiers.append(("alias", lambda c: int(key in _alias_keys(c.aliases))))
     host = address_domain(from_address)
     if host:
         tiers.append(("domain", lambda c: _domain_score(c, host)))
     return tiers
+
+
+@functools.lru_cache(maxsize=8192)
+def _alias_keys(aliases: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(normalize_name(a) for a in aliases)
 
 
 def _best(pool: list[CustomerRecord], score: Scorer) -> list[CustomerRecord]:
@@ -456,8 +463,30 @@ def record_from_row(row: Customer) -> CustomerRecord:
 
 
 def load_directory(session: Session) -> tuple[CustomerRecord, ...]:
-    """Every customer in the store (a small table, read per message)."""
+    """Every customer in the store, read now (the CLI; processing uses DirectoryCache)."""
     return tuple(record_from_row(row) for row in repo.list_customers(session))
+
+
+class DirectoryCache:
+    """The directory as of its version row: one primary-key read per message, not 500 rows.
+
+    ``customers import`` bumps the version in its own transaction, so every instance
+    reloads at its next message after the import commits. The version is read before the
+    rows: an import landing in between is cached under the older version and reloaded on
+    the next call, never the other way round. One tuple is swapped whole (thread-safe).
+    """
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, tuple[CustomerRecord, ...]] | None = None
+
+    def load(self, session: Session) -> tuple[CustomerRecord, ...]:
+        version = repo.directory_version(session)
+        cached = self._cached
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        records = load_directory(session)
+        self._cached = (version, records)
+        return records
 
 
 def customer_view(record: CustomerRecord) -> dict[str, Any]:
