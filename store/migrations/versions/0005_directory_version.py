@@ -3,8 +3,8 @@
 Processing keeps the customer directory (and its pre-normalised match index) cached per
 version and reads only this row per message (issue 11); the row starts at version 0.
 
-Revision ID: 0004_directory_version
-Revises: 0003_charge_reverses_id
+Revision ID: 0005_directory_version
+Revises: 0004_ticket_events_and_assignee
 Create Date: 2026-12-01 13:20:00.000000
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_directory_version"
-down_revision: str | None = "0003_charge_reverses_id"
+revision: str = "0005_directory_version"
+down_revision: str | None = "0004_ticket_events_and_assignee"
 branch_labels: str | None = None
 depends_on: str | None = None
 
