@@ -32,9 +32,10 @@ unit: $(BIN)/intake
 migration: $(BIN)/intake
 	$(BIN)/python -m store.migrate revision "$(MSG)"
 
-## make bench: the benchmarks under bench/ (not part of the tests)
+## make bench: the benchmarks under bench/ (not part of the tests); BENCH_ARGS=--quick
+BENCH_ARGS ?=
 bench: $(BIN)/intake
-	$(BIN)/python bench/smtp_intake.py
+	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 	$(BIN)/python bench/corpus_check.py
 
 ## make mutation: mutmut on parsing/ against tests/parsing, then the score per module.

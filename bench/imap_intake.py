@@ -34,7 +34,7 @@ BODY = (
     "Serial Number: MX-0042\nSW Version: 17.0.4\n"
     "Description: no dial tone on any handset in the Denver office since eight this morning\n"
     "Can the issue be reproduced? Yes\n"
-) * 8  # about 5 KB
+) * 20  # about 5 KB
 
 
 def message(i: int) -> bytes:

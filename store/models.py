@@ -277,6 +277,20 @@ class Customer(Base):
     updated_at: Mapped[datetime]
 
 
+class DirectoryVersion(Base):
+    """One row: the customer directory's version, bumped by every ``customers import``.
+
+    Processing caches the directory (with its pre-normalised match index) per version, so
+    one primary-key read per message replaces loading and normalising every customer, and
+    an import on any host is seen by every instance at its next message.
+    """
+
+    __tablename__ = "directory_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class AppSecret(Base):
     """Secrets the daemon generates once and shares between instances (e.g. the HMAC key)."""
 

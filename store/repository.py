@@ -25,6 +25,7 @@ from store.models import (
     AppSecret,
     ChargeRow,
     Customer,
+    DirectoryVersion,
     InboundMessage,
     InboundStatus,
     MailboxState,
@@ -793,7 +794,28 @@ def upsert_customers(
             inserted += 1
         _assign_customer(row, values, now)
     session.flush()
+    bump_directory_version(session)
     return inserted, len(records) - inserted
+
+
+def directory_version(session: Session) -> int:
+    """The customer directory's version (0 before the first import bumps it)."""
+    value = session.execute(
+        select(DirectoryVersion.version).where(DirectoryVersion.id == 1)
+    ).scalar_one_or_none()
+    return int(value or 0)
+
+
+def bump_directory_version(session: Session) -> None:
+    """A new directory version, in the import's own transaction: every cache drops it."""
+    bumped = session.execute(
+        update(DirectoryVersion)
+        .where(DirectoryVersion.id == 1)
+        .values(version=DirectoryVersion.version + 1)
+    )
+    if bumped.rowcount == 0:  # type: ignore[attr-defined]  # the migration inserts the row
+        session.add(DirectoryVersion(id=1, version=1))
+        session.flush()
 
 
 def _release_moved_support_ids(

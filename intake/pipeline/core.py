@@ -11,7 +11,7 @@ running it again for the same message changes nothing. Inside it the message is 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TypeAlias, assert_never
@@ -26,7 +26,7 @@ from intake.errors import StoreError
 from intake.pipeline.assess import Assessment, assess, assess_bytes
 from intake.pipeline.changes import Bounce, ChangeRecord, MachineChanges
 from intake.pipeline.conversation import ThreadContext, Threading, find_thread, participants_of
-from intake.pipeline.customers import CustomerRecord, load_directory
+from intake.pipeline.customers import CustomerRecord, DirectoryCache
 from intake.pipeline.decide import (
     Decision,
     FollowUp,
@@ -177,6 +177,7 @@ class Pipeline:
     thread: ThreadContext
     reopen_window: timedelta
     outbox: Outbox  # the one enqueue path: our sender, the budget, signed Message-IDs
+    directory: DirectoryCache = field(default_factory=DirectoryCache)
 
     def ingest(self, items: Sequence[repo.NewInbound]) -> list[repo.Stored]:
         """COMMIT 1 for a group of messages (one fsync for all of them)."""
@@ -264,7 +265,7 @@ class Pipeline:
         return Outcome(row.id, applied.result, number, row.classification)
 
     def _read(self, session: Session, row: InboundMessage, now: datetime) -> Work:
-        directory = load_directory(session)
+        directory = self.directory.load(session)
         assessment = assess_bytes(
             row.raw,
             row.envelope_from,

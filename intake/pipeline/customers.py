@@ -12,11 +12,12 @@ a session). It never reads the clock: callers pass the day to check against.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 import tomllib
 import unicodedata
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -94,6 +95,7 @@ class CustomerMatch:
 # ---------------------------------------------------------------------------- matching
 
 
+@functools.lru_cache(maxsize=8192)  # pure; the directory's names repeat on every message
 def normalize_name(text: str) -> str:
     """The comparison key of a customer name.
 
@@ -125,9 +127,12 @@ def match_customer(
     match then reports the tier that found them); a tie that stays is None.
     """
     pool = list(directory)
+    index = directory.lookup if isinstance(directory, Directory) else None
     first: MatchedBy | None = None
-    for tier, score in _tiers(subject_customer, from_address, support_id):
-        hits = _best(pool, score)
+    for tier, score, keys in _tiers(subject_customer, from_address, support_id):
+        # The index only narrows whom to score: every customer it leaves out scores 0.
+        candidates = pool if index is None or first else index.candidates(tier, keys)
+        hits = _best(candidates, score)
         if not hits:
             continue
         first = first or tier
@@ -139,19 +144,87 @@ def match_customer(
 
 def _tiers(
     subject_customer: str | None, from_address: str | None, support_id: str | None
-) -> list[tuple[MatchedBy, Scorer]]:
-    tiers: list[tuple[MatchedBy, Scorer]] = []
+) -> list[tuple[MatchedBy, Scorer, tuple[str, ...]]]:
+    """Each tier's scorer, and the index keys under which a customer can score above 0."""
+    tiers: list[tuple[MatchedBy, Scorer, tuple[str, ...]]] = []
     wanted_id = (support_id or "").strip().casefold()
     if wanted_id:
-        tiers.append(("support_id", lambda c: int((c.support_id or "").casefold() == wanted_id)))
+        tiers.append(
+            (
+                "support_id",
+                lambda c: int((c.support_id or "").casefold() == wanted_id),
+                (wanted_id,),
+            )
+        )
     key = normalize_name(subject_customer or "")
     if key:
-        tiers.append(("name", lambda c: int(normalize_name(c.name) == key)))
-        tiers.append(("alias", lambda c: int(key in {normalize_name(a) for a in c.aliases})))
+        tiers.append(("name", lambda c: int(normalize_name(c.name) == key), (key,)))
+        tiers.append(("alias", lambda c: int(key in _alias_keys(c.aliases)), (key,)))
     host = address_domain(from_address)
     if host:
-        tiers.append(("domain", lambda c: _domain_score(c, host)))
+        # host itself and every parent: "a.acme.example", "acme.example", "example".
+        parents = tuple(host[i + 1 :] for i, ch in enumerate(host) if ch == ".")
+        tiers.append(("domain", lambda c: _domain_score(c, host), (host, *parents)))
     return tiers
+
+
+class Directory(tuple[CustomerRecord, ...]):
+    """The customer directory with a pre-normalised match index, built once per load.
+
+    A tuple like any other directory (``match_customer`` takes either); the index maps
+    each tier's key (case-folded Support ID, normalised name, normalised alias, listed
+    domain) to the positions of the customers it names, so matching scores a handful of
+    candidates instead of normalising every customer for every message.
+    """
+
+    lookup: DirectoryIndex
+
+    def __new__(cls, records: Iterable[CustomerRecord] = ()) -> Directory:
+        self = super().__new__(cls, records)
+        self.lookup = DirectoryIndex.of(self)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryIndex:
+    records: tuple[CustomerRecord, ...]
+    keys: Mapping[MatchedBy, Mapping[str, tuple[int, ...]]]
+
+    @classmethod
+    def of(cls, records: tuple[CustomerRecord, ...]) -> DirectoryIndex:
+        keys: dict[MatchedBy, dict[str, list[int]]] = {
+            "support_id": {},
+            "name": {},
+            "alias": {},
+            "domain": {},
+        }
+
+        def add(tier: MatchedBy, key: str, position: int) -> None:
+            positions = keys[tier].setdefault(key, [])
+            if not positions or positions[-1] != position:
+                positions.append(position)
+
+        for position, record in enumerate(records):
+            if record.support_id:
+                add("support_id", record.support_id.casefold(), position)
+            add("name", normalize_name(record.name), position)
+            for alias in sorted(_alias_keys(record.aliases)):
+                add("alias", alias, position)
+            for domain in record.domains:
+                add("domain", canonical_domain(domain), position)
+        frozen = {tier: {k: tuple(v) for k, v in table.items()} for tier, table in keys.items()}
+        return cls(records, frozen)
+
+    def candidates(self, tier: MatchedBy, keys: Sequence[str]) -> list[CustomerRecord]:
+        """The customers that may score above 0 in ``tier``, in directory order."""
+        table = self.keys[tier]
+        positions = sorted({p for key in keys for p in table.get(key, ())})
+        return [self.records[p] for p in positions]
+
+
+@functools.lru_cache(maxsize=8192)
+def _alias_keys(aliases: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(normalize_name(a) for a in aliases)
 
 
 def _best(pool: list[CustomerRecord], score: Scorer) -> list[CustomerRecord]:
@@ -455,9 +528,31 @@ def record_from_row(row: Customer) -> CustomerRecord:
     )
 
 
-def load_directory(session: Session) -> tuple[CustomerRecord, ...]:
-    """Every customer in the store (a small table, read per message)."""
-    return tuple(record_from_row(row) for row in repo.list_customers(session))
+def load_directory(session: Session) -> Directory:
+    """Every customer in the store, read now (the CLI; processing uses DirectoryCache)."""
+    return Directory(record_from_row(row) for row in repo.list_customers(session))
+
+
+class DirectoryCache:
+    """The directory as of its version row: one primary-key read per message, not 500 rows.
+
+    ``customers import`` bumps the version in its own transaction, so every instance
+    reloads at its next message after the import commits. The version is read before the
+    rows: an import landing in between is cached under the older version and reloaded on
+    the next call, never the other way round. One tuple is swapped whole (thread-safe).
+    """
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, Directory] | None = None
+
+    def load(self, session: Session) -> Directory:
+        version = repo.directory_version(session)
+        cached = self._cached
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        records = load_directory(session)
+        self._cached = (version, records)
+        return records
 
 
 def customer_view(record: CustomerRecord) -> dict[str, Any]:

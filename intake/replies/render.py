@@ -121,6 +121,9 @@ def make_template_environment(directory: Path | None = None) -> jinja2.Environme
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # The templates ship with the package and change only with a restart: no stat of
+        # every template file on every render (issue 11).
+        auto_reload=False,
     )
 
 

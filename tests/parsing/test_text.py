@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,6 +47,20 @@ def test_decode_bytes(data: bytes, charset: str | None, text: str) -> None:
 def test_decode_words_keeps_undecodable_text() -> None:
     assert decode_words("=?utf-8?q?broken") == "=?utf-8?q?broken"
     assert decode_words("a =?utf-8?x?y?= b") == "a =?utf-8?x?y?= b"
+
+
+def test_clean_header_text_controls_are_exactly_cc_zl_zp() -> None:
+    # The regex stands for the categories: every code point is a space exactly when
+    # unicodedata says Cc, Zl or Zp (so a newer Unicode cannot drift silently).
+    import unicodedata
+
+    odd = [
+        cp
+        for cp in range(sys.maxunicode + 1)
+        if (clean_header_text(f"a{chr(cp)}b") == "a b")
+        != (unicodedata.category(chr(cp)) in {"Cc", "Zl", "Zp"} or chr(cp).isspace())
+    ]
+    assert odd == []
 
 
 def test_clean_header_text_removes_controls() -> None:

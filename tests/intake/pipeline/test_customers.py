@@ -19,6 +19,7 @@ from intake.pipeline.customers import (
     FIELDS,
     CustomerMatch,
     CustomerRecord,
+    Directory,
     customer_view,
     is_authorized,
     load_directory,
@@ -188,14 +189,18 @@ def test_normalize_name(text: str, expected: str) -> None:
         ),
     ],
 )
+@pytest.mark.parametrize("indexed", [False, True], ids=["scan", "indexed"])
 def test_match_customer(
     directory: tuple[CustomerRecord, ...],
     subject: str | None,
     sender: str | None,
     support_id: str | None,
     expected: tuple[CustomerRecord, str] | None,
+    indexed: bool,
 ) -> None:
-    found = match_customer(directory, subject, sender, support_id)
+    # The pre-normalised index (processing's cached Directory) must match like the scan.
+    pool = Directory(directory) if indexed else directory
+    found = match_customer(pool, subject, sender, support_id)
     assert found == (CustomerMatch(*expected) if expected else None)  # type: ignore[arg-type]
 
 

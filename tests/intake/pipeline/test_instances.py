@@ -138,3 +138,27 @@ def test_the_reply_budget_holds_across_instances(
         )
     assert len(rows) == attempts * len(apps)
     assert rows.count(OutboxStatus.QUEUED) == limit
+
+
+def test_an_import_on_one_instance_reaches_the_others_cached_directory(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    """Processing caches the directory per version row: another host's import bumps it."""
+    from intake.pipeline.customers import CustomerRecord, values_from_record
+    from store import repository as repo
+
+    reader, importer = instances(make_settings, db_url)
+
+    def customer_of(app: App, subject: str) -> str | None:
+        inbound_id = stored(app, make_mail(subject=subject, body=COMPLETE_BODY))
+        number = app.pipeline.process(inbound_id).ticket_number
+        with session_scope(app.sessions) as session:
+            ticket = session.execute(select(Ticket).where(Ticket.number == number)).scalar_one()
+            return ticket.customer
+
+    # The reader's cache now holds the empty directory: the subject's name stands.
+    assert customer_of(reader, "Acme Corp – 1 Main St – No dial tone – P2") == "Acme Corp"
+    record = CustomerRecord(name="Acme Holdings", domains=("acme.example",))
+    with session_scope(importer.sessions) as session:
+        repo.upsert_customers(session, [values_from_record(record)], importer.pipeline.clock())
+    assert customer_of(reader, "Acme Corp – 2 Main St – No dial tone – P2") == "Acme Holdings"
