@@ -158,6 +158,7 @@ def assessment_view(a: Assessment) -> dict[str, Any]:
             "subject": message.subject,
             "body_text": message.body_text,
         },
+        "sender_trust": a.trust.value,
         "classification": a.verdict.kind.value,
         "classification_reason": a.verdict.reason,
         "subject": {
@@ -206,6 +207,7 @@ def format_check_text(record: dict[str, Any]) -> str:
         f"  response: {record['response_due'] or 'no target'}",
         f"  missing:  {', '.join(record['missing_fields']) or '-'}",
         f"  charges:  {', '.join(_money(c) for c in record['charges']) or '-'}",
+        f"  sender:   {record['sender_trust']}",
     ]
     lines += [f"  finding:  {f['message']}" for f in record["findings"]]
     return "\n".join(lines)
