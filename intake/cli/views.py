@@ -269,6 +269,7 @@ def thread_view(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
             "at": _iso(m.received_at),
             "direction": "in",
             "from": m.sender,
+            "sender_trust": m.sender_trust,  # parsing.auth: how far "from" is authenticated
             "classification": m.classification,
             "outcome": m.outcome,
             "changes": m.changes,
