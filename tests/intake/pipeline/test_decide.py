@@ -23,7 +23,7 @@ from intake.pipeline.decide import (
 )
 from intake.pipeline.identity import Identity
 from intake.policy.policy import PolicyBook, load_policy
-from parsing import parse_message
+from parsing import SenderTrust, parse_message
 from store.models import TicketStatus
 from tests.conftest import make_mail
 
@@ -148,3 +148,14 @@ def test_a_staff_from_without_authentication_is_only_a_claim() -> None:
     assert (FORGED_STAFF.from_staff, FORGED_STAFF.staff_claim) == (False, True)
     assert (STAFF.staff_claim, CUSTOMER.staff_claim) == (False, False)
     assert "unauthenticated_staff" in {f.code for f in FORGED_STAFF.findings}
+
+
+def test_a_policy_may_knowingly_accept_header_claims() -> None:
+    # authenticated_senders with "none": a deployment with no MTA adding results.
+    trusting = load_policy("standard").model_copy(
+        update={"authenticated_senders": frozenset({SenderTrust.NONE, SenderTrust.DMARC_PASS})}
+    )
+    message = parse_message(make_mail(sender="Sam <sam@provider.example>"))
+    claimed = assess(message, "sam@provider.example", PolicyBook(trusting), IDENTITY, NOW)
+    assert (claimed.from_staff, claimed.staff_claim) == (True, False)
+    assert decide(claimed, ON_TICKET, OPEN, now=NOW, reopen_window=WINDOW) == StaffReply(7)
