@@ -129,7 +129,7 @@ def test_create_if_new_leaves_an_old_database_for_the_operator(engine: Engine) -
 
 def old_ticket(session: Session) -> int:
     """A ticket written with the first release's models: today's know later columns
-    (inbound_message.sender_trust, 0005) that an older database does not have yet."""
+    (inbound_message.sender_trust, 0006) that an older database does not have yet."""
     inbound = models_1abcf39.InboundMessage(
         idempotency_key="k0",
         message_id="<m0@acme.example>",
@@ -213,7 +213,7 @@ def test_sqlite_connections_keep_foreign_keys_after_a_migration(tmp_path: Path) 
         engine.dispose()
 
 
-def test_0005_adds_sender_trust_and_rows_from_before_keep_null(engine: Engine) -> None:
+def test_0006_adds_sender_trust_and_rows_from_before_keep_null(engine: Engine) -> None:
     migrate.upgrade(engine, "0003_charge_reverses_id")
     with session_scope(make_session_factory(engine)) as session:
         old_ticket(session)

@@ -3,8 +3,8 @@
 Written by COMMIT 2 from the trusted Authentication-Results (and our own DKIM check);
 rows processed before this migration keep NULL.
 
-Revision ID: 0005_inbound_sender_trust
-Revises: 0004_ticket_events_and_assignee
+Revision ID: 0006_inbound_sender_trust
+Revises: 0005_directory_version
 Create Date: 2026-12-01 13:05:00
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_inbound_sender_trust"
-down_revision: str | None = "0004_ticket_events_and_assignee"
+revision: str = "0006_inbound_sender_trust"
+down_revision: str | None = "0005_directory_version"
 branch_labels: str | None = None
 depends_on: str | None = None
 
