@@ -38,6 +38,7 @@ from intake.logs import configure_logging, throttled_loop_errors
 from intake.metrics import Metrics
 from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
+from intake.pipeline.dkimcheck import DkimVerifier
 from intake.pipeline.identity import Identity
 from intake.pipeline.mailstate import StoredMailboxState
 from intake.pipeline.worker import ProcessingWorker
@@ -140,6 +141,7 @@ def build_app(
         ),
         reopen_window=timedelta(days=settings.intake.reopen_window_days),
         outbox=replies,
+        dkim=DkimVerifier() if settings.intake.verify_dkim else None,
     )
     metrics = Metrics.create()
     transport = Transport(settings.outbound)
@@ -266,6 +268,9 @@ def make_identity(settings: Settings) -> Identity:
         staff_addresses=tuple(address_key(a) for a in settings.intake.staff_addresses),
         staff_domains=tuple(canonical_domain(d) for d in settings.intake.staff_domains),
         ticket_tag=ticket_tag(settings.intake.ticket_number_format),
+        trusted_authserv_ids=tuple(
+            canonical_domain(i) for i in settings.intake.trusted_authserv_ids
+        ),
     )
 
 

@@ -80,6 +80,16 @@ def configure_logging(
         # Not cached: structlog.testing.capture_logs swaps the processors under live loggers.
         cache_logger_on_first_use=False,
     )
+    if level == "DEBUG":
+        # Lines at INFO and above carry ids and outcomes only; DEBUG ones may not (issue 13
+        # item 7), so the log says so once, where whoever reads it starts.
+        structlog.get_logger("intake.logs").warning("logging.debug_enabled", note=DEBUG_NOTE)
+
+
+DEBUG_NOTE = (
+    "DEBUG lines may contain message content: exception texts and tracebacks that quote "
+    "header or field values; keep such logs private and switch back to INFO"
+)
 
 
 def drop_traceback(

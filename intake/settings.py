@@ -190,6 +190,11 @@ class IntakeSettings(BaseModel):
     # Our staff: individual addresses and whole domains (CC reminders, staff replies).
     staff_addresses: tuple[str, ...] = ()
     staff_domains: tuple[str, ...] = ()
+    # Sender authentication (issue 13, README "Security"): the authserv-ids of our own MTAs
+    # whose Authentication-Results (RFC 8601) are believed; empty believes none of them.
+    trusted_authserv_ids: tuple[str, ...] = ()
+    # Verify DKIM signatures ourselves (dkimpy, DNS TXT look-ups) besides the MTA's results.
+    verify_dkim: bool = False
     # HMAC key for our Message-ID tokens; generated once and kept in the store when unset.
     thread_secret: SecretStr | None = None
     reopen_window_days: float = Field(default=14.0, ge=0)  # a follow-up reopens a closed ticket

@@ -19,6 +19,7 @@ from parsing.addresses import (
     canonical_domain,
     normalise_address,
 )
+from parsing.auth import AUTHENTICATED, SenderTrust, sender_trust
 from parsing.classify import classify
 from parsing.dsn import BouncedRecipient, DeliveryReport, read_delivery_report
 from parsing.fields import DEFAULT_PLACEHOLDERS, extract_fields, format_parts
@@ -49,6 +50,7 @@ from parsing.types import (
 )
 
 __all__ = [
+    "AUTHENTICATED",
     "DEFAULT_PLACEHOLDERS",
     "DEFAULT_TICKET_TAG",
     "Attachment",
@@ -62,6 +64,7 @@ __all__ = [
     "FieldSpec",
     "Forwarded",
     "ParsedMessage",
+    "SenderTrust",
     "SubjectParse",
     "TicketTag",
     "Verdict",
@@ -84,6 +87,7 @@ __all__ = [
     "read_delivery_report",
     "read_message_id",
     "report_text",
+    "sender_trust",
     "strip_reply_prefixes",
     "ticket_tag",
 ]

@@ -115,6 +115,9 @@ class InboundMessage(Base):
     # What this message did to its ticket (fields supplied, reopened, first response, ...).
     changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     sender: Mapped[str | None] = mapped_column(String(512))
+    # How far the From address is authenticated (parsing.auth.SenderTrust: "dmarc pass",
+    # "dkim aligned", "spf aligned", "none", "fail"); NULL before COMMIT 2 or issue 13.
+    sender_trust: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (Index("ix_inbound_message_due", "status", "next_attempt_at"),)
 

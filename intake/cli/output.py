@@ -64,7 +64,9 @@ def thread_line(entry: dict[str, Any]) -> str:
     if entry["direction"] == "in":
         what = f"{entry['classification']} {entry['outcome']}"
         changes = json.dumps(entry["changes"], ensure_ascii=False) if entry["changes"] else ""
-        return f"  {entry['at']}  <- {entry['from'] or '?'}  {what}  {changes}".rstrip()
+        trust = f"  sender {entry['sender_trust']}" if entry.get("sender_trust") else ""
+        line = f"  {entry['at']}  <- {entry['from'] or '?'}  {what}{trust}  {changes}"
+        return line.rstrip()
     to = ",".join(entry["to"])
     return f"  {entry['at']}  -> {to}  {entry['kind']} ({entry['status']})"
 

@@ -158,6 +158,7 @@ def assessment_view(a: Assessment) -> dict[str, Any]:
             "subject": message.subject,
             "body_text": message.body_text,
         },
+        "sender_trust": a.trust.value,
         "classification": a.verdict.kind.value,
         "classification_reason": a.verdict.reason,
         "subject": {
@@ -206,6 +207,7 @@ def format_check_text(record: dict[str, Any]) -> str:
         f"  response: {record['response_due'] or 'no target'}",
         f"  missing:  {', '.join(record['missing_fields']) or '-'}",
         f"  charges:  {', '.join(_money(c) for c in record['charges']) or '-'}",
+        f"  sender:   {record['sender_trust']}",
     ]
     lines += [f"  finding:  {f['message']}" for f in record["findings"]]
     return "\n".join(lines)
@@ -267,6 +269,7 @@ def thread_view(session: Session, ticket: Ticket) -> list[dict[str, Any]]:
             "at": _iso(m.received_at),
             "direction": "in",
             "from": m.sender,
+            "sender_trust": m.sender_trust,  # parsing.auth: how far "from" is authenticated
             "classification": m.classification,
             "outcome": m.outcome,
             "changes": m.changes,

@@ -30,6 +30,7 @@ from intake.policy.sla import Deadlines, compute_deadlines
 from parsing import (
     FieldExtraction,
     ParsedMessage,
+    SenderTrust,
     SubjectParse,
     TicketTag,
     Verdict,
@@ -38,6 +39,7 @@ from parsing import (
     parse_message,
     parse_subject,
     report_text,
+    sender_trust,
 )
 from parsing.phones import contact_phone
 from parsing.tables import forwarded_html
@@ -75,7 +77,12 @@ class Assessment:
     policy: Policy
     deadlines: Deadlines
     customer: CustomerMatch | None = None
-    from_staff: bool = False  # From: is one of our staff (decide: staff reply on a thread)
+    # From: is one of our staff *and authenticated* (decide: staff reply on a thread).
+    from_staff: bool = False
+    # From: names our staff but the sender is not authenticated (issue 13): recorded on
+    # the thread as a claim, never a response.
+    staff_claim: bool = False
+    trust: SenderTrust = SenderTrust.NONE  # parsing.auth, stored on the inbound row
     checks_hit: tuple[str, ...] = ()  # names of the checks that found something
     checks_missed: tuple[str, ...] = ()
     # What the body said, with provenance (``intake check --explain``, the confirmation).
@@ -144,9 +151,19 @@ def assess_bytes(
     identity: Identity,
     received_at: datetime,
     directory: Sequence[CustomerRecord] = (),
+    dkim_verified: Sequence[str] = (),
 ) -> Assessment:
+    """``dkim_verified``: signing domains whose DKIM signatures the caller verified."""
     message = parse_message(raw)
-    return assess(message, envelope_sender, policies, identity, received_at, directory)
+    return assess(
+        message,
+        envelope_sender,
+        policies,
+        identity,
+        received_at,
+        directory,
+        dkim_verified=dkim_verified,
+    )
 
 
 def assess(
@@ -158,6 +175,7 @@ def assess(
     directory: Sequence[CustomerRecord] = (),
     *,
     under: Policy | None = None,
+    dkim_verified: Sequence[str] = (),
 ) -> Assessment:
     """Everything the daemon decides about one message, given when we received it.
 
@@ -171,10 +189,12 @@ def assess(
     priority = _effective_priority(subject, policy)
     timezone = customer.customer.timezone if customer else None
     deadlines = compute_deadlines(policy, priority, received_at, timezone)
+    trust = sender_trust(message, identity.trusted_authserv_ids, dkim_verified)
     ctx = CheckContext(
-        message, subject, extraction, policy, identity, customer, deadlines, priority
+        message, subject, extraction, policy, identity, customer, deadlines, priority, trust
     )
     checks = run_checks(ctx)
+    staff = identity.is_staff(message.from_address or "")
     return Assessment(
         message=message,
         verdict=verdict,
@@ -185,15 +205,24 @@ def assess(
         # The dry run and the daemon read this same value: what check lists is what is charged.
         charges=_charges(checks.findings, ctx) if _chargeable(message, verdict) else (),
         disposition=Disposition.IGNORE if verdict.is_machine else Disposition.NEW_TICKET,
-        reply_address=None if verdict.is_machine else reply_address(message),
+        reply_address=None if _unanswered(verdict, trust, policy) else reply_address(message),
         policy=policy,
         deadlines=deadlines,
         customer=customer,
-        from_staff=identity.is_staff(message.from_address or ""),
+        from_staff=staff and ctx.authenticated,
+        staff_claim=staff and not ctx.authenticated,
+        trust=trust,
         checks_hit=checks.hits,
         checks_missed=checks.misses,
         extraction=extraction,
     )
+
+
+def _unanswered(verdict: Verdict, trust: SenderTrust, policy: Policy) -> bool:
+    """Machine mail is never answered (RFC 3834 §2), nor a DMARC fail: its From is forged,
+    and a confirmation would go to whoever it names (backscatter)."""
+    dmarc_fail = trust is SenderTrust.FAIL and not policy.confirm_dmarc_fail
+    return verdict.is_machine or dmarc_fail
 
 
 def _chargeable(message: ParsedMessage, verdict: Verdict) -> bool:

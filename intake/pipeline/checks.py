@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from email_validator import EmailNotValidError, validate_email
+
 from intake.pipeline.customers import CustomerMatch, is_authorized, subscription_active
 from intake.pipeline.identity import Identity
 from intake.policy.findings import FindingCode
 from intake.policy.policy import Policy, ReportField
 from intake.policy.sla import Deadlines
-from parsing import FieldExtraction, ParsedMessage, SubjectParse
+from parsing import FieldExtraction, ParsedMessage, SenderTrust, SubjectParse
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,12 @@ class CheckContext:
     customer: CustomerMatch | None
     deadlines: Deadlines
     priority: int
+    trust: SenderTrust = SenderTrust.NONE  # parsing.auth: what the MTA in front verified
+
+    @property
+    def authenticated(self) -> bool:
+        """The From address is its owner's, as far as the policy asks (issue 13)."""
+        return self.policy.authenticated(self.trust)
 
 
 class Check(Protocol):
@@ -148,7 +156,8 @@ class AuthorizedContact:
     def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
         if not ctx.policy.authorized_contacts_only or ctx.customer is None:
             return ()
-        if is_authorized(ctx.customer.customer, ctx.message.from_address):
+        # A contact counts only when authenticated: From alone is anyone's to write.
+        if ctx.authenticated and is_authorized(ctx.customer.customer, ctx.message.from_address):
             return ()
         text = ctx.policy.unauthorized_notice or "The sender is not an authorized contact."
         return (Finding(FindingCode.UNAUTHORIZED_CONTACT, text),)
@@ -178,6 +187,33 @@ class StaffCopied:
         if not reminder or not copied:
             return ()
         return (Finding(FindingCode.STAFF_CC, reminder),)
+
+
+@dataclass(frozen=True)
+class StaffAuthentication:
+    name: str = "staff_authentication"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.authenticated or not ctx.identity.is_staff(ctx.message.from_address or ""):
+            return ()
+        text = (
+            f"The From address claims to be staff, but the sender is not authenticated "
+            f"(sender trust: {ctx.trust.value}): never counted as a staff response."
+        )
+        return (Finding(FindingCode.UNAUTHENTICATED_STAFF, text),)
+
+
+@dataclass(frozen=True)
+class DmarcFail:
+    name: str = "dmarc_fail"
+
+    def run(self, ctx: CheckContext) -> tuple[Finding, ...]:
+        if ctx.trust is not SenderTrust.FAIL:
+            return ()
+        text = "The sender's domain failed DMARC: the From address is forged, so no reply."
+        if ctx.policy.confirm_dmarc_fail:
+            text = "The sender's domain failed DMARC."
+        return (Finding(FindingCode.DMARC_FAIL, text),)
 
 
 @dataclass(frozen=True)
@@ -218,6 +254,8 @@ CHECKS: tuple[Check, ...] = (
     AuthorizedContact(),
     ActiveSubscription(),
     StaffCopied(),
+    StaffAuthentication(),
+    DmarcFail(),
     AfterHours(),
 )
 
@@ -249,10 +287,22 @@ def subject_priority(subject: SubjectParse, policy: Policy) -> int:
 
 
 def reply_address(message: ParsedMessage) -> str | None:
-    # A helpdesk answers where the customer asked answers to go (RFC 5322 §3.6.2).
-    if message.reply_to:
-        return message.reply_to[0]
-    return message.from_address
+    """Where an answer goes: Reply-To, else From (RFC 5322 §3.6.2), when it is an addr-spec.
+
+    Only a syntactically valid addr-spec (RFC 5321 §4.1.2, checked by email-validator,
+    no DNS) is written to: a broken header yields fragments such as
+    ``=?utf-8?q?A_victim@evil.example?=`` that would make us mail a bystander.
+    """
+    candidates = (*message.reply_to[:1], message.from_address)
+    return next((a for a in candidates if a and is_mailbox(a)), None)
+
+
+def is_mailbox(address: str) -> bool:
+    try:
+        validate_email(address, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError:
+        return False
+    return True
 
 
 def _satisfied(spec: ReportField, ctx: CheckContext) -> bool:

@@ -10,6 +10,7 @@ running it again for the same message changes nothing. Inside it the message is 
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from typing import TypeAlias, assert_never
 
 import jinja2
 import structlog
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.backoff import backoff_delay
@@ -34,11 +35,13 @@ from intake.pipeline.decide import (
     MachineOnTicket,
     NewTicket,
     ReopenAsNew,
+    StaffClaim,
     StaffReply,
     TicketState,
     decide,
 )
-from intake.pipeline.followup import apply_follow_up, apply_staff_reply
+from intake.pipeline.dkimcheck import DkimVerifier
+from intake.pipeline.followup import apply_follow_up, apply_staff_claim, apply_staff_reply
 from intake.pipeline.identity import Identity
 from intake.policy.policy import PolicyBook
 from intake.replies.outbox import Outbox, ReplyKind
@@ -78,6 +81,7 @@ class Result(StrEnum):
     TICKET_CREATED = "ticket_created"
     FOLLOW_UP = "follow_up"
     STAFF_REPLY = "staff_reply"
+    STAFF_CLAIM = "staff_claim"  # an unauthenticated staff From on a thread (issue 13)
     MACHINE_ON_TICKET = "machine_on_ticket"
     IGNORED = "ignored"
     ALREADY_DONE = "already_done"
@@ -104,6 +108,7 @@ class Work:
     report: DeliveryReport | None
     directory: tuple[CustomerRecord, ...]
     now: datetime
+    dkim_verified: tuple[str, ...] = ()  # signing domains we verified (intake.verify_dkim)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +152,20 @@ def prepare_inbound(raw: bytes, envelope: Envelope, now: datetime) -> repo.NewIn
     )
 
 
+def failure_reason(exc: BaseException) -> str:
+    """What a log line may say of a failure: the type, and for a store error the driver's
+    first line (``driver_reason``: names the constraint, never the row's values)."""
+    if isinstance(exc, SQLAlchemyError):
+        return f"{type(exc).__name__}: {driver_reason(exc)}"
+    return type(exc).__name__
+
+
+def raised_at(exc: BaseException) -> str | None:
+    """``file:line`` of the frame that raised ``exc`` (for a log line, instead of its text)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
+
+
 def stored_fields(item: repo.NewInbound, stored: repo.Stored) -> dict[str, object]:
     """The ``message.stored`` log line, the same from every edge: ids, the envelope, outcome.
 
@@ -178,6 +197,7 @@ class Pipeline:
     reopen_window: timedelta
     outbox: Outbox  # the one enqueue path: our sender, the budget, signed Message-IDs
     directory: DirectoryCache = field(default_factory=DirectoryCache)
+    dkim: DkimVerifier | None = None  # intake.verify_dkim: verify signatures ourselves
 
     def ingest(self, items: Sequence[repo.NewInbound]) -> list[repo.Stored]:
         """COMMIT 1 for a group of messages (one fsync for all of them)."""
@@ -196,9 +216,13 @@ class Pipeline:
         except IntegrityError as exc:
             outcome = self._after_integrity_error(inbound_id, exc)
         except Exception as exc:
-            # driver_reason: the first line only; SQLAlchemy's text adds the statement.
-            log.exception("message.failed", error=driver_reason(exc))
-            outcome = self._record_failure(inbound_id, f"{type(exc).__name__}: {exc}")
+            # Error lines carry ids, the type and where it was raised (issue 13 item 7): the
+            # text of an arbitrary exception may quote the message (a subject in a
+            # UnicodeEncodeError, a field value in a ValueError). DEBUG adds the traceback.
+            reason = failure_reason(exc)
+            log.error("message.failed", error=reason, where=raised_at(exc))
+            log.debug("message.failed_detail", exc_info=exc)
+            outcome = self._record_failure(inbound_id, f"{type(exc).__name__}: {exc}", reason)
         return outcome
 
     def _after_integrity_error(self, inbound_id: int, exc: IntegrityError) -> Outcome:
@@ -257,6 +281,7 @@ class Pipeline:
         """What the inbound row keeps of COMMIT 2 (``tickets show`` prints it)."""
         row.classification = assessment.verdict.kind.value
         row.processed_at, row.sender = now, assessment.message.from_address
+        row.sender_trust = assessment.trust.value
         row.status, row.outcome = applied.status, applied.result
         row.changes = applied.changes.to_json()  # the one place the JSON is written
         ticket = applied.ticket
@@ -266,6 +291,7 @@ class Pipeline:
 
     def _read(self, session: Session, row: InboundMessage, now: datetime) -> Work:
         directory = self.directory.load(session)
+        verified = self.dkim.verified_domains(row.raw) if self.dkim else ()
         assessment = assess_bytes(
             row.raw,
             row.envelope_from,
@@ -273,9 +299,10 @@ class Pipeline:
             self.identity,
             row.received_at,  # deadlines run from when *we* received it
             directory,
+            verified,
         )
         report = self._delivery_report(row, assessment)
-        return Work(session, row, assessment, report, directory, now)
+        return Work(session, row, assessment, report, directory, now, verified)
 
     def _thread(self, work: Work) -> Threading:
         report = work.report
@@ -290,7 +317,7 @@ class Pipeline:
 
     def apply(self, decision: Decision, work: Work) -> Applied:
         """Perform the writes of the chosen route, and nothing else (COMMIT 2)."""
-        session, now = work.session, work.now
+        session = work.session
         match decision:
             case MachineOnTicket(ticket_id=ticket_id):
                 ticket = session.get_one(Ticket, ticket_id)
@@ -299,10 +326,8 @@ class Pipeline:
                 )
             case IgnoreMachine():
                 return Applied(InboundStatus.IGNORED, Result.IGNORED, None, self._machine(work))
-            case StaffReply(ticket_id=ticket_id):
-                ticket = repo.lock_ticket(session, ticket_id)  # read-modify-write
-                changes = ChangeRecord(apply_staff_reply(ticket, now))
-                return Applied(InboundStatus.PROCESSED, Result.STAFF_REPLY, ticket, changes)
+            case StaffReply() | StaffClaim():
+                return self._staff(decision, work)
             case FollowUp(ticket_id=ticket_id):
                 return self._follow_up(work, repo.lock_ticket(session, ticket_id))
             case ReopenAsNew(parent_id=parent_id):
@@ -311,6 +336,15 @@ class Pipeline:
                 return self._new_ticket(work, None)
             case _:
                 assert_never(decision)
+
+    @staticmethod
+    def _staff(decision: StaffReply | StaffClaim, work: Work) -> Applied:
+        ticket = repo.lock_ticket(work.session, decision.ticket_id)  # read-modify-write
+        if isinstance(decision, StaffClaim):  # issue 13: a claim, never the response
+            apply_staff_claim(ticket, work.assessment, work.now)
+            return Applied(InboundStatus.PROCESSED, Result.STAFF_CLAIM, ticket, ChangeRecord())
+        changes = ChangeRecord(apply_staff_reply(ticket, work.now))
+        return Applied(InboundStatus.PROCESSED, Result.STAFF_REPLY, ticket, changes)
 
     def _new_ticket(self, work: Work, parent: Ticket | None) -> Applied:
         ticket, suppressed = self._open_ticket(
@@ -354,6 +388,7 @@ class Pipeline:
             row.received_at,
             work.directory,
             under=policy,
+            dkim_verified=work.dkim_verified,
         )
 
     @staticmethod
@@ -505,7 +540,9 @@ class Pipeline:
         )
         return enqueued.suppressed
 
-    def _record_failure(self, inbound_id: int, error: str) -> Outcome:
+    def _record_failure(self, inbound_id: int, error: str, logged: str | None = None) -> Outcome:
+        """Count a failed attempt; ``error`` is kept on the row, ``logged`` (default
+        ``error``) is what the log line may say of it."""
         now = self.clock()
         log = structlog.get_logger("intake.pipeline")
         try:
@@ -516,7 +553,9 @@ class Pipeline:
                 row = repo.record_failure(session, inbound_id, error, next_at)
                 status, message_id = row.status, row.message_id
         except Exception as exc:  # the store itself is down: the sweeper retries later
-            log.error("message.failure_not_recorded", inbound_id=inbound_id, error=str(exc))
+            log.error(
+                "message.failure_not_recorded", inbound_id=inbound_id, error=failure_reason(exc)
+            )
             return Outcome(inbound_id, Result.FAILED)
         if status not in (InboundStatus.FAILED, InboundStatus.QUARANTINED):
             return Outcome(inbound_id, Result.ALREADY_DONE)  # another worker finished it
@@ -528,7 +567,7 @@ class Pipeline:
             message_id=message_id,
             outcome=result.value,
             attempts=attempts,
-            error=error,
+            error=logged or error,
         )
         return Outcome(inbound_id, result)
 
@@ -545,6 +584,7 @@ class Pipeline:
             origin=row.origin,
             classification=outcome.classification,
             reason=assessment.verdict.reason,
+            sender_trust=assessment.trust.value,
             ticket=outcome.ticket_number,
             outcome=outcome.result.value,
             thread=thread.match.evidence if thread.match else None,

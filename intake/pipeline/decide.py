@@ -24,6 +24,7 @@ class Route(StrEnum):
     MACHINE_ON_TICKET = "machine_on_ticket"
     IGNORE = "ignore"
     STAFF_REPLY = "staff_reply"
+    STAFF_CLAIM = "staff_claim"
     FOLLOW_UP = "follow_up"
     REOPEN_AS_NEW = "reopen_as_new"
     NEW_TICKET = "new_ticket"
@@ -70,6 +71,15 @@ class StaffReply:
 
 
 @dataclass(frozen=True, slots=True)
+class StaffClaim:
+    """A staff From on a ticket's thread without authentication (issue 13): recorded on
+    the ticket as a finding, never the response, never a customer follow-up."""
+
+    ticket_id: int
+    route: ClassVar[Route] = Route.STAFF_CLAIM
+
+
+@dataclass(frozen=True, slots=True)
 class FollowUp:
     """The customer writing again on an open ticket, or one closed within the window."""
 
@@ -92,7 +102,9 @@ class NewTicket:
     route: ClassVar[Route] = Route.NEW_TICKET
 
 
-Decision = MachineOnTicket | IgnoreMachine | StaffReply | FollowUp | ReopenAsNew | NewTicket
+Decision = (
+    MachineOnTicket | IgnoreMachine | StaffReply | StaffClaim | FollowUp | ReopenAsNew | NewTicket
+)
 
 
 def decide(
@@ -111,6 +123,8 @@ def decide(
         return NewTicket()  # also staff writing fresh: a thread is what makes a reply
     if assessment.from_staff:
         return StaffReply(current.id)
+    if assessment.staff_claim:
+        return StaffClaim(current.id)
     if current.closed_longer_than(reopen_window, now):
         return ReopenAsNew(current.id)
     return FollowUp(current.id)

@@ -12,6 +12,7 @@ from typing import Any
 
 from intake.pipeline.assess import Assessment
 from intake.pipeline.changes import FollowUpChanges, StaffReplyChanges
+from intake.policy.findings import FindingCode
 from parsing import format_parts
 from store.models import Ticket, TicketStatus
 
@@ -74,6 +75,15 @@ def merge_parts(ticket: Ticket, assessment: Assessment) -> dict[str, Any]:
         elif given != before and given:
             merged[spec.name] = given
     return merged
+
+
+def apply_staff_claim(ticket: Ticket, assessment: Assessment, now: datetime) -> None:
+    """An unauthenticated staff From on the thread: its finding goes on the ticket, and
+    nothing else changes (no first response, no SLA "met", no fields, no status)."""
+    claim = FindingCode.UNAUTHENTICATED_STAFF
+    claims = [f.as_dict() for f in assessment.findings if f.code is claim]
+    ticket.findings = [*ticket.findings, *claims]  # a new list, so SQLAlchemy sees the change
+    ticket.updated_at = now
 
 
 def apply_staff_reply(ticket: Ticket, now: datetime) -> StaffReplyChanges:

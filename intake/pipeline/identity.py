@@ -15,14 +15,17 @@ from parsing import DEFAULT_TICKET_TAG, TicketTag, address_domain, canonical_add
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who we are (loops, RFC 3834 §2, X-Loop), who our staff are (CC reminders), and the
-    tag our ticket numbers carry in subjects (``intake.ticket_number_format``)."""
+    """Who we are (loops, RFC 3834 §2, X-Loop), who our staff are (CC reminders), the tag
+    our ticket numbers carry in subjects (``intake.ticket_number_format``), and which of
+    our MTAs vouch for senders (``intake.trusted_authserv_ids``)."""
 
     addresses: tuple[str, ...]
     loop_marker: str
     staff_addresses: tuple[str, ...] = ()
     staff_domains: tuple[str, ...] = ()
     ticket_tag: TicketTag = DEFAULT_TICKET_TAG
+    # Our MTAs' authserv-ids: whose Authentication-Results we believe (parsing.auth).
+    trusted_authserv_ids: tuple[str, ...] = ()
 
     def is_staff(self, address: str) -> bool:
         """``addresses`` and ``staff_*`` hold canonical spellings (``make_identity``)."""

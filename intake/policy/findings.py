@@ -26,6 +26,10 @@ class FindingCode(StrEnum):
     SUBSCRIPTION_LAPSED = "subscription_lapsed"
     STAFF_CC = "staff_cc"
     AFTER_HOURS = "after_hours"
+    # Issue 13: what a header merely claims. A staff From without authentication is never
+    # a staff response; a DMARC fail is recorded and never answered (no backscatter).
+    UNAUTHENTICATED_STAFF = "unauthenticated_staff"
+    DMARC_FAIL = "dmarc_fail"
 
 
 # What every shipped contract did before these became policy keys.

@@ -25,7 +25,7 @@ from intake.policy.calendars import HolidayCalendar
 from intake.policy.clock import BusinessCalendar, Window
 from intake.policy.findings import DEFAULT_BILLABLE, DEFAULT_NOTICES, FindingCode
 from intake.settings import describe_validation_error
-from parsing import DEFAULT_PLACEHOLDERS, FieldPart, FieldSpec
+from parsing import AUTHENTICATED, DEFAULT_PLACEHOLDERS, FieldPart, FieldSpec, SenderTrust
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -219,6 +219,16 @@ class Policy(BaseModel):
     # notices (in the order the checks found them).
     billable_findings: frozenset[FindingCode] = DEFAULT_BILLABLE
     notice_findings: frozenset[FindingCode] = DEFAULT_NOTICES
+    # Sender trust (issue 13; parsing.auth): the values that make a From address count as
+    # its owner. Staff replies count toward the SLA and authorized contacts count as such
+    # only then. The default is safe when no MTA adds Authentication-Results: nothing is
+    # authenticated. A deployment that accepts header claims lists "none" here too.
+    authenticated_senders: frozenset[SenderTrust] = AUTHENTICATED
+    # A DMARC fail is recorded and, unless this is set, never answered (no backscatter).
+    confirm_dmarc_fail: bool = False
+
+    def authenticated(self, trust: SenderTrust) -> bool:
+        return trust in self.authenticated_senders and trust is not SenderTrust.FAIL
 
     @field_validator("billable_findings", "notice_findings", mode="before")
     @classmethod

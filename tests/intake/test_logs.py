@@ -99,3 +99,15 @@ def test_without_tracebacks_an_exception_is_one_line_naming_its_type(
     out = stream.getvalue()
     assert out.count("\n") == 1 and "Traceback" not in out
     assert "ValueError" in out and "message.failed" in out
+
+
+@pytest.mark.parametrize(
+    ("level", "announced"), [("DEBUG", True), ("INFO", False)], ids=["debug", "info"]
+)
+def test_debug_logging_says_it_may_show_message_content(
+    unconfigured: None, level: Any, announced: bool
+) -> None:
+    stream = io.StringIO()
+    configure_logging(level, "json", stream)
+    events = [line["event"] for line in json_lines(stream.getvalue())]
+    assert ("logging.debug_enabled" in events) is announced

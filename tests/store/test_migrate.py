@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, insert, inspect, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 
 from store import migrate
@@ -22,7 +22,7 @@ from store import repository as repo
 from store.db import make_engine, make_session_factory, session_scope
 from store.models import Base
 from tests.store import models_1abcf39
-from tests.store.conftest import NOW, new_ticket, stored_inbound
+from tests.store.conftest import NOW
 
 
 @pytest.fixture
@@ -128,15 +128,32 @@ def test_create_if_new_leaves_an_old_database_for_the_operator(engine: Engine) -
 
 
 def old_ticket(session: Session) -> int:
-    """A ticket row as the first release's models write it (later migrations add columns
-    today's models would insert)."""
-    inbound = stored_inbound(session)
-    old = models_1abcf39.Ticket.__table__
-    values = {c.key: getattr(new_ticket(inbound.id), c.key) for c in old.columns}
-    written = session.execute(
-        insert(old).values({k: v for k, v in values.items() if v is not None})
+    """A ticket written with the first release's models: today's know later columns
+    (inbound_message.sender_trust, 0006) that an older database does not have yet."""
+    inbound = models_1abcf39.InboundMessage(
+        idempotency_key="k0",
+        message_id="<m0@acme.example>",
+        origin="smtp",
+        raw=b"Subject: x\r\n\r\nbody\r\n",
+        size=20,
+        received_at=NOW,
     )
-    return int(written.inserted_primary_key[0])
+    session.add(inbound)
+    session.flush()
+    ticket = models_1abcf39.Ticket(
+        number="TKT-000001",
+        subject="Acme Corp – Denver – No dial tone – P1",
+        priority=1,
+        message_id="<m0@acme.example>",
+        policy_name="standard",
+        policy_version="1",
+        inbound_message_id=inbound.id,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    session.add(ticket)
+    session.flush()
+    return ticket.id
 
 
 def test_0003_lets_a_charge_be_waived_on_a_migrated_database(engine: Engine) -> None:
@@ -194,3 +211,15 @@ def test_sqlite_connections_keep_foreign_keys_after_a_migration(tmp_path: Path) 
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_0006_adds_sender_trust_and_rows_from_before_keep_null(engine: Engine) -> None:
+    migrate.upgrade(engine, "0003_charge_reverses_id")
+    with session_scope(make_session_factory(engine)) as session:
+        old_ticket(session)
+    migrate.upgrade(engine)
+    columns = {c["name"]: c for c in inspect(engine).get_columns("inbound_message")}
+    assert columns["sender_trust"]["nullable"]
+    with session_scope(make_session_factory(engine)) as session:
+        row = repo.get_inbound(session, 1)
+        assert row is not None and row.sender_trust is None

@@ -122,6 +122,19 @@ def test_check_json_shape(tmp_path: Path) -> None:
     assert "$100 additional charge" in charge["reason"]
     assert record["response_due"] is not None  # the standard policy's P1 4-hour target
     assert not (tmp_path / "intake.db").exists()  # a dry run stores nothing
+    assert record["sender_trust"] == "none"  # no trusted Authentication-Results
+
+
+def test_check_json_shows_the_sender_trust_and_no_reply_to_a_dmarc_fail(tmp_path: Path) -> None:
+    mail = tmp_path / "m.eml"
+    results = "mx.example.com; dmarc=fail header.from=acme.example"
+    mail.write_bytes(make_mail(headers={"Authentication-Results": results}))
+    env = {"INTAKE_INTAKE__TRUSTED_AUTHSERV_IDS": '["mx.example.com"]'}
+    result = intake("check", "--json", str(mail), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (record["sender_trust"], record["reply_to"]) == ("fail", None)
+    assert "dmarc_fail" in {f["code"] for f in record["findings"]}
 
 
 def test_check_explain_names_line_synonym_and_rule(tmp_path: Path) -> None:

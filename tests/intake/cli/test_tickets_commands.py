@@ -302,6 +302,7 @@ def test_tickets_show_json_has_the_thread_in_and_out(cli: Cli) -> None:
         "jane@acme.example",
         "ticket_created",
     )
+    assert inbound["sender_trust"] == "none"
     assert (outbound["direction"], outbound["kind"], outbound["status"]) == (
         "out",
         "confirmation",
@@ -322,6 +323,7 @@ def test_tickets_show_text_prints_fields_then_the_thread(cli: Cli) -> None:
     )
     inbound, outbound = lines[-2:]
     assert inbound.startswith("  ") and "<- jane@acme.example  human ticket_created" in inbound
+    assert "ticket_created  sender none" in inbound  # no trusted Authentication-Results
     assert outbound.endswith("-> jane@acme.example  confirmation (sent)")
 
 

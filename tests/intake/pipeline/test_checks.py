@@ -45,6 +45,8 @@ def test_finding_codes_keep_their_stored_names() -> None:
         "subscription_lapsed",
         "staff_cc",
         "after_hours",
+        "unauthenticated_staff",
+        "dmarc_fail",
     }
     finding = assessed(make_mail(body="x\n"), load_policy("standard")).findings[0]
     assert finding.as_dict()["code"] == "missing_field"

@@ -32,7 +32,12 @@ from tests.conftest import (
     wait_for,
 )
 
-STAFF = {"intake.staff_domains": ["provider.example"]}
+STAFF = {
+    "intake.staff_domains": ["provider.example"],
+    "intake.trusted_authserv_ids": ["mx.example.com"],
+}
+# Our MTA's verdict on a staff member's mail (RFC 8601), and forgeries of it.
+STAFF_PASS = "mx.example.com; dmarc=pass header.from=provider.example"
 
 
 @pytest.fixture
@@ -106,7 +111,25 @@ def test_a_whole_conversation_threads_into_one_ticket(staffed: RunningDaemon) ->
         and ticket.fields["serial_number"] == "board: MX-0042; appliance: MXA-0042"
     )
 
+    # Issue 13: a forged staff From, bare and under a spoofed Authentication-Results (our
+    # id, below a foreign one: written by the sender), is a claim: no response, no "met".
+    forged = reply_to(ack, "Sam NOC <sam@provider.example>", "Closing this, all fine.")
+    send(staffed, forged, "sam@provider.example")
+    spoofed = reply_to(ack, "Sam NOC <sam@provider.example>", "Closing this, really.")
+    spoofed["Authentication-Results"] = "relay.evil.example; none"
+    spoofed["Authentication-Results"] = STAFF_PASS
+    send(staffed, spoofed, "sam@provider.example")
+
+    def claims() -> list[str]:
+        [current] = tickets(staffed)
+        return [f["code"] for f in current.findings if f["code"] == "unauthenticated_staff"]
+
+    wait_for(lambda: len(claims()) == 2)
+    [ticket] = tickets(staffed)
+    assert (ticket.first_response_at, ticket.response_met) == (None, None)
+
     staff = reply_to(ack, "Sam NOC <sam@provider.example>", "We are on it; a tech is dispatched.")
+    staff["Authentication-Results"] = STAFF_PASS
     send(staffed, staff, "sam@provider.example")
 
     def answered() -> Ticket | None:
@@ -121,7 +144,7 @@ def test_a_whole_conversation_threads_into_one_ticket(staffed: RunningDaemon) ->
             m.outcome
             for m in session.execute(select(InboundMessage).order_by(InboundMessage.id)).scalars()
         ]
-    assert outcomes == ["ticket_created", "follow_up", "staff_reply"]
+    assert outcomes == ["ticket_created", "follow_up", "staff_claim", "staff_claim", "staff_reply"]
 
 
 def test_a_stranger_quoting_the_number_opens_a_new_ticket(staffed: RunningDaemon) -> None:

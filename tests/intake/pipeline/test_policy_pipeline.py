@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from email.policy import default
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from intake.app import App, build_app
@@ -27,7 +28,14 @@ MONDAY = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)  # 09:00 PST: business hours
 
 
 def app_for(make_settings: Callable[..., Settings], db: str, policy: str) -> App:
-    return build_app(make_settings(db, **{"intake.policy": policy}))
+    trusted = {"intake.trusted_authserv_ids": ["mx.example.com"]}
+    return build_app(make_settings(db, **{"intake.policy": policy}, **trusted))
+
+
+# What our MTA (authserv-id mx.example.com) adds when acme.example's DKIM signature verifies.
+ACME_SIGNED = {
+    "Authentication-Results": "mx.example.com; dkim=pass header.d=acme.example; spf=none"
+}
 
 
 def process(app: App, raw: bytes, at: datetime) -> Ticket:
@@ -231,7 +239,11 @@ def test_directory_customer_gets_their_own_policy_zone_and_name(
     add_customers(app, ACME)
     ticket = process(
         app,
-        make_mail(subject="ACME corp. – Denver – No audio – 2", sender="IT Desk <it@acme.example>"),
+        make_mail(
+            subject="ACME corp. – Denver – No audio – 2",
+            sender="IT Desk <it@acme.example>",
+            headers=ACME_SIGNED,
+        ),
         MONDAY,
     )
     assert (ticket.customer, ticket.policy_name) == ("Acme Corp", "managed-pbx")
@@ -242,6 +254,31 @@ def test_directory_customer_gets_their_own_policy_zone_and_name(
     assert {f["code"] for f in ticket.findings}.isdisjoint(
         {"unknown_customer", "unauthorized_contact"}
     )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authentication-Results": "evil.example; dkim=pass header.d=acme.example"},
+        {"Authentication-Results": "mx.example.com; dkim=pass header.d=evil.example"},
+    ],
+    ids=["no-results", "untrusted-authserv-id", "unaligned-signature"],
+)
+def test_an_unauthenticated_authorized_contact_is_flagged_as_unauthorized(
+    make_settings: Callable[..., Settings], db_url: str, headers: dict[str, str]
+) -> None:
+    # Issue 13: before, the From header alone made it.acme.example an authorized contact.
+    app = app_for(make_settings, db_url, "standard")
+    add_customers(app, ACME)
+    raw = make_mail(
+        subject="Acme Corp – Denver – No audio – 2",
+        sender="IT Desk <it@acme.example>",
+        headers=headers,
+    )
+    ticket = process(app, raw, MONDAY)
+    assert ticket.billable_hourly
+    assert "unauthorized_contact" in {f["code"] for f in ticket.findings}
 
 
 def test_unauthorized_contact_is_ticketed_billable_with_a_notice(
