@@ -38,6 +38,7 @@ from intake.logs import configure_logging, throttled_loop_errors
 from intake.metrics import Metrics
 from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
+from intake.pipeline.flood import FloodSettings
 from intake.pipeline.identity import Identity
 from intake.pipeline.mailstate import StoredMailboxState
 from intake.pipeline.worker import ProcessingWorker
@@ -140,6 +141,7 @@ def build_app(
         ),
         reopen_window=timedelta(days=settings.intake.reopen_window_days),
         outbox=replies,
+        flood=FloodSettings.from_intake(settings.intake),
     )
     metrics = Metrics.create()
     transport = Transport(settings.outbound)
