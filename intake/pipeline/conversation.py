@@ -17,7 +17,7 @@ the pipeline can log why (a forged token, a number that does not exist, …).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -64,10 +64,12 @@ def find_thread(
     if match:
         return Threading(match, tuple(rejected))
     cited: list[int] = []  # tickets named by a sender who is not on them
-    for found in (
-        _by_known_id(session, ids, rejected),
-        _by_subject(session, message, ctx, rejected),
-    ):
+    finders: tuple[Callable[[], tuple[Ticket, str] | None], ...] = (
+        lambda: _by_known_id(session, ids, rejected),
+        lambda: _by_subject(session, message, ctx, rejected),
+    )
+    for finder in finders:  # in order, each only when the one before found nothing usable
+        found = finder()
         if found is None:
             continue
         ticket, evidence = found
