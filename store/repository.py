@@ -550,6 +550,18 @@ def enqueue_reply(session: Session, reply: OutboxMessage) -> bool:
     return True
 
 
+def has_flood_since(session: Session, ticket_id: int, since: datetime) -> bool:
+    """Whether a message past a flood limit was already kept on the ticket since then."""
+    statement = (
+        select(InboundMessage.id)
+        .where(InboundMessage.ticket_id == ticket_id)
+        .where(InboundMessage.outcome == "flood")
+        .where(InboundMessage.processed_at >= since)
+        .limit(1)
+    )
+    return session.execute(statement).first() is not None
+
+
 def outbox_message_exists(session: Session, message_id: str) -> bool:
     statement = select(OutboxMessage.id).where(OutboxMessage.message_id == message_id)
     return session.execute(statement).first() is not None
@@ -1037,11 +1049,11 @@ def count_new_tickets(
 
 def latest_ticket_of(
     session: Session, *, address: str | None = None, domain: str | None = None
-) -> Ticket | None:
-    """The requester's newest ticket that is not closed, else its newest ticket at all."""
+) -> int | None:
+    """The id of the requester's newest ticket not closed, else of its newest at all."""
     closed = case((Ticket.status == TicketStatus.CLOSED, 1), else_=0)
     statement = (
-        select(Ticket)
+        select(Ticket.id)
         .where(_requester_is(address=address, domain=domain))
         .order_by(closed, Ticket.id.desc())
         .limit(1)

@@ -354,10 +354,12 @@ class Pipeline:
         staff, number = self.flood.notify, ticket.number or ""
         since = window_start(work.now)
         kind = ReplyKind.FLOOD_NOTICE
-        # Stable per ticket and hour: the first flood message of the hour queues it, the
-        # rest (and a retry after a crash) find it there.
+        # The first flood message kept on this ticket this hour tells; the id is stable per
+        # ticket and hour, so a retry after a crash (or a race lost) finds it queued.
         message_id = self.outbox.notice_id(number, kind, since)
-        if repo.outbox_message_exists(work.session, message_id):
+        if repo.has_flood_since(work.session, ticket.id, since) or repo.outbox_message_exists(
+            work.session, message_id
+        ):
             return
         log.warning(
             "flood.limited",

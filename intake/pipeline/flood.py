@@ -98,9 +98,9 @@ def check_flood(
 def _keeper(session: Session, sender: Sender) -> int | None:
     """The sender's own latest ticket, else (a domain flood) its domain's latest one."""
     for where in ({"address": sender.address}, {"domain": sender.domain}):
-        ticket = repo.latest_ticket_of(session, **where)
-        if ticket is not None:
-            return ticket.id
+        ticket_id = repo.latest_ticket_of(session, **where)
+        if ticket_id is not None:
+            return ticket_id
     return None
 
 

@@ -32,7 +32,7 @@ PARTIAL = "Phones are dead since this morning.\n"  # serial number and more stil
 
 
 def make_app(make_settings: Callable[..., Settings], db: str, **overrides: Any) -> App:
-    return build_app(make_settings(db, **STAFF, **overrides))
+    return build_app(make_settings(db, **(STAFF | overrides)))
 
 
 def deliver(app: App, raw: bytes, at: datetime = NOW, mail_from: str = "x@y.example") -> str:
@@ -189,3 +189,17 @@ def test_the_limit_holds_across_instances(
     assert sorted(set(results)) == ["flood", "ticket_created"]
     assert results.count("ticket_created") == 5 and len(tickets(apps[0])) == 5
     assert len(outbox(apps[0], "flood_notice")) == 1
+
+
+def test_without_staff_addresses_the_log_line_is_the_one_notice(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    app = make_app(
+        make_settings, db_url, **{"intake.flood_notify": [], "intake.flood_per_address": 2}
+    )
+    with structlog.testing.capture_logs() as logs:
+        results = [deliver(app, make_mail(body=PARTIAL)) for _ in range(6)]
+    assert results == ["ticket_created"] * 2 + ["flood"] * 4
+    [line] = [e for e in logs if e["event"] == "flood.limited"]
+    assert line["sender"] == "address:jane@acme.example" and line["notified"] == []
+    assert outbox(app, "flood_notice") == []
