@@ -29,6 +29,7 @@ STAFF = {
     "intake.flood_notify": ["noc@provider.example"],
 }
 PARTIAL = "Phones are dead since this morning.\n"  # serial number and more still missing
+SERIALS = "Serial Numbers: X-1 / X-2\n"  # both parts the contract asks for
 
 
 def make_app(make_settings: Callable[..., Settings], db: str, **overrides: Any) -> App:
@@ -77,9 +78,7 @@ def test_a_stranger_citing_the_customers_message_id_gets_a_new_linked_ticket(
     app = make_app(make_settings, db_url)
     assert deliver(app, first_mail()) == "ticket_created"
     with structlog.testing.capture_logs() as logs:
-        result = deliver(
-            app, citing_reply("Mallory <mallory@evil.example>", "Serial Number: EVIL-1\n")
-        )
+        result = deliver(app, citing_reply("Mallory <mallory@evil.example>", SERIALS))
     assert result == "ticket_created"
     original, intruder = tickets(app)
     assert intruder.requester_email == "mallory@evil.example"
@@ -87,6 +86,7 @@ def test_a_stranger_citing_the_customers_message_id_gets_a_new_linked_ticket(
     # The stranger supplied nothing to the customer's ticket.
     assert "serial_number" not in original.fields
     assert "serial_number" in original.missing_fields
+    assert intruder.fields["serial_number"] == "board: X-1; appliance: X-2"  # it did say one
     [line] = [e for e in logs if e["event"] == "message.processed" and e["ticket"] == "TKT-000002"]
     assert line["linked_ticket"] == original.id
     assert "References cite TKT-000001, but the sender is not on it" in line["thread_rejected"]
@@ -106,12 +106,12 @@ def test_a_participant_still_threads_by_message_id(
 ) -> None:
     app = make_app(make_settings, db_url)
     deliver(app, first_mail(**copied))
-    result = deliver(app, citing_reply(sender, "Serial Number: MX-1\n"))
+    result = deliver(app, citing_reply(sender, SERIALS))
     assert result == ("staff_reply" if "provider" in sender else "follow_up")
     [ticket] = tickets(app)
     assert ticket.linked_ticket_id is None
     if "provider" not in sender:
-        assert ticket.fields["serial_number"] == "MX-1"
+        assert ticket.fields["serial_number"] == "board: X-1; appliance: X-2"
 
 
 def test_a_thousand_mails_from_one_sender(
