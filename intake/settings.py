@@ -244,7 +244,7 @@ class IntakeSettings(BaseModel):
     flood_per_domain: int = Field(default=100, ge=1)
     # Domains whose users are unrelated people (free mail): only the address limit applies.
     flood_shared_domains: tuple[str, ...] = FREE_MAIL_DOMAINS
-    # Who is told of a flood (once per sender and hour); empty: the staff_addresses.
+    # Who is told of a flood (once per keeping ticket and hour); empty: staff_addresses.
     flood_notify: tuple[str, ...] = ()
 
     @field_validator("flood_shared_domains")

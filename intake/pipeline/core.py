@@ -342,7 +342,7 @@ class Pipeline:
 
     def _flood(self, work: Work, flood: Flood) -> Applied:
         """Kept on the sender's latest ticket as a ``flood`` message: no ticket, no charge,
-        no reply, no field merged; staff are told once per sender key and clock hour."""
+        no reply, no field merged; staff are told once per keeping ticket and clock hour."""
         ticket = work.session.get_one(Ticket, flood.ticket_id) if flood.ticket_id else None
         if ticket is not None:
             self._notify_flood(work, ticket, FloodVerdict(flood.key, flood.reason, ticket.id))

@@ -4,7 +4,8 @@ A mail loop, a misconfigured monitor or an attacker can send a thousand mails in
 minute; each would open a ticket, carry its charges and earn a confirmation. Past the
 limit a message is still stored and kept — attached to the sender's latest ticket as a
 ``flood`` message, never answered (RFC 3834 §2 asks an automatic responder not to answer
-without limit), charging nothing — and staff are told once per sender and hour.
+without limit), charging nothing — and staff are told once an hour per ticket it is
+kept on.
 
 Two counts, both of tickets opened in the last hour:
 - per canonical sender address (``intake.flood_per_address``, default 20);
