@@ -23,7 +23,7 @@ from store import repository as repo
 from store.db import make_engine, make_session_factory, session_scope
 from store.models import Base, Ticket
 from tests.store import models_1abcf39
-from tests.store.conftest import NOW, new_ticket, stored_inbound
+from tests.store.conftest import NOW, new_ticket, stored_inbound, stored_ticket
 
 
 @pytest.fixture
