@@ -39,6 +39,7 @@ from intake.metrics import Metrics
 from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
 from intake.pipeline.dkimcheck import DkimVerifier
+from intake.pipeline.flood import FloodSettings
 from intake.pipeline.identity import Identity
 from intake.pipeline.mailstate import StoredMailboxState
 from intake.pipeline.worker import ProcessingWorker
@@ -142,6 +143,7 @@ def build_app(
         reopen_window=timedelta(days=settings.intake.reopen_window_days),
         outbox=replies,
         dkim=DkimVerifier() if settings.intake.verify_dkim else None,
+        flood=FloodSettings.from_intake(settings.intake),
     )
     metrics = Metrics.create()
     transport = Transport(settings.outbound)

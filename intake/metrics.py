@@ -27,7 +27,7 @@ class Metrics:
     # labels: command (RCPT, DATA; CONNECT and MAIL for the limits' 421/452), code (250, ...)
     smtp_replies: Counter
     accept_seconds: Histogram  # DATA received until its 250 (COMMIT 1 done)
-    processed: Counter  # labels: outcome (ticket_created, follow_up, ignored, failed, ...)
+    processed: Counter  # labels: outcome (ticket_created, follow_up, ignored, flood, failed, ...)
     processing_seconds: Histogram
     deliveries: Counter  # labels: result (sent, failed, dead)
 

@@ -36,7 +36,7 @@ from pydantic_settings import (
 )
 
 from intake.errors import ConfigError
-from parsing import address_domain, format_literals
+from parsing import address_domain, canonical_domain, format_literals
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -179,6 +179,34 @@ class OutboundSettings(BaseModel):
         return bool(self.relay_host)
 
 
+# Free-mail providers: one domain, millions of unrelated senders. A flood from one of them
+# is one address's (or a botnet's many addresses'), never "gmail.com" as a customer.
+FREE_MAIL_DOMAINS = (
+    "gmail.com",
+    "googlemail.com",
+    "outlook.com",
+    "hotmail.com",
+    "live.com",
+    "msn.com",
+    "yahoo.com",
+    "ymail.com",
+    "icloud.com",
+    "me.com",
+    "aol.com",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "web.de",
+    "mail.com",
+    "proton.me",
+    "protonmail.com",
+    "yandex.ru",
+    "mail.ru",
+    "qq.com",
+    "163.com",
+)
+
+
 class IntakeSettings(BaseModel):
     model_config = _STRICT
     support_addresses: tuple[str, ...] = ("support@example.com",)
@@ -215,8 +243,23 @@ class IntakeSettings(BaseModel):
     replies_per_hour: int = Field(default=10, ge=1)
     replies_per_day: int = Field(default=40, ge=1)
     bounce_suppression_days: float = Field(default=7.0, gt=0)
+    # Inbound flood limits (intake.pipeline.flood): new tickets per sender address and per
+    # sender domain in a rolling hour; past them mail is kept on the sender's latest ticket.
+    flood_per_address: int = Field(default=20, ge=1)
+    flood_per_domain: int = Field(default=100, ge=1)
+    # Domains whose users are unrelated people (free mail): only the address limit applies.
+    flood_shared_domains: tuple[str, ...] = FREE_MAIL_DOMAINS
+    # Who is told of a flood (once per keeping ticket and hour); empty: staff_addresses.
+    flood_notify: tuple[str, ...] = ()
 
-    @field_validator("support_addresses", "own_addresses", "noc_cc", "staff_addresses")
+    @field_validator("flood_shared_domains")
+    @classmethod
+    def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(canonical_domain(d) for d in value if d.strip())
+
+    @field_validator(
+        "support_addresses", "own_addresses", "noc_cc", "staff_addresses", "flood_notify"
+    )
     @classmethod
     def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for address in value:

@@ -124,8 +124,13 @@ class InboundMessage(Base):
 
 class Ticket(Base):
     __tablename__ = "ticket"
-    # AUTOINCREMENT on SQLite: ids (and so ticket numbers) are never reused.
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    # AUTOINCREMENT on SQLite: ids (and so ticket numbers) are never reused. The two
+    # requester indexes are what the inbound flood limits count by (intake.pipeline.flood).
+    __table_args__ = (
+        Index("ix_ticket_requester_key_created", "requester_key", "created_at"),
+        Index("ix_ticket_requester_domain_created", "requester_domain", "created_at"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str | None] = mapped_column(String(32), unique=True)
@@ -140,6 +145,9 @@ class Ticket(Base):
     missing_fields: Mapped[list[str]] = mapped_column(default=list)
     requester_email: Mapped[str | None] = mapped_column(String(512), index=True)
     requester_name: Mapped[str | None] = mapped_column(String(512))
+    # The canonical addr-spec and domain of the requester, which flood limits count by.
+    requester_key: Mapped[str | None] = mapped_column(String(512), default=None)
+    requester_domain: Mapped[str | None] = mapped_column(String(255), default=None)
     message_id: Mapped[str] = mapped_column(String(998), index=True)
     policy_name: Mapped[str] = mapped_column(String(64))
     policy_version: Mapped[str] = mapped_column(String(64))
@@ -156,6 +164,9 @@ class Ticket(Base):
     # Who may thread into this ticket by its number: requester and those copied on it.
     participants: Mapped[list[str]] = mapped_column(default=list)
     parent_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    # The ticket this message's threading evidence named although its sender is not on
+    # it (a stranger citing a customer's Message-ID or number): linked, never joined.
+    linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), default=None)
     # The message that opened the ticket; unique, so processing one message twice can
     # never open two tickets. (No FK: inbound_message.ticket_id already points back.)
     inbound_message_id: Mapped[int] = mapped_column(Integer, unique=True)

@@ -5,7 +5,8 @@ database: idempotent inbound inserts, ticket numbers from the ticket's own ident
 a charge ledger keyed against duplicates, and what several instances on one database
 need: outbox claims made at once (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), owned and
 renewed, whose outcome only the owner records; ticket rows locked for read-modify-write
-(``lock_ticket``); the reply budget locked per recipient (``lock_recipients``).
+(``lock_ticket``); the reply budget locked per recipient (``lock_recipients``) and the
+inbound flood limits per sender address and domain (``lock_senders``).
 """
 
 from __future__ import annotations
@@ -549,6 +550,23 @@ def enqueue_reply(session: Session, reply: OutboxMessage) -> bool:
     return True
 
 
+def has_flood_since(session: Session, ticket_id: int, since: datetime) -> bool:
+    """Whether a message past a flood limit was already kept on the ticket since then."""
+    statement = (
+        select(InboundMessage.id)
+        .where(InboundMessage.ticket_id == ticket_id)
+        .where(InboundMessage.outcome == "flood")
+        .where(InboundMessage.processed_at >= since)
+        .limit(1)
+    )
+    return session.execute(statement).first() is not None
+
+
+def outbox_message_exists(session: Session, message_id: str) -> bool:
+    statement = select(OutboxMessage.id).where(OutboxMessage.message_id == message_id)
+    return session.execute(statement).first() is not None
+
+
 def claim_outbox(
     session: Session, now: datetime, ttl: timedelta, owner: str, limit: int = 20
 ) -> list[OutboxMessage]:
@@ -984,13 +1002,63 @@ def lock_recipients(session: Session, addresses: Sequence[str]) -> None:
     in key order so two transactions never wait on each other crosswise. SQLite: the write
     transaction (``session_scope(write=True)``) already holds the whole database.
     """
+    _advisory_xact_locks(
+        session, _BUDGET_LOCK_NAMESPACE, [recipient_key(a) for a in addresses if a.strip()]
+    )
+
+
+# Advisory-lock namespace of the inbound flood limits.
+_FLOOD_LOCK_NAMESPACE = 0x464C4F44  # "FLOD"
+
+
+def lock_senders(session: Session, keys: Sequence[str]) -> None:
+    """Hold the inbound flood counts of these senders (``address:…``, ``domain:…``) until the
+    transaction ends, the same way as ``lock_recipients``: counting a sender's new tickets
+    and opening one more is one step across instances."""
+    _advisory_xact_locks(session, _FLOOD_LOCK_NAMESPACE, keys)
+
+
+def _advisory_xact_locks(session: Session, namespace: int, keys: Sequence[str]) -> None:
     if session.get_bind().dialect.name != "postgresql":
-        return
-    for key in sorted({recipient_key(a) for a in addresses if a.strip()}):
+        return  # SQLite: the write transaction already holds the whole database
+    for key in sorted(set(keys)):  # key order: two transactions never wait crosswise
         session.execute(
             text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:key))"),
-            {"namespace": _BUDGET_LOCK_NAMESPACE, "key": key},
+            {"namespace": namespace, "key": key},
         )
+
+
+def _requester_is(*, address: str | None, domain: str | None) -> Any:
+    if address is not None:
+        return Ticket.requester_key == address
+    return Ticket.requester_domain == domain
+
+
+def count_new_tickets(
+    session: Session, since: datetime, *, address: str | None = None, domain: str | None = None
+) -> int:
+    """Tickets opened after ``since`` by one canonical address, or by anyone at ``domain``."""
+    statement = (
+        select(func.count())
+        .select_from(Ticket)
+        .where(_requester_is(address=address, domain=domain))
+        .where(Ticket.created_at > since)
+    )
+    return int(session.execute(statement).scalar_one())
+
+
+def latest_ticket_of(
+    session: Session, *, address: str | None = None, domain: str | None = None
+) -> int | None:
+    """The id of the requester's newest ticket not closed, else of its newest at all."""
+    closed = case((Ticket.status == TicketStatus.CLOSED, 1), else_=0)
+    statement = (
+        select(Ticket.id)
+        .where(_requester_is(address=address, domain=domain))
+        .order_by(closed, Ticket.id.desc())
+        .limit(1)
+    )
+    return session.execute(statement).scalar_one_or_none()
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,14 @@ class StaffReplyChanges:
     response_met: bool | None = None
 
 
-Effect = MachineChanges | FollowUpChanges | StaffReplyChanges
+@dataclass(frozen=True, slots=True)
+class FloodChanges:
+    """A message past its sender's flood limit, kept on the sender's latest ticket."""
+
+    reason: str  # which limit, the count and the limit
+
+
+Effect = MachineChanges | FollowUpChanges | StaffReplyChanges | FloodChanges
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,8 @@ def _effect_json(effect: Effect | None) -> dict[str, Any]:
             return {"first_response": True, "response_met": effect.response_met}
         case StaffReplyChanges():
             return {"staff_reply": True}
+        case FloodChanges():
+            return {"flood": effect.reason}
     return {}
 
 

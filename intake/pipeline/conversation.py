@@ -5,16 +5,19 @@ Evidence, strongest first:
    token verifies — it can only have come from a mail we sent;
 2. a Message-ID we already know for a ticket (the customer's own earlier mails, our
    replies) in those headers;
-3. the ticket number in the subject (``[TKT-000123]``), honoured only when the sender
-   takes part in that ticket: its requester, someone copied on it, an authorized contact
-   of its customer, or staff. A stranger quoting a number gets a new ticket.
+3. the ticket number in the subject (``[TKT-000123]``).
+Only the token is proof on its own. A known Message-ID is no secret (it travels in every
+copy and mailing-list archive) and a number is printed in every subject, so 2 and 3 are
+honoured only when the sender takes part in that ticket: its requester, someone copied
+on it, an authorized contact of its customer, or staff. A stranger citing either gets a
+new ticket *linked* to the one cited (``Threading.linked``), which supplies nothing to it.
 Anything else starts a new ticket. Every rejected piece of evidence is reported, so
 the pipeline can log why (a forged token, a number that does not exist, …).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -37,6 +40,7 @@ class ThreadMatch:
 class Threading:
     match: ThreadMatch | None
     rejected: tuple[str, ...] = field(default=())  # why other evidence was not used
+    linked: int | None = None  # a ticket cited by a sender who is not on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +60,25 @@ def find_thread(
     """``returned_ids``: ids from the copy of our mail inside a bounce (RFC 3464 §2)."""
     rejected: list[str] = []
     ids = list(dict.fromkeys([*_referenced_ids(message), *returned_ids]))
-    for finder in (_by_token, _by_known_id):
-        match = finder(session, ids, ctx, rejected)
-        if match:
-            return Threading(match, tuple(rejected))
-    match = _by_subject(session, message, ctx, directory, rejected)
-    return Threading(match, tuple(rejected))
+    match = _by_token(session, ids, ctx, rejected)
+    if match:
+        return Threading(match, tuple(rejected))
+    cited: list[int] = []  # tickets named by a sender who is not on them
+    finders: tuple[Callable[[], tuple[Ticket, str] | None], ...] = (
+        lambda: _by_known_id(session, ids, rejected),
+        lambda: _by_subject(session, message, ctx, rejected),
+    )
+    for finder in finders:  # in order, each only when the one before found nothing usable
+        found = finder()
+        if found is None:
+            continue
+        ticket, evidence = found
+        if is_participant(ticket, message.from_address, ctx.identity, directory):
+            return Threading(ThreadMatch(ticket.id, evidence), tuple(rejected))
+        cites = "References cite" if evidence == "references" else "subject names"
+        rejected.append(f"{cites} {ticket.number}, but the sender is not on it")
+        cited.append(ticket.id)
+    return Threading(None, tuple(rejected), cited[0] if cited else None)
 
 
 def _referenced_ids(message: ParsedMessage) -> list[str]:
@@ -88,24 +105,20 @@ def _by_token(
 
 
 def _by_known_id(
-    session: Session, ids: list[str], ctx: ThreadContext, rejected: list[str]
-) -> ThreadMatch | None:
+    session: Session, ids: list[str], rejected: list[str]
+) -> tuple[Ticket, str] | None:
     if not ids:
         return None
     found = repo.ticket_id_by_message_ids(session, ids)
     if found is not None:
-        return ThreadMatch(found, "references")
+        return session.get_one(Ticket, found), "references"
     rejected.append("References name no message we know")
     return None
 
 
 def _by_subject(
-    session: Session,
-    message: ParsedMessage,
-    ctx: ThreadContext,
-    directory: Sequence[CustomerRecord],
-    rejected: list[str],
-) -> ThreadMatch | None:
+    session: Session, message: ParsedMessage, ctx: ThreadContext, rejected: list[str]
+) -> tuple[Ticket, str] | None:
     number = ctx.identity.ticket_tag.number_in(message.subject)
     if number is None:
         return None
@@ -113,10 +126,7 @@ def _by_subject(
     if ticket is None:
         rejected.append(f"subject names {number}, which does not exist")
         return None
-    if not is_participant(ticket, message.from_address, ctx.identity, directory):
-        rejected.append(f"subject names {number}, but {message.from_address} is not on it")
-        return None
-    return ThreadMatch(ticket.id, "subject")
+    return ticket, "subject"
 
 
 def is_participant(

@@ -25,11 +25,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake.backoff import backoff_delay
 from intake.errors import StoreError
 from intake.pipeline.assess import Assessment, assess, assess_bytes
-from intake.pipeline.changes import Bounce, ChangeRecord, MachineChanges
+from intake.pipeline.changes import Bounce, ChangeRecord, FloodChanges, MachineChanges
 from intake.pipeline.conversation import ThreadContext, Threading, find_thread, participants_of
 from intake.pipeline.customers import CustomerRecord, DirectoryCache
 from intake.pipeline.decide import (
     Decision,
+    Flood,
     FollowUp,
     IgnoreMachine,
     MachineOnTicket,
@@ -39,13 +40,21 @@ from intake.pipeline.decide import (
     StaffReply,
     TicketState,
     decide,
+    opens_ticket,
 )
 from intake.pipeline.dkimcheck import DkimVerifier
+from intake.pipeline.flood import FloodSettings, FloodVerdict, Sender, check_flood, window_start
 from intake.pipeline.followup import apply_follow_up, apply_staff_claim, apply_staff_reply
 from intake.pipeline.identity import Identity
 from intake.policy.policy import PolicyBook
 from intake.replies.outbox import Outbox, ReplyKind
-from intake.replies.render import RenderedReply, render_acknowledgement, render_confirmation
+from intake.replies.render import (
+    RenderedReply,
+    TicketRef,
+    render_acknowledgement,
+    render_confirmation,
+    render_ticket_notice,
+)
 from parsing import (
     Classification,
     DeliveryReport,
@@ -88,6 +97,7 @@ class Result(StrEnum):
     FAILED = "failed"
     QUARANTINED = "quarantined"
     MISSING = "missing"
+    FLOOD = "flood"  # past the sender's flood limit: kept on its latest ticket, unanswered
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +208,7 @@ class Pipeline:
     outbox: Outbox  # the one enqueue path: our sender, the budget, signed Message-IDs
     directory: DirectoryCache = field(default_factory=DirectoryCache)
     dkim: DkimVerifier | None = None  # intake.verify_dkim: verify signatures ourselves
+    flood: FloodSettings = field(default_factory=FloodSettings)  # inbound limits per sender
 
     def ingest(self, items: Sequence[repo.NewInbound]) -> list[repo.Stored]:
         """COMMIT 1 for a group of messages (one fsync for all of them)."""
@@ -270,8 +281,16 @@ class Pipeline:
         # the ticket as it is, not as another instance's concurrent COMMIT 2 leaves it.
         ticket = repo.lock_ticket(work.session, match.ticket_id) if match else None
         state = TicketState.of(ticket) if ticket else None
-        return decide(
+        decision = decide(
             work.assessment, thread, state, now=work.now, reopen_window=self.reopen_window
+        )
+        sender = Sender.of(work.assessment.message.from_address)
+        if not opens_ticket(decision) or sender is None:
+            return decision
+        # Counted and locked in this transaction, which then opens the ticket or not.
+        verdict = check_flood(work.session, sender, work.now, self.flood)
+        return (
+            decision if verdict is None else Flood(verdict.ticket_id, verdict.key, verdict.reason)
         )
 
     @staticmethod
@@ -315,7 +334,7 @@ class Pipeline:
             [i for i in returned if i],
         )
 
-    def apply(self, decision: Decision, work: Work) -> Applied:
+    def apply(self, decision: Decision, work: Work) -> Applied:  # noqa: PLR0911 - a return per route
         """Perform the writes of the chosen route, and nothing else (COMMIT 2)."""
         session = work.session
         match decision:
@@ -332,8 +351,10 @@ class Pipeline:
                 return self._follow_up(work, repo.lock_ticket(session, ticket_id))
             case ReopenAsNew(parent_id=parent_id):
                 return self._new_ticket(work, session.get_one(Ticket, parent_id))
-            case NewTicket():
-                return self._new_ticket(work, None)
+            case NewTicket(linked_id=linked_id):
+                return self._new_ticket(work, None, linked_id)
+            case Flood():
+                return self._flood(work, decision)
             case _:
                 assert_never(decision)
 
@@ -346,12 +367,56 @@ class Pipeline:
         changes = ChangeRecord(apply_staff_reply(ticket, work.now))
         return Applied(InboundStatus.PROCESSED, Result.STAFF_REPLY, ticket, changes)
 
-    def _new_ticket(self, work: Work, parent: Ticket | None) -> Applied:
+    def _new_ticket(self, work: Work, parent: Ticket | None, linked: int | None = None) -> Applied:
         ticket, suppressed = self._open_ticket(
-            work.session, work.row, work.assessment, work.now, parent
+            work.session, work.row, work.assessment, work.now, parent, linked
         )
         changes = ChangeRecord().with_suppressed(suppressed)
         return Applied(InboundStatus.PROCESSED, Result.TICKET_CREATED, ticket, changes)
+
+    def _flood(self, work: Work, flood: Flood) -> Applied:
+        """Kept on the sender's latest ticket as a ``flood`` message: no ticket, no charge,
+        no reply, no field merged; staff are told once per keeping ticket and clock hour."""
+        ticket = work.session.get_one(Ticket, flood.ticket_id) if flood.ticket_id else None
+        if ticket is not None:
+            self._notify_flood(work, ticket, FloodVerdict(flood.key, flood.reason, ticket.id))
+        changes = ChangeRecord(FloodChanges(flood.reason))
+        return Applied(InboundStatus.IGNORED, Result.FLOOD, ticket, changes)
+
+    def _notify_flood(self, work: Work, ticket: Ticket, verdict: FloodVerdict) -> None:
+        log = structlog.get_logger("intake.pipeline")
+        staff, number = self.flood.notify, ticket.number or ""
+        since = window_start(work.now)
+        kind = ReplyKind.FLOOD_NOTICE
+        # The first flood message kept on this ticket this hour tells; the id is stable per
+        # ticket and hour, so a retry after a crash (or a race lost) finds it queued.
+        message_id = self.outbox.notice_id(number, kind, since)
+        if repo.has_flood_since(work.session, ticket.id, since) or repo.outbox_message_exists(
+            work.session, message_id
+        ):
+            return
+        log.warning(
+            "flood.limited",
+            ticket=number,
+            sender=verdict.key,
+            reason=verdict.reason,
+            notified=list(staff),
+        )
+        if not staff:
+            return  # no staff address configured: the log line is the notice
+        notice = render_ticket_notice(
+            self.templates,
+            "flood_notice",
+            ticket=TicketRef(
+                number, ticket.subject, ticket.requester_email or "", ticket.message_id
+            ),
+            recipients=staff,
+            message_id=message_id,
+            sender=self.outbox.sender,
+            now=work.now,
+            context={"sender": verdict.key, "reason": verdict.reason, "since": since},
+        )
+        self.outbox.enqueue(work.session, notice, kind, ticket_id=ticket.id, now=work.now)
 
     def _follow_up(self, work: Work, ticket: Ticket) -> Applied:
         assessment = self._under_ticket_policy(work, ticket)
@@ -452,10 +517,12 @@ class Pipeline:
         assessment: Assessment,
         now: datetime,
         parent: Ticket | None = None,
+        linked: int | None = None,
     ) -> tuple[Ticket, Mapping[str, str]]:
         message, subject, policy = assessment.message, assessment.subject, assessment.policy
         known = assessment.customer.customer.name if assessment.customer else None
         waiting = bool(assessment.missing_fields) and policy.auto_close is not None
+        sender = Sender.of(message.from_address)
         ticket = repo.add_ticket(
             session,
             Ticket(
@@ -469,6 +536,8 @@ class Pipeline:
                 missing_fields=list(assessment.missing_fields),
                 requester_email=message.from_address,
                 requester_name=message.from_name,
+                requester_key=sender.address if sender else None,
+                requester_domain=sender.domain if sender else None,
                 message_id=message.message_id,
                 policy_name=policy.name,
                 policy_version=policy.version,
@@ -481,6 +550,7 @@ class Pipeline:
                 inbound_message_id=row.id,
                 participants=participants_of(message, self.identity),
                 parent_ticket_id=parent.id if parent else None,
+                linked_ticket_id=linked,
                 created_at=now,
                 updated_at=now,
             ),
@@ -589,6 +659,7 @@ class Pipeline:
             outcome=outcome.result.value,
             thread=thread.match.evidence if thread.match else None,
             thread_rejected=list(thread.rejected) or None,
+            linked_ticket=thread.linked,
             priority=assessment.priority if created else None,
             missing_fields=list(assessment.missing_fields) if created else [],
             changes=row.changes or None,

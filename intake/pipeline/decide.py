@@ -28,6 +28,7 @@ class Route(StrEnum):
     FOLLOW_UP = "follow_up"
     REOPEN_AS_NEW = "reopen_as_new"
     NEW_TICKET = "new_ticket"
+    FLOOD = "flood"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +98,36 @@ class ReopenAsNew:
 
 @dataclass(frozen=True, slots=True)
 class NewTicket:
-    """A human message on no ticket we know (or may join): a new ticket."""
+    """A human message on no ticket we know (or may join): a new ticket.
 
+    ``linked_id``: the ticket its threading evidence named although the sender is not on
+    it (a stranger citing a customer's Message-ID): linked for staff, never joined.
+    """
+
+    linked_id: int | None = None
     route: ClassVar[Route] = Route.NEW_TICKET
 
 
+@dataclass(frozen=True, slots=True)
+class Flood:
+    """A message that would open a ticket from a sender over its flood limit
+    (``pipeline/flood.py``): kept on the sender's latest ticket, never answered."""
+
+    ticket_id: int | None
+    key: str  # address:… or domain:…
+    reason: str
+    route: ClassVar[Route] = Route.FLOOD
+
+
 Decision = (
-    MachineOnTicket | IgnoreMachine | StaffReply | StaffClaim | FollowUp | ReopenAsNew | NewTicket
+    MachineOnTicket
+    | IgnoreMachine
+    | StaffReply
+    | StaffClaim
+    | FollowUp
+    | ReopenAsNew
+    | NewTicket
+    | Flood
 )
 
 
@@ -120,7 +144,7 @@ def decide(
     if assessment.disposition is Disposition.IGNORE:
         return MachineOnTicket(current.id) if current else IgnoreMachine()
     if current is None:
-        return NewTicket()  # also staff writing fresh: a thread is what makes a reply
+        return NewTicket(thread.linked)  # also staff writing fresh: a thread makes a reply
     if assessment.from_staff:
         return StaffReply(current.id)
     if assessment.staff_claim:
@@ -128,3 +152,8 @@ def decide(
     if current.closed_longer_than(reopen_window, now):
         return ReopenAsNew(current.id)
     return FollowUp(current.id)
+
+
+def opens_ticket(decision: Decision) -> bool:
+    """Whether the route opens a ticket, so the inbound flood limits apply to it."""
+    return isinstance(decision, NewTicket | ReopenAsNew)

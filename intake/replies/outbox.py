@@ -40,6 +40,7 @@ class ReplyKind(StrEnum):
     CONFIRMATION = "confirmation"
     ACKNOWLEDGEMENT = "acknowledgement"
     AUTO_CLOSE = "auto_close"
+    FLOOD_NOTICE = "flood_notice"  # to staff: a sender is past its inbound flood limit
 
     @property
     def token(self) -> str:
@@ -51,6 +52,7 @@ _TOKEN_KINDS = {
     ReplyKind.CONFIRMATION: "confirmation",
     ReplyKind.ACKNOWLEDGEMENT: "ack",
     ReplyKind.AUTO_CLOSE: "auto-close",
+    ReplyKind.FLOOD_NOTICE: "flood",
 }
 
 

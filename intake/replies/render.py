@@ -216,10 +216,14 @@ def render_ticket_notice(
     message_id: str,
     sender: Sender,
     now: datetime,
+    recipients: Sequence[str] = (),
 ) -> RenderedReply:
-    """A notice about an existing ticket (e.g. auto-close), threaded onto its first message."""
+    """A notice about an existing ticket (e.g. auto-close), threaded onto its first message.
+
+    It goes to the requester, or to ``recipients`` (staff, e.g. a flood notice)."""
+    to = tuple(recipients) or (ticket.requester,)
     # RFC 3834 §5: "auto-generated", as the notice answers no particular message.
-    message = _our_headers(sender, ticket.requester, message_id, now, "auto-generated")
+    message = _our_headers(sender, ", ".join(to), message_id, now, "auto-generated")
     message["In-Reply-To"] = f"<{header_safe(ticket.message_id)}>"
     message["References"] = f"<{header_safe(ticket.message_id)}>"
     message["Subject"] = reply_subject(ticket.subject, ticket.number)
@@ -232,7 +236,7 @@ def render_ticket_notice(
     }
     message.set_content(env.get_template(f"{template}.txt.j2").render(data))
     message.add_alternative(env.get_template(f"{template}.html.j2").render(data), subtype="html")
-    return RenderedReply(message_id, (ticket.requester,), message.as_bytes(policy=SMTP))
+    return RenderedReply(message_id, to, message.as_bytes(policy=SMTP))
 
 
 @dataclass(frozen=True, slots=True)

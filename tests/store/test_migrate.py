@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,9 @@ from sqlalchemy.orm import Session
 from store import migrate
 from store import repository as repo
 from store.db import make_engine, make_session_factory, session_scope
-from store.models import Base
+from store.models import Base, Ticket
 from tests.store import models_1abcf39
-from tests.store.conftest import NOW
+from tests.store.conftest import NOW, stored_ticket
 
 
 @pytest.fixture
@@ -176,6 +177,32 @@ def test_0003_lets_a_charge_be_waived_on_a_migrated_database(engine: Engine) -> 
         assert original.reverses_id is None
         credit = repo.waive_charge(session, original.id, "all details were given", NOW)
         assert credit is not None and credit.reverses_id == original.id
+
+
+def test_0007_old_tickets_count_toward_no_flood_and_link_nothing(engine: Engine) -> None:
+    """Tickets from before 0007 keep NULL links and requester keys: no flood window is
+    that old, and new tickets count by the new columns."""
+    migrate.upgrade(engine, "0006_inbound_sender_trust")
+    with session_scope(make_session_factory(engine)) as session:
+        old_id = old_ticket(session)
+    migrate.upgrade(engine)
+    columns = {c["name"]: c for c in inspect(engine).get_columns("ticket")}
+    assert all(columns[n]["nullable"] for n in ("linked_ticket_id", "requester_key"))
+    with session_scope(make_session_factory(engine)) as session:
+        old = session.get_one(Ticket, old_id)
+        assert (old.linked_ticket_id, old.requester_key, old.requester_domain) == (None,) * 3
+        since = NOW - timedelta(hours=1)
+        assert repo.count_new_tickets(session, since, address="jane@acme.example") == 0
+        stored_ticket(
+            session,
+            requester_key="jane@acme.example",
+            requester_domain="acme.example",
+            linked_ticket_id=old_id,
+        )
+        assert repo.count_new_tickets(session, since, address="jane@acme.example") == 1
+        assert repo.count_new_tickets(session, since, domain="acme.example") == 1
+        latest = repo.latest_ticket_of(session, domain="acme.example")
+        assert latest is not None and session.get_one(Ticket, latest).linked_ticket_id == old_id
 
 
 def test_three_upgrades_at_once_on_an_empty_database_migrate_it_once(db_url: str) -> None:

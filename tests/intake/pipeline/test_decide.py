@@ -10,6 +10,7 @@ from intake.pipeline.assess import Assessment, assess
 from intake.pipeline.conversation import Threading, ThreadMatch
 from intake.pipeline.decide import (
     Decision,
+    Flood,
     FollowUp,
     IgnoreMachine,
     MachineOnTicket,
@@ -20,6 +21,7 @@ from intake.pipeline.decide import (
     StaffReply,
     TicketState,
     decide,
+    opens_ticket,
 )
 from intake.pipeline.identity import Identity
 from intake.policy.policy import PolicyBook, load_policy
@@ -79,6 +81,7 @@ CASES: list[tuple[Assessment, Threading, TicketState | None, Decision]] = [
     (ROBOT, ON_TICKET, closed(timedelta(days=30)), MachineOnTicket(7)),
     (CUSTOMER, ON_TICKET, None, NewTicket()),
     (CUSTOMER, NO_THREAD, OPEN, NewTicket()),
+    (CUSTOMER, Threading(None, ("References cite TKT-000007, but …",), 7), None, NewTicket(7)),
 ]
 IDS = [
     "customer-without-thread-new-ticket",
@@ -97,6 +100,7 @@ IDS = [
     "machine-on-long-closed-ticket",
     "matched-ticket-row-gone-new-ticket",
     "state-without-thread-match-is-ignored",
+    "stranger-citing-a-ticket-new-ticket-linked-to-it",
 ]
 
 
@@ -117,6 +121,7 @@ def test_decide_picks_one_route(
         (FollowUp(1), "follow_up"),
         (ReopenAsNew(1), "reopen_as_new"),
         (NewTicket(), "new_ticket"),
+        (Flood(1, "address:jane@acme.example", "20 new tickets"), "flood"),
     ],
     ids=[
         "machine-on-ticket",
@@ -126,10 +131,22 @@ def test_decide_picks_one_route(
         "follow-up",
         "reopen",
         "new-ticket",
+        "flood",
     ],
 )
 def test_each_route_has_its_stable_name(decision: Decision, value: str) -> None:
     assert decision.route is Route(value) and decision.route == value
+
+
+@pytest.mark.parametrize(
+    ("decision", "limited"),
+    [(NewTicket(), True), (ReopenAsNew(1), True), (FollowUp(1), False), (StaffReply(1), False)],
+    ids=["new-ticket", "reopen-as-new", "follow-up", "staff-reply"],
+)
+def test_only_routes_that_open_a_ticket_meet_the_flood_limits(
+    decision: Decision, limited: bool
+) -> None:
+    assert opens_ticket(decision) is limited
 
 
 def test_the_dry_run_disposition_names_match_the_routes() -> None:
