@@ -130,7 +130,7 @@ def _parse(raw: bytes) -> ParsedMessage:
     part_types = tuple(_type_of(visit.part) for visit in visits)
     message_id = _message_id(msg)
     # Last: the policy parses header values lazily, so only now is every cut known.
-    capped = isinstance(msg.policy, _MemoPolicy) and msg.policy.capped
+    capped = (isinstance(msg.policy, _MemoPolicy) and msg.policy.capped) or _any_capped(msg)
     defects = _defect_names(visits) | ({PART_LIMIT_DEFECT} if cut else set())
     defects |= {HEADER_LIMIT_DEFECT} if capped else set()
     return ParsedMessage(
@@ -305,8 +305,13 @@ def _declared_charsets(visits: Iterable[_Visit]) -> tuple[str, ...]:
 
 
 def _raw_headers(msg: Message) -> list[tuple[str, str]]:
-    # raw_items() yields the stored, unparsed source values (str, 8-bit as surrogates).
-    return [(name, str(value)) for name, value in msg.raw_items()]
+    # raw_items() yields the stored, unparsed source values (str, 8-bit as surrogates),
+    # each cut to its budget before any decoding (bound_header_value).
+    return [(name, bound_header_value(name, str(value))[0]) for name, value in msg.raw_items()]
+
+
+def _any_capped(msg: Message) -> bool:
+    return any(bound_header_value(name, str(value))[1] for name, value in msg.raw_items())
 
 
 def _decode_headers(msg: Message, hints: tuple[str, ...]) -> tuple[tuple[str, str], ...]:

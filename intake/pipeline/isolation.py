@@ -30,7 +30,7 @@ from intake.errors import BudgetExceededError
 from intake.pipeline.assess import Assessment, assess_bytes
 from intake.pipeline.customers import CustomerRecord
 from intake.pipeline.identity import Identity
-from intake.policy.policy import PolicyBook
+from intake.policy.policy import Policy, PolicyBook
 from parsing import Classification, DeliveryReport, read_delivery_report
 
 
@@ -158,8 +158,14 @@ class ProcessReader:
         except pebble.ProcessExpired as exc:  # died on its own: a failed attempt, retried
             raise RuntimeError(f"worker process died (exit code {exc.exitcode})") from None
         # The policy came back as a copy; the pipeline compares policies by identity.
-        policy = self.policies.by_name(reading.assessment.policy.name)
+        policy = self._own(reading.assessment.policy)
         return replace(reading, assessment=replace(reading.assessment, policy=policy))
+
+    def _own(self, copy: Policy) -> Policy:
+        """The book's own policy object that the worker's copy stands for."""
+        book = self.policies
+        candidates = (book.default, *book.others.values())
+        return next((p for p in candidates if p == copy), book.by_name(copy.name))
 
     def close(self) -> None:
         """Stop the workers (a running read is cut off: its row is retried later)."""
