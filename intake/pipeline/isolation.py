@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -124,9 +124,18 @@ class ProcessReader:
     """``read_stored`` in a pool of worker processes, each call within ``timeout`` seconds."""
 
     def __init__(
-        self, policies: PolicyBook, identity: Identity, *, workers: int, timeout: float
+        self,
+        policies: PolicyBook,
+        identity: Identity,
+        *,
+        workers: int,
+        timeout: float,
+        target: Callable[..., Reading] | None = None,
     ) -> None:
+        """``target`` replaces what a worker runs (tests: a worker that dies); it must be
+        importable by name, as spawned workers import it afresh."""
         self.policies, self.timeout, self.workers = policies, timeout, workers
+        self._target = target or _read_in_worker
         # spawn, not fork: the daemon has threads and open store connections by now.
         self._pool = pebble.ProcessPool(
             max_workers=workers,
@@ -144,7 +153,7 @@ class ProcessReader:
         dkim_verified: tuple[str, ...] = (),
     ) -> Reading:
         future = self._pool.schedule(
-            _read_in_worker,
+            self._target,
             args=(raw, envelope_from, received_at, directory, dkim_verified),
             timeout=self.timeout,
         )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from intake.app import App, build_app, reading_workers
 from intake.pipeline.core import Envelope, Result, prepare_inbound
-from intake.pipeline.isolation import InlineReader, ProcessReader
+from intake.pipeline.isolation import InlineReader, ProcessReader, Reading, _read_in_worker
 from intake.settings import Settings
 from store import repository as repo
 from store.db import session_scope
@@ -76,3 +79,37 @@ def test_intake_workers(
     settings = make_settings(**{"intake.workers": configured})
     workers = reading_workers(settings)
     assert workers == expected if expected >= 0 else workers >= 1
+
+
+def die_once(
+    raw: bytes,
+    envelope_from: str | None,
+    received_at: datetime,
+    directory: tuple[()],
+    dkim_verified: tuple[str, ...] = (),
+) -> Reading:
+    """A worker killed mid-read (the OOM killer), then, in its replacement, a normal read."""
+    marker = Path(os.environ["INTAKE_TEST_DIE_MARKER"])
+    if not marker.exists():
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _read_in_worker(raw, envelope_from, received_at, directory, dkim_verified)
+
+
+def test_a_killed_worker_is_a_failed_attempt_that_is_retried(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTAKE_TEST_DIE_MARKER", str(tmp_path / "died"))
+    pool = ProcessReader(
+        app.pipeline.policies, app.pipeline.identity, workers=1, timeout=60.0, target=die_once
+    )
+    try:
+        inbound_id = store(app, make_mail())
+        assert app.pipeline.process(inbound_id, pool).result is Result.FAILED
+        with session_scope(app.sessions) as session:
+            row = repo.get_inbound(session, inbound_id)
+            assert row is not None and row.status == InboundStatus.FAILED and row.attempts == 1
+            assert row.next_attempt_at is not None  # retried later, not quarantined
+        assert app.pipeline.process(inbound_id, pool).result is Result.TICKET_CREATED
+    finally:
+        pool.close()
