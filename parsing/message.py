@@ -513,28 +513,30 @@ def _mailboxes(msg: Message, name: str, undecoded: str) -> list[tuple[str, str]]
     return [(display or names.get(spec.casefold(), ""), spec) for display, spec in parsed]
 
 
-# What a display name may hide an address in: quoted strings, comments, encoded words.
-_NOT_ADDRESS: Final = re.compile(r'"(?:[^"\\]|\\.)*"|\([^()]*\)|=\?[^?\s]*\?[bBqQ]\?[^?]*\?=')
+# What a display name may hide an address in: quoted strings, comments, encoded words
+# (not one written as a local part, ``=?utf-8?q?boss?=@x``, which RFC 2047 §5 forbids).
+_NOT_ADDRESS: Final = re.compile(r'"(?:[^"\\]|\\.)*"|\([^()]*\)|=\?[^?\s]*\?[bBqQ]\?[^?]*\?=(?!@)')
 _ANGLE_SPEC: Final = re.compile(r"<([^<>\s\"]+@[^<>\s\"]+)>")
 
 
 def _angle_checked(mailboxes: list[tuple[str, str]], undecoded: str) -> list[tuple[str, str]]:
-    """``mailboxes``, unless the raw header's ``<addr-spec>``s (RFC 5322 §3.4) disagree.
+    """``mailboxes`` without the ones cut from inside a display name; the raw header's
+    ``<addr-spec>``s (RFC 5322 §3.4) stand in for them.
 
     ``getaddresses`` on text whose display name decodes to CR/LF or holds a broken
-    encoded word reads a fragment of the name as the address (``_victim@evil.example?=``);
-    the angle brackets outside quoted strings, comments and encoded words say which
-    address the sender gave, so they decide which one we reply to.
+    encoded word reads a fragment of the name as the address (``_victim@evil.example?=``).
+    An address the sender gave stands outside quoted strings, comments and encoded words,
+    so only those are kept, and the angle brackets there say which address was meant.
     """
-    angle = [
-        spec
-        for found in _ANGLE_SPEC.findall(_NOT_ADDRESS.sub(" ", undecoded))
-        if (spec := normalise_address(found))
-    ]
-    if not angle or {a.casefold() for _, a in mailboxes} <= {a.casefold() for a in angle}:
+    visible = _NOT_ADDRESS.sub(" ", undecoded)
+    folded = visible.casefold()
+    genuine = [(name, spec) for name, spec in mailboxes if spec.casefold() in folded]
+    if len(genuine) == len(mailboxes):
         return mailboxes
-    names = {spec.casefold(): display for display, spec in mailboxes}
-    return [(names.get(spec.casefold(), ""), spec) for spec in angle]
+    known = {spec.casefold() for _, spec in genuine}
+    angle = [s for found in _ANGLE_SPEC.findall(visible) if (s := normalise_address(found))]
+    checked = genuine + [("", s) for s in dict.fromkeys(angle) if s.casefold() not in known]
+    return checked or mailboxes  # a quoted local part ("j doe"@x) is no fragment to drop
 
 
 def _trustworthy(parsed: list[tuple[str, str]], undecoded: str) -> bool:

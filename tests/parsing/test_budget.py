@@ -115,3 +115,9 @@ def test_a_megabyte_folded_subject_is_capped_and_hashed_in_linear_time() -> None
     assert parsed.subject.startswith("dial tone gone") and len(parsed.subject) <= 16_384
     # The content hash (the accept path's idempotency key) split fields quadratically.
     assert content_hash(b"X-Spam-Score: 1\r\n" + raw) == content_hash(raw)
+
+
+def test_a_broken_name_in_a_list_drops_only_its_fragment() -> None:
+    to = "a@x.example, =?utf-8?q?_victim@evil.example?= <b@y.example>"
+    parsed = parse_message(mail(f"From: j@acme.example\r\nTo: {to}\r\nSubject: x\r\n"))
+    assert parsed.to == ("a@x.example", "b@y.example")
