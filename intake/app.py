@@ -41,6 +41,7 @@ from intake.pipeline.core import Pipeline, RetryPolicy
 from intake.pipeline.dkimcheck import DkimVerifier
 from intake.pipeline.flood import FloodSettings
 from intake.pipeline.identity import Identity
+from intake.pipeline.isolation import ProcessReader, default_workers
 from intake.pipeline.mailstate import StoredMailboxState
 from intake.pipeline.worker import ProcessingWorker
 from intake.policy.policy import Policy, PolicyBook, available_policies, load_policy
@@ -302,8 +303,14 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(throttled_loop_errors(app.settings.logging.repeat_interval))
     writer = GroupCommitWriter(app.pipeline)
+    workers = reading_workers(app.settings)
     worker = ProcessingWorker(
-        app.pipeline, app.sessions, app.settings.intake.sweep_interval, app.metrics
+        app.pipeline,
+        app.sessions,
+        app.settings.intake.sweep_interval,
+        app.metrics,
+        reader_factory=partial(_process_reader, app, workers) if workers else None,
+        concurrency=max(1, workers),
     )
     pollers = imap_pollers(app, _on_loop(worker.submit))  # ConfigError before any bind
     supervisor = Supervisor(
@@ -341,6 +348,22 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         for collector in collectors:
             app.metrics.registry.unregister(collector)
         structlog.get_logger("intake.serve").info("intake.stopped")
+
+
+def reading_workers(settings: Settings) -> int:
+    """``intake.workers``, its default resolved: one worker process per usable CPU."""
+    configured = settings.intake.workers
+    return default_workers() if configured is None else configured
+
+
+def _process_reader(app: App, workers: int) -> ProcessReader:
+    pipeline = app.pipeline
+    return ProcessReader(
+        pipeline.policies,
+        pipeline.identity,
+        workers=workers,
+        timeout=app.settings.intake.parse_timeout,
+    )
 
 
 async def _bind(listener: SmtpListener, web: WebServer) -> int:

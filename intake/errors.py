@@ -44,3 +44,11 @@ class TokenError(IntakeError):
 
 class ListenError(IntakeError):
     """A port the daemon should listen on is taken or not ours (SMTP, ``web.listen``)."""
+
+
+class BudgetExceededError(IntakeError):
+    """Reading one message (parse and assessment) took longer than ``intake.parse_timeout``.
+
+    Its worker process was killed and replaced; the message is quarantined, never retried,
+    since the same bytes would take as long again.
+    """

@@ -233,6 +233,12 @@ class IntakeSettings(BaseModel):
     retry_initial: float = Field(default=5.0, gt=0)
     retry_max: float = Field(default=600.0, gt=0)
     sweep_interval: float = Field(default=5.0, gt=0)
+    # The time budget of reading one message (parse + assessment) in a worker process;
+    # past it the worker is killed and the message quarantined (intake.pipeline.isolation).
+    parse_timeout: float = Field(default=5.0, gt=0)
+    # Worker processes that read messages; None: one per usable CPU; 0: in the daemon's
+    # own process, without a budget (debugging only).
+    workers: int | None = Field(default=None, ge=0)
     autoclose_interval: float = Field(default=300.0, gt=0)  # seconds between auto-close scans
     stall_after: float = Field(default=300.0, gt=0)  # health fails past this backlog age
     # The supervisor restarts a task that died after this, doubled per failure in a row.

@@ -251,7 +251,7 @@ _BOUNCE_SUBJECT: Final = re.compile(
 )
 # Where the plain-text report ends and the returned copy begins (qmail, Exim, Postfix).
 _COPY_MARKER: Final = re.compile(
-    r"(?im)^[ \t]*-{2,}[^\n]*"
+    r"(?im)^[ \t]*--[^\n]*"
     r"(below (?:this|the next) line|copy of the message|original message)[^\n]*$"
 )
 _ADDRESS: Final = r"[^\s<>@:;,\"]+@[A-Za-z0-9.\[\]:-]+"

@@ -49,14 +49,18 @@ def idempotency_key(raw: bytes, message_id: str) -> str:
 
 
 def _header_fields(head: bytes) -> list[bytes]:
-    """Split a header block into fields, each with its continuation lines (RFC 5322 §2.2.3)."""
-    fields: list[bytes] = []
+    """Split a header block into fields, each with its continuation lines (RFC 5322 §2.2.3).
+
+    Lines are gathered per field and joined once: appending to a ``bytes`` field copies
+    it, which made a 360 KB folded subject quadratic (over a second, on the accept path).
+    """
+    fields: list[list[bytes]] = []
     for line in head.split(b"\n"):
         if fields and line[:1] in (b" ", b"\t"):
-            fields[-1] += b"\n" + line
+            fields[-1].append(line)
         else:
-            fields.append(line)
-    return fields
+            fields.append([line])
+    return [b"\n".join(lines) for lines in fields]
 
 
 def _is_trace(field: bytes) -> bool:

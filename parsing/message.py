@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 
 from parsing.addresses import normalise_address
 from parsing.forwards import attached_forward, find_forward
-from parsing.headers import header_line_regex
+from parsing.headers import bound_header_value, header_line_regex
 from parsing.idempotency import content_hash
 from parsing.text import (
     clean_header_text,
@@ -54,6 +54,8 @@ _SPACED_NAME: Final = re.compile(rb"(?m)^([\x21-\x39\x3b-\x7e]+)[ \t]+:")
 # "From " line: the end of the header section as the repaired parser will read it.
 _HEADER_SECTION_END: Final = re.compile(rb"(?m)^(?![\x21-\x39\x3b-\x7e]+[ \t]*:|[ \t]|From )")
 PARSE_FAILURE_DEFECT: Final = "ParseFailure"
+# A header value longer than the parsers' budget was cut (parsing.headers.bound_header_value).
+HEADER_LIMIT_DEFECT: Final = "HeaderLimitExceeded"
 
 _MSGID_TOKEN: Final = re.compile(r"<([^<>]*)>")
 _MAX_MSGID_LENGTH: Final = 998  # RFC 5322 §2.1.1 line limit; longer is garbage, not an id
@@ -65,17 +67,29 @@ class _MemoPolicy(EmailPolicy):
     The parser asks for a part's Content-Type about five times, and the default policy
     re-parses it each time (about 80 % of its cost); memoising keeps the recursion bomb
     at ~0.15 s instead of ~1.5 s. A fresh instance per message: no shared state.
+
+    Values longer than ``bound_header_value`` allows are cut before they are parsed, and
+    ``capped`` says so (a finding, not a failure).
     """
 
     def __init__(self) -> None:
         super().__init__(message_factory=EmailMessage)
         object.__setattr__(self, "_memo", {})
+        object.__setattr__(self, "_capped", [False])
+
+    @property
+    def capped(self) -> bool:
+        flag: list[bool] = self.__dict__["_capped"]
+        return flag[0]
 
     def header_fetch_parse(self, name: str, value: str) -> Any:
         memo: dict[tuple[str, str], Any] = self.__dict__["_memo"]
         key = (name, value)
         if key not in memo:
-            memo[key] = super().header_fetch_parse(name, value)
+            bounded, cut = bound_header_value(name, value)
+            if cut:
+                self.__dict__["_capped"][0] = True
+            memo[key] = super().header_fetch_parse(name, bounded)
         return memo[key]
 
 
@@ -111,17 +125,23 @@ def _parse(raw: bytes) -> ParsedMessage:
         visits, "" if from_attachment else new_text, hints
     )
     from_name, from_address = _first_mailbox(msg, undecoded.get("from", ""))
+    reply_to, to, cc = (_addr_specs(msg, name, undecoded) for name in ("reply-to", "to", "cc"))
+    attachments = tuple(_attachments(visits))
+    part_types = tuple(_type_of(visit.part) for visit in visits)
     message_id = _message_id(msg)
+    # Last: the policy parses header values lazily, so only now is every cut known.
+    capped = (isinstance(msg.policy, _MemoPolicy) and msg.policy.capped) or _any_capped(msg)
     defects = _defect_names(visits) | ({PART_LIMIT_DEFECT} if cut else set())
+    defects |= {HEADER_LIMIT_DEFECT} if capped else set()
     return ParsedMessage(
         message_id=message_id or generated_message_id(raw),
         message_id_generated=message_id is None,
         subject=subject,
         from_address=from_address,
         from_name=from_name,
-        reply_to=_addr_specs(msg, "reply-to", undecoded),
-        to=_addr_specs(msg, "to", undecoded),
-        cc=_addr_specs(msg, "cc", undecoded),
+        reply_to=reply_to,
+        to=to,
+        cc=cc,
         in_reply_to=message_ids(first.get("in-reply-to", "")),
         references=message_ids(" ".join(v for k, v in headers if k == "references")),
         date=parse_date(first.get("date", "")),
@@ -129,10 +149,10 @@ def _parse(raw: bytes) -> ParsedMessage:
         body_text=body_text,
         body_html=body_html,
         new_text=new_text,
-        attachments=tuple(_attachments(visits)),
+        attachments=attachments,
         headers=headers,
         defects=tuple(sorted(defects)),
-        part_types=tuple(_type_of(visit.part) for visit in visits),
+        part_types=part_types,
         forwarded=forwarded,
         signature=signature,
     )
@@ -285,8 +305,13 @@ def _declared_charsets(visits: Iterable[_Visit]) -> tuple[str, ...]:
 
 
 def _raw_headers(msg: Message) -> list[tuple[str, str]]:
-    # raw_items() yields the stored, unparsed source values (str, 8-bit as surrogates).
-    return [(name, str(value)) for name, value in msg.raw_items()]
+    # raw_items() yields the stored, unparsed source values (str, 8-bit as surrogates),
+    # each cut to its budget before any decoding (bound_header_value).
+    return [(name, bound_header_value(name, str(value))[0]) for name, value in msg.raw_items()]
+
+
+def _any_capped(msg: Message) -> bool:
+    return any(bound_header_value(name, str(value))[1] for name, value in msg.raw_items())
 
 
 def _decode_headers(msg: Message, hints: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -474,6 +499,7 @@ def _mailboxes(msg: Message, name: str, undecoded: str) -> list[tuple[str, str]]
     local part is not literally in the source is not trusted.
     """
     nothing: list[tuple[str, str]] = []
+    undecoded, _ = bound_header_value(name, undecoded)  # getaddresses is super-linear too
     fallback = [
         (clean_header_text(decode_words(n)), a)
         for n, a in (_split(p) for p in _guard(lambda: getaddresses([undecoded]), nothing))
@@ -481,10 +507,36 @@ def _mailboxes(msg: Message, name: str, undecoded: str) -> list[tuple[str, str]]
     ]
     parsed = _guard(lambda: _policy_mailboxes(msg, name), nothing)
     if not parsed or not _trustworthy(parsed, undecoded):
-        return fallback
+        return _angle_checked(fallback, undecoded)
     # "j@x (Jane Doe)": RFC 5322 keeps the name in a comment, which the policy drops.
     names = {spec.casefold(): display for display, spec in fallback if display}
     return [(display or names.get(spec.casefold(), ""), spec) for display, spec in parsed]
+
+
+# What a display name may hide an address in: quoted strings, comments, encoded words
+# (not one written as a local part, ``=?utf-8?q?boss?=@x``, which RFC 2047 §5 forbids).
+_NOT_ADDRESS: Final = re.compile(r'"(?:[^"\\]|\\.)*"|\([^()]*\)|=\?[^?\s]*\?[bBqQ]\?[^?]*\?=(?!@)')
+_ANGLE_SPEC: Final = re.compile(r"<([^<>\s\"]+@[^<>\s\"]+)>")
+
+
+def _angle_checked(mailboxes: list[tuple[str, str]], undecoded: str) -> list[tuple[str, str]]:
+    """``mailboxes`` without the ones cut from inside a display name; the raw header's
+    ``<addr-spec>``s (RFC 5322 §3.4) stand in for them.
+
+    ``getaddresses`` on text whose display name decodes to CR/LF or holds a broken
+    encoded word reads a fragment of the name as the address (``_victim@evil.example?=``).
+    An address the sender gave stands outside quoted strings, comments and encoded words,
+    so only those are kept, and the angle brackets there say which address was meant.
+    """
+    visible = _NOT_ADDRESS.sub(" ", undecoded)
+    folded = visible.casefold()
+    genuine = [(name, spec) for name, spec in mailboxes if spec.casefold() in folded]
+    if len(genuine) == len(mailboxes):
+        return mailboxes
+    known = {spec.casefold() for _, spec in genuine}
+    angle = [s for found in _ANGLE_SPEC.findall(visible) if (s := normalise_address(found))]
+    checked = genuine + [("", s) for s in dict.fromkeys(angle) if s.casefold() not in known]
+    return checked or mailboxes  # a quoted local part ("j doe"@x) is no fragment to drop
 
 
 def _trustworthy(parsed: list[tuple[str, str]], undecoded: str) -> bool:

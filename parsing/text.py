@@ -113,6 +113,13 @@ _RULE_LINE: Final = re.compile(r"[_\-=*]{5,}")
 _REPLY_LANGUAGES: Final = ("en", "de", "fr", "es", "it", "nl", "pl", "sv")
 # The reply library costs ~4 µs a character; longer bodies go to the line rule alone.
 _MAX_REPLY_INPUT: Final = 100_000
+# Its header regexes (``^On\s(.+?\s?.+?)\s?wrote:$`` and the like) backtrack: a line
+# costs about the square of its length (100 lines of 300 "On " took 6 s). The longest
+# lines are hidden from it behind a token until the sum of squares fits this budget
+# (~1 s worst case, while ordinary 76-character text passes whole up to ~25 KB).
+_REPLY_LINE_BUDGET: Final = 2_000_000
+_HIDDEN_LINE: Final = "intakehiddenline"
+_HIDDEN_TOKEN: Final = re.compile(_HIDDEN_LINE + r"(\d+)x")
 
 
 def codecs_for(charset: str | None) -> tuple[str, ...]:
@@ -445,17 +452,35 @@ def _drop_trailing_rules(text: str) -> str:
 
 def _reply_from_library(text: str) -> tuple[str | None, str] | None:
     """(new text or None when empty, signature) as mail-parser-reply reads them."""
+    bounded, hidden = _hide_long_lines(text)
     try:
         # keep_hyphen_lists: "- Serial: X" bullets are report fields, not a "-Name" signature.
         message = _ReplyMessage(
-            text=text, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True
+            text=bounded, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True
         ).read()
         reply = message.replies[0] if message.replies else None
         body = str(reply.body) if reply else ""
         signature = str(reply.signatures or "") if reply else ""
     except Exception:  # a third-party regex engine on hostile text: fall back, never fail
         return None
+    if hidden:
+        body, signature = (
+            _HIDDEN_TOKEN.sub(lambda m: hidden[int(m[1])], t) for t in (body, signature)
+        )
     return (body.strip() or None), signature.strip()
+
+
+def _hide_long_lines(text: str) -> tuple[str, dict[int, str]]:
+    """``text`` with its longest lines replaced by tokens until it fits the line budget."""
+    lines = text.split("\n")
+    cost = sum(len(line) ** 2 for line in lines)
+    hidden: dict[int, str] = {}
+    for index in sorted(range(len(lines)), key=lambda i: -len(lines[i])):
+        if cost <= _REPLY_LINE_BUDGET:
+            break
+        cost -= len(lines[index]) ** 2
+        hidden[index], lines[index] = lines[index], f"{_HIDDEN_LINE}{index}x"
+    return "\n".join(lines), hidden
 
 
 def strip_quoted(text: str) -> str:

@@ -336,8 +336,7 @@ class MailboxPoller:
         return stored
 
     def _note_stored(self, uid: int, item: NewInbound, outcome: Stored, result: PollResult) -> None:
-        self.log.info(
-"message.stored", uid=uid, **stored_fields(item, outcome))
+        self.log.info("message.stored", uid=uid, **stored_fields(item, outcome))
         if outcome.duplicate:
             result.duplicates += 1
         else:

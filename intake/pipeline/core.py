@@ -23,8 +23,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.backoff import backoff_delay
-from intake.errors import StoreError
-from intake.pipeline.assess import Assessment, assess, assess_bytes
+from intake.errors import BudgetExceededError, StoreError
+from intake.pipeline.assess import Assessment, assess
 from intake.pipeline.changes import Bounce, ChangeRecord, FloodChanges, MachineChanges
 from intake.pipeline.conversation import ThreadContext, Threading, find_thread, participants_of
 from intake.pipeline.customers import CustomerRecord, DirectoryCache
@@ -46,6 +46,7 @@ from intake.pipeline.dkimcheck import DkimVerifier
 from intake.pipeline.flood import FloodSettings, FloodVerdict, Sender, check_flood, window_start
 from intake.pipeline.followup import apply_follow_up, apply_staff_claim, apply_staff_reply
 from intake.pipeline.identity import Identity
+from intake.pipeline.isolation import InlineReader, Reader
 from intake.policy.policy import PolicyBook
 from intake.replies.outbox import Outbox, ReplyKind
 from intake.replies.render import (
@@ -56,10 +57,8 @@ from intake.replies.render import (
     render_ticket_notice,
 )
 from parsing import (
-    Classification,
     DeliveryReport,
     idempotency_key,
-    read_delivery_report,
     read_message_id,
 )
 from store import repository as repo
@@ -219,11 +218,21 @@ class Pipeline:
             reason = driver_reason(exc)  # never the SQL's values: they are the message
             raise StoreError(f"could not store inbound message: {reason}") from exc
 
-    def process(self, inbound_id: int) -> Outcome:
-        """COMMIT 2 for one stored message; failures are counted, never raised."""
+    def process(self, inbound_id: int, reader: Reader | None = None) -> Outcome:
+        """COMMIT 2 for one stored message; failures are counted, never raised.
+
+        ``reader`` parses and assesses it (``intake.pipeline.isolation``): the daemon's
+        worker processes under the time budget, else in this thread. A message over the
+        budget is quarantined at once: the same bytes would take as long again.
+        """
         log = structlog.get_logger("intake.pipeline").bind(inbound_id=inbound_id)
         try:
-            outcome = self._process(inbound_id)
+            outcome = self._process(
+                inbound_id, reader or InlineReader(self.policies, self.identity)
+            )
+        except BudgetExceededError as exc:
+            log.warning("message.over_budget", error=str(exc))
+            outcome = self._record_failure(inbound_id, f"BudgetExceededError: {exc}", final=True)
         except IntegrityError as exc:
             outcome = self._after_integrity_error(inbound_id, exc)
         except Exception as exc:
@@ -259,8 +268,22 @@ class Pipeline:
         except Exception:  # the store is down: _record_failure says so and retries later
             return False
 
-    def _process(self, inbound_id: int) -> Outcome:
+    def _process(self, inbound_id: int, reader: Reader) -> Outcome:
         now = self.clock()
+        # Read first, holding no lock: parsing may take up to the whole budget, and on
+        # SQLite the write transaction below holds the one lock COMMIT 1 needs too.
+        with session_scope(self.sessions) as session:
+            row = repo.get_inbound(session, inbound_id)
+            if row is None:
+                return Outcome(inbound_id, Result.MISSING)
+            if row.status not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
+                return Outcome(inbound_id, Result.ALREADY_DONE, classification=row.classification)
+            raw, envelope_from, received_at = row.raw, row.envelope_from, row.received_at
+            directory = self.directory.load(session)
+        # Deadlines run from when *we* received it.
+        # DKIM needs DNS, so it runs here; the budgeted read gets its verified domains.
+        verified = self.dkim.verified_domains(raw) if self.dkim else ()
+        reading = reader(raw, envelope_from, received_at, directory, tuple(verified))
         # A write transaction: the ticket and the reply budget are read to be changed.
         with session_scope(self.sessions, write=True) as session:
             row = repo.get_inbound(session, inbound_id, lock=True)
@@ -268,7 +291,9 @@ class Pipeline:
                 return Outcome(inbound_id, Result.MISSING)
             if row.status not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
                 return Outcome(inbound_id, Result.ALREADY_DONE, classification=row.classification)
-            work = self._read(session, row, now)
+            work = Work(
+                session, row, reading.assessment, reading.report, directory, now, tuple(verified)
+            )
             thread = self._thread(work)
             applied = self.apply(self._decide(work, thread), work)
             outcome = self._record(row, work.assessment, applied, now)
@@ -307,21 +332,6 @@ class Pipeline:
         row.ticket_id = ticket.id if ticket else None
         number = ticket.number if ticket else None
         return Outcome(row.id, applied.result, number, row.classification)
-
-    def _read(self, session: Session, row: InboundMessage, now: datetime) -> Work:
-        directory = self.directory.load(session)
-        verified = self.dkim.verified_domains(row.raw) if self.dkim else ()
-        assessment = assess_bytes(
-            row.raw,
-            row.envelope_from,
-            self.policies,
-            self.identity,
-            row.received_at,  # deadlines run from when *we* received it
-            directory,
-            verified,
-        )
-        report = self._delivery_report(row, assessment)
-        return Work(session, row, assessment, report, directory, now, verified)
 
     def _thread(self, work: Work) -> Threading:
         report = work.report
@@ -455,12 +465,6 @@ class Pipeline:
             under=policy,
             dkim_verified=work.dkim_verified,
         )
-
-    @staticmethod
-    def _delivery_report(row: InboundMessage, assessment: Assessment) -> DeliveryReport | None:
-        if assessment.verdict.kind is not Classification.BOUNCE:
-            return None
-        return read_delivery_report(row.raw)
 
     def _machine(self, work: Work) -> ChangeRecord:
         """Machine mail is recorded, never answered (RFC 3834 §2); a DSN marks bouncers."""
@@ -610,16 +614,19 @@ class Pipeline:
         )
         return enqueued.suppressed
 
-    def _record_failure(self, inbound_id: int, error: str, logged: str | None = None) -> Outcome:
+    def _record_failure(
+        self, inbound_id: int, error: str, logged: str | None = None, *, final: bool = False
+    ) -> Outcome:
         """Count a failed attempt; ``error`` is kept on the row, ``logged`` (default
-        ``error``) is what the log line may say of it."""
+        ``error``) is what the log line may say of it; ``final`` quarantines it now (no
+        retry can succeed)."""
         now = self.clock()
         log = structlog.get_logger("intake.pipeline")
         try:
             with session_scope(self.sessions) as session:
                 current = repo.get_inbound(session, inbound_id, lock=True)
                 attempts = (current.attempts if current else 0) + 1
-                next_at = self.retry.next_attempt(attempts, now)
+                next_at = None if final else self.retry.next_attempt(attempts, now)
                 row = repo.record_failure(session, inbound_id, error, next_at)
                 status, message_id = row.status, row.message_id
         except Exception as exc:  # the store itself is down: the sweeper retries later

@@ -1,16 +1,22 @@
-"""The processing worker: runs ``Pipeline.process`` for stored messages, one at a time.
+"""The processing worker: runs ``Pipeline.process`` for stored messages, several at a time.
 
 Edges hand it the ids they just stored; a periodic sweep also picks up whatever the store
 says is due — messages stored before a crash or restart, and failed ones whose backoff
-has passed — so nothing acknowledged waits forever. Processing runs in a thread, never on
-the event loop, and one message at a time so a bad one cannot starve the others. Each one
-is counted by outcome and timed (``intake.metrics``).
+has passed — so nothing acknowledged waits forever. Processing runs in threads, never on
+the event loop, at most ``concurrency`` messages at once (one per worker process of the
+reader, ``intake.workers``), so a slow message occupies one slot and never starves the
+others; a message already in hand is not started twice. Each one is counted by outcome
+and timed (``intake.metrics``).
+
+The reader (``intake.pipeline.isolation``) is made when the unit starts and closed when
+it ends, so a supervisor restart of this unit also starts fresh worker processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -18,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from intake.metrics import Metrics
 from intake.pipeline.core import Outcome, Pipeline
+from intake.pipeline.isolation import ProcessReader, Reader
 from store import repository as repo
 from store.db import session_scope
 
@@ -28,37 +35,78 @@ class ProcessingWorker:
     sessions: sessionmaker[Session]
     sweep_interval: float
     metrics: Metrics = field(default_factory=Metrics.create)
+    # Makes the reader when the unit starts (None: read in this process, no budget).
+    reader_factory: Callable[[], ProcessReader] | None = None
+    concurrency: int = 1
     _queue: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+    _reader: Reader | None = None
+    _in_hand: set[int] = field(default_factory=set)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _slots: asyncio.Semaphore | None = None
 
     def submit(self, inbound_id: int) -> None:
         self._queue.put_nowait(inbound_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.sweep()
-        while not stop.is_set():
-            try:
-                inbound_id = await asyncio.wait_for(self._queue.get(), self.sweep_interval)
-            except TimeoutError:
-                await self.sweep()
-                continue
-            await asyncio.to_thread(self._process, inbound_id)
-        await self._drain()
+        self._slots = asyncio.Semaphore(self.concurrency)
+        pool = await asyncio.to_thread(self.reader_factory) if self.reader_factory else None
+        self._reader = pool
+        try:
+            await self.sweep()
+            while not stop.is_set():
+                try:
+                    inbound_id = await asyncio.wait_for(self._queue.get(), self.sweep_interval)
+                except TimeoutError:
+                    await self.sweep()
+                    continue
+                await self._start(inbound_id)
+            await self._drain()
+        finally:
+            await self._settle()
+            self._reader = None
+            if pool is not None:
+                await asyncio.to_thread(pool.close)
 
     async def sweep(self) -> int:
         """Process everything the store says is due; returns how many were tried."""
         due = await asyncio.to_thread(self._due_ids)
         for inbound_id in due:
-            await asyncio.to_thread(self._process, inbound_id)
+            await self._start(inbound_id)
+        await self._settle()
         return len(due)
+
+    async def _start(self, inbound_id: int) -> None:
+        """Process ``inbound_id`` in a free slot (waiting for one), unless already in hand."""
+        if inbound_id in self._in_hand:
+            return
+        slots = self._slots or asyncio.Semaphore(self.concurrency)
+        self._slots = slots
+        await slots.acquire()
+        self._in_hand.add(inbound_id)
+
+        async def one() -> None:
+            try:
+                await asyncio.to_thread(self._process, inbound_id)
+            finally:
+                self._in_hand.discard(inbound_id)
+                slots.release()
+
+        task = asyncio.create_task(one(), name=f"process {inbound_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self) -> None:
+        """Wait for every message in hand (process() never raises: failures are counted)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _drain(self) -> None:
         while not self._queue.empty():
-            inbound_id = self._queue.get_nowait()
-            await asyncio.to_thread(self._process, inbound_id)
+            await self._start(self._queue.get_nowait())
 
     def _process(self, inbound_id: int) -> Outcome:
         started = time.perf_counter()
-        outcome = self.pipeline.process(inbound_id)
+        outcome = self.pipeline.process(inbound_id, self._reader)
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
         self.metrics.processed.labels(outcome=outcome.result.value).inc()
         return outcome

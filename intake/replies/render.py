@@ -30,6 +30,14 @@ from parsing import ParsedMessage, SubjectParse, address_domain, strip_reply_pre
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _MAX_ECHO = 80  # characters of a customer's value we echo in a reply
+# What of the subject we echo: folding a 1 MB subject took the email package ~24 s, and
+# a reply is no channel for an attacker's text (issue 13).
+MAX_ECHOED_SUBJECT = 200
+# A literal "=?" in decoded text makes the SMTP policy's folder re-read an encoded word,
+# and one carrying invalid UTF-8 raised UnicodeEncodeError (RFC 2047 §5: such text is no
+# encoded word). A word joiner keeps the text as it reads and no longer parses as one.
+_LITERAL_ENCODED_WORD = "=?"
+_WORD_JOINED = "=\u2060?"
 EXAMPLE_SUBJECT = "Acme Corp – 123 Main St, Denver CO – No dial tone on all lines – P1"
 
 
@@ -132,18 +140,24 @@ def header_safe(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value).split())
 
 
-def echo_value(value: str) -> str:
+def echo_value(value: str, limit: int = _MAX_ECHO) -> str:
     """A value the customer wrote, fit to echo back: one line, control characters gone,
-    at most ``_MAX_ECHO`` characters (the HTML template escapes it on top)."""
+    at most ``limit`` characters (the HTML template escapes it on top)."""
     line = header_safe(value)
-    return line if len(line) <= _MAX_ECHO else line[: _MAX_ECHO - 1].rstrip() + "…"
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def reply_subject(original: str, number: str) -> str:
     """``Re: <subject> [number]``: one ``Re:`` (RFC 5322 §3.6.5) and our tag once, at the end."""
     # The tag goes first: "RE: [TKT-000001] Re: x" must lose both prefixes.
     base = strip_reply_prefixes(header_safe(original).replace(f"[{number}]", ""))
+    base = echo_value(base, MAX_ECHOED_SUBJECT).replace(_LITERAL_ENCODED_WORD, _WORD_JOINED)
     return f"Re: {base} [{number}]" if base else f"Your support request [{number}]"
+
+
+def _echoed(text: str | None) -> str | None:
+    """``echo_value`` for the values that may be absent (name, subject parts)."""
+    return echo_value(text) if text else text
 
 
 def render_confirmation(
@@ -175,7 +189,7 @@ def render_acknowledgement(
 ) -> RenderedReply:
     """The short answer to a follow-up: what it supplied and what is still missing."""
     context = {
-        "name": assessment.message.from_name,
+        "name": _echoed(assessment.message.from_name),
         "number": number,
         "supplied": supplied,
         "missing": still_missing,
@@ -315,11 +329,11 @@ def _confirmation_context(assessment: Assessed, number: str, sender: Sender) -> 
     priority = policy.priority(assessment.priority)
     deadlines = _deadline_lines(assessment)
     return {
-        "name": assessment.message.from_name,
+        "name": _echoed(assessment.message.from_name),
         "number": number,
-        "customer": subject.customer,
-        "location": subject.location,
-        "issue": subject.issue,
+        "customer": _echoed(subject.customer),
+        "location": _echoed(subject.location),
+        "issue": _echoed(subject.issue),
         "priority_name": priority.name if priority else f"Priority {assessment.priority}",
         "priority_definition": priority.definition if priority else "",
         "priority_defaulted": any(

@@ -318,9 +318,10 @@ def test_two_daemons_mailing_each_other_stop_at_once(
                 "support@b.example", ["support@a.example"], opener.replace(b"\n", b"\r\n")
             )
 
-        def b_got_it() -> bool:
+        def b_got_it() -> bool:  # and read it (in a worker process that may still start)
             with session_scope(b.app.sessions) as session:
-                return len(list(session.execute(select(InboundMessage)).scalars())) == 1
+                rows = list(session.execute(select(InboundMessage)).scalars())
+                return len(rows) == 1 and rows[0].processed_at is not None
 
         wait_for(b_got_it)
         time.sleep(2.0)  # room for a ping-pong to show up if there were one

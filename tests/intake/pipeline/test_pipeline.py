@@ -243,8 +243,8 @@ def test_an_integrity_error_after_another_worker_finished_reads_as_already_done(
     stored = store(app, make_mail())
     finish = app.pipeline._process
 
-    def lose_the_race(inbound_id: int) -> Outcome:
-        finish(inbound_id)  # the other worker commits the message ...
+    def lose_the_race(inbound_id: int, *reader: object) -> Outcome:
+        finish(inbound_id, *reader)  # type: ignore[arg-type]  # the other worker commits ...
         raise IntegrityError("INSERT ...", {}, Exception("UNIQUE constraint failed"))
 
     monkeypatch.setattr(app.pipeline, "_process", lose_the_race)

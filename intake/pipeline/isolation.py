@@ -1,0 +1,182 @@
+"""Reading a stored message under the time budget: parse and assessment in worker processes.
+
+This module owns ``intake.parse_timeout`` and ``intake.workers``. Reading a message is
+pure (bytes, policies, directory -> ``Reading``), so it can run anywhere; here it runs in
+a pool of worker processes (``pebble``), because a budget must hold even while a C regex
+holds the GIL, and only another process can be stopped then. A worker over budget is
+killed and replaced by the pool, the message is refused with ``BudgetExceededError``
+(the pipeline quarantines it), and the SMTP listener, which never shares a GIL with the
+workers, keeps answering meanwhile. A worker that dies otherwise (OOM killer, a crash in
+C) is an ordinary failed attempt: the row is retried and counted.
+
+``read_stored`` is the one reading function, run in-process by ``InlineReader`` (tests,
+``intake check``, ``intake.workers = 0``) and in a worker by ``ProcessReader``. Issue 11's
+batching can schedule several messages per call on the same pool.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
+
+import pebble
+
+from intake.errors import BudgetExceededError
+from intake.pipeline.assess import Assessment, assess_bytes
+from intake.pipeline.customers import CustomerRecord
+from intake.pipeline.identity import Identity
+from intake.policy.policy import Policy, PolicyBook
+from parsing import Classification, DeliveryReport, read_delivery_report
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What COMMIT 2 reads of one stored message before it touches the store."""
+
+    assessment: Assessment
+    report: DeliveryReport | None  # the bounce's delivery report, for a bounce only
+
+
+class Reader(Protocol):
+    """Reads one stored message: raises ``BudgetExceededError`` past the budget."""
+
+    def __call__(
+        self,
+        raw: bytes,
+        envelope_from: str | None,
+        received_at: datetime,
+        directory: Sequence[CustomerRecord],
+        dkim_verified: tuple[str, ...] = (),
+    ) -> Reading: ...
+
+
+def read_stored(
+    raw: bytes,
+    envelope_from: str | None,
+    received_at: datetime,
+    directory: Sequence[CustomerRecord],
+    policies: PolicyBook,
+    identity: Identity,
+    dkim_verified: tuple[str, ...] = (),
+) -> Reading:
+    """Parse and assess ``raw``; read its delivery report when it is a bounce."""
+    assessment = assess_bytes(
+        raw, envelope_from, policies, identity, received_at, directory, dkim_verified
+    )
+    bounce = assessment.verdict.kind is Classification.BOUNCE
+    return Reading(assessment, read_delivery_report(raw) if bounce else None)
+
+
+@dataclass(frozen=True, slots=True)
+class InlineReader:
+    """``read_stored`` in the calling thread: no budget (tests, dry runs, workers = 0)."""
+
+    policies: PolicyBook
+    identity: Identity
+
+    def __call__(
+        self,
+        raw: bytes,
+        envelope_from: str | None,
+        received_at: datetime,
+        directory: Sequence[CustomerRecord],
+        dkim_verified: tuple[str, ...] = (),
+    ) -> Reading:
+        return read_stored(
+            raw, envelope_from, received_at, directory, self.policies, self.identity, dkim_verified
+        )
+
+
+def default_workers() -> int:
+    """``intake.workers`` when unset: one per CPU this process may use, at least one."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+# Set once per worker process by the pool's initializer: the policies and identity travel
+# once, not with every message.
+_WORKER: dict[str, object] = {}
+
+
+def _init_worker(policies: PolicyBook, identity: Identity) -> None:
+    _WORKER["policies"], _WORKER["identity"] = policies, identity
+
+
+def _read_in_worker(
+    raw: bytes,
+    envelope_from: str | None,
+    received_at: datetime,
+    directory: Sequence[CustomerRecord],
+    dkim_verified: tuple[str, ...] = (),
+) -> Reading:
+    policies, identity = _WORKER["policies"], _WORKER["identity"]
+    assert isinstance(policies, PolicyBook) and isinstance(identity, Identity)
+    return read_stored(
+        raw, envelope_from, received_at, directory, policies, identity, dkim_verified
+    )
+
+
+class ProcessReader:
+    """``read_stored`` in a pool of worker processes, each call within ``timeout`` seconds."""
+
+    def __init__(
+        self,
+        policies: PolicyBook,
+        identity: Identity,
+        *,
+        workers: int,
+        timeout: float,
+        target: Callable[..., Reading] | None = None,
+    ) -> None:
+        """``target`` replaces what a worker runs (tests: a worker that dies); it must be
+        importable by name, as spawned workers import it afresh."""
+        self.policies, self.timeout, self.workers = policies, timeout, workers
+        self._target = target or _read_in_worker
+        # spawn, not fork: the daemon has threads and open store connections by now.
+        self._pool = pebble.ProcessPool(
+            max_workers=workers,
+            initializer=_init_worker,
+            initargs=(policies, identity),
+            context=multiprocessing.get_context("spawn"),
+        )
+
+    def __call__(
+        self,
+        raw: bytes,
+        envelope_from: str | None,
+        received_at: datetime,
+        directory: Sequence[CustomerRecord],
+        dkim_verified: tuple[str, ...] = (),
+    ) -> Reading:
+        future = self._pool.schedule(
+            self._target,
+            args=(raw, envelope_from, received_at, directory, dkim_verified),
+            timeout=self.timeout,
+        )
+        try:
+            reading: Reading = future.result()
+        except FutureTimeout:  # pebble has killed the worker and starts a new one
+            raise BudgetExceededError(
+                f"parsing and assessment took longer than intake.parse_timeout "
+                f"({self.timeout:g} s); the worker process was killed"
+            ) from None
+        except pebble.ProcessExpired as exc:  # died on its own: a failed attempt, retried
+            raise RuntimeError(f"worker process died (exit code {exc.exitcode})") from None
+        # The policy came back as a copy; the pipeline compares policies by identity.
+        policy = self._own(reading.assessment.policy)
+        return replace(reading, assessment=replace(reading.assessment, policy=policy))
+
+    def _own(self, copy: Policy) -> Policy:
+        """The book's own policy object that the worker's copy stands for."""
+        book = self.policies
+        candidates = (book.default, *book.others.values())
+        return next((p for p in candidates if p == copy), book.by_name(copy.name))
+
+    def close(self) -> None:
+        """Stop the workers (a running read is cut off: its row is retried later)."""
+        self._pool.stop()  # type: ignore[no-untyped-call]  # pebble ships no annotations here
+        self._pool.join(timeout=10)

@@ -1,0 +1,115 @@
+"""Reading under the time budget in worker processes (intake.pipeline.isolation)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from intake.app import App, build_app, reading_workers
+from intake.pipeline.core import Envelope, Result, prepare_inbound
+from intake.pipeline.isolation import InlineReader, ProcessReader, Reading, _read_in_worker
+from intake.settings import Settings
+from store import repository as repo
+from store.db import session_scope
+from store.models import InboundStatus
+from tests.conftest import make_mail
+
+NOW = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def app(make_settings: Callable[..., Settings]) -> App:
+    built = build_app(make_settings())
+    built.pipeline.clock = lambda: NOW
+    return built
+
+
+@pytest.fixture
+def reader(app: App) -> Iterator[ProcessReader]:
+    pool = ProcessReader(app.pipeline.policies, app.pipeline.identity, workers=1, timeout=60.0)
+    yield pool
+    pool.close()
+
+
+def store(app: App, raw: bytes) -> int:
+    item = prepare_inbound(raw, Envelope("smtp", "test", "jane@acme.example"), NOW)
+    return app.pipeline.ingest([item])[0].inbound_id
+
+
+def test_a_worker_reads_what_the_daemon_would(app: App, reader: ProcessReader) -> None:
+    raw = make_mail(body="Nothing works.\nSerial: ABC123\n")
+    args = (raw, "jane@acme.example", NOW, ())
+    inline = InlineReader(app.pipeline.policies, app.pipeline.identity)(*args)
+    pooled = reader(*args)
+    assert pooled == inline
+    assert pooled.assessment.policy is app.pipeline.policies.default  # the daemon's own
+
+
+@pytest.mark.timeout(120)
+def test_a_message_over_budget_is_quarantined_and_the_next_one_is_read(
+    app: App, reader: ProcessReader
+) -> None:
+    # ~4 MB of text takes a worker far longer than a millisecond on any machine.
+    slow = store(app, make_mail(body="Line of text for the budget.\n" * 150_000))
+    reader.timeout = 0.001
+    outcome = app.pipeline.process(slow, reader)
+    assert outcome.result is Result.QUARANTINED
+    with session_scope(app.sessions) as session:
+        row = repo.get_inbound(session, slow)
+        assert row is not None and row.status == InboundStatus.QUARANTINED
+        assert row.attempts == 1 and (row.last_error or "").startswith("BudgetExceededError")
+    reader.timeout = 60.0  # the killed worker was replaced: the pool still reads
+    assert app.pipeline.process(store(app, make_mail())).result is Result.TICKET_CREATED
+    assert app.pipeline.process(store(app, make_mail(subject="B – C – D – P2")), reader).result is (
+        Result.TICKET_CREATED
+    )
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"), [(0, 0), (3, 3), (None, -1)], ids=["inline", "three", "default"]
+)
+def test_intake_workers(
+    make_settings: Callable[..., Settings], configured: int | None, expected: int
+) -> None:
+    settings = make_settings(**{"intake.workers": configured})
+    workers = reading_workers(settings)
+    assert workers == expected if expected >= 0 else workers >= 1
+
+
+def die_once(
+    raw: bytes,
+    envelope_from: str | None,
+    received_at: datetime,
+    directory: tuple[()],
+    dkim_verified: tuple[str, ...] = (),
+) -> Reading:
+    """A worker killed mid-read (the OOM killer), then, in its replacement, a normal read."""
+    marker = Path(os.environ["INTAKE_TEST_DIE_MARKER"])
+    if not marker.exists():
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _read_in_worker(raw, envelope_from, received_at, directory, dkim_verified)
+
+
+def test_a_killed_worker_is_a_failed_attempt_that_is_retried(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTAKE_TEST_DIE_MARKER", str(tmp_path / "died"))
+    pool = ProcessReader(
+        app.pipeline.policies, app.pipeline.identity, workers=1, timeout=60.0, target=die_once
+    )
+    try:
+        inbound_id = store(app, make_mail())
+        assert app.pipeline.process(inbound_id, pool).result is Result.FAILED
+        with session_scope(app.sessions) as session:
+            row = repo.get_inbound(session, inbound_id)
+            assert row is not None and row.status == InboundStatus.FAILED and row.attempts == 1
+            assert row.next_attempt_at is not None  # retried later, not quarantined
+        assert app.pipeline.process(inbound_id, pool).result is Result.TICKET_CREATED
+    finally:
+        pool.close()
