@@ -43,8 +43,9 @@ from sqlalchemy import create_engine, func, select, text
 from store.models import InboundMessage, OutboxMessage, Ticket
 from tests.conftest import free_port, make_mail, wait_for
 
-# Settings for a daemon under test: fast sweeps and retries, and a reply budget that never
-# suppresses (20 senders x 100 messages would exceed the default 10 replies an hour).
+# Settings for a daemon under test: fast sweeps and retries, and a reply budget and flood
+# limits that never hold a message back (20 senders x 100 messages would exceed the default
+# 10 replies and 20 new tickets an hour per sender): these tests count exactly-once.
 FAST_ENV = {
     "INTAKE_OUTBOUND__POLL_INTERVAL": "0.05",
     "INTAKE_OUTBOUND__BACKOFF_INITIAL": "0.2",
@@ -57,6 +58,8 @@ FAST_ENV = {
     "INTAKE_INTAKE__MAX_ATTEMPTS": "1000",
     "INTAKE_INTAKE__REPLIES_PER_HOUR": "1000000",
     "INTAKE_INTAKE__REPLIES_PER_DAY": "1000000",
+    "INTAKE_INTAKE__FLOOD_PER_ADDRESS": "1000000",
+    "INTAKE_INTAKE__FLOOD_PER_DOMAIN": "1000000",
 }
 
 
