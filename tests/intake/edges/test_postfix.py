@@ -232,11 +232,10 @@ def serve_behind_postfix(tmp_path: Path) -> Iterator[tuple[PrivatePostfix, Serve
     config.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path / "intake.db"}"\n'
         f'[outbound]\ndirectory = "{tmp_path / "outbox"}"\n'
-        "[intake]\nsweep_interval = 0.5\n"
+        # One sender sends every message here: the flood limits would hold most of them back.
+        "[intake]\nsweep_interval = 0.5\nflood_per_address = 1000000\nflood_per_domain = 1000000\n"
         '[web]\nlisten = "127.0.0.1:0"\n'  # a free port: 8025 may be another daemon's
         '[logging]\nformat = "json"\n'
-        # One sender sends every message here: the flood limits would hold most of them back.
-        "[intake]\nflood_per_address = 1000000\nflood_per_domain = 1000000\n"
     )
     mta = PrivatePostfix.create(transport={"example.com": f"smtp:[127.0.0.1]:{port}"})
     serve = Serve(config, port, tmp_path / "serve.log")
