@@ -7,6 +7,8 @@ busy timeout so the daemon's threads wait for each other instead of failing.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,13 +19,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store import migrate
 
+# How long a SQLite connection waits for another's lock before it reports the store busy.
+BUSY_TIMEOUT_S = 30.0
+
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine whose errors never carry SQL parameters: those are message contents and
     addresses, and a store error's text ends up in the log and on the CLI's stderr."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
+        engine = create_engine(
+            url, echo=echo, hide_parameters=True, connect_args={"timeout": BUSY_TIMEOUT_S}
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True)
@@ -44,11 +51,35 @@ def driver_reason(exc: BaseException) -> str:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _enter_wal(cursor)
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     cursor.close()
+
+
+def _enter_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch a database to WAL, waiting for other connections doing the same.
+
+    The switch needs the database's exclusive lock. While another connection of a new,
+    still rollback-journal file holds its write lock (instances starting together, one
+    of them migrating), SQLite answers SQLITE_BUSY at once instead of calling the busy
+    handler, since waiting could deadlock (sqlite.org/c3ref/busy_handler.html): so wait
+    here, as long as the busy timeout would. Once one connection has switched, the mode
+    is stored in the file and the pragma only reads it.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        else:
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
 
 
 def create_schema(engine: Engine) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -75,6 +77,29 @@ def test_sqlite_connections_are_durable_and_patient(
 ) -> None:
     with sqlite_engine.connect() as conn:
         assert conn.execute(text(f"PRAGMA {pragma}")).scalar_one() == value
+
+
+def test_a_new_sqlite_file_waits_for_another_writer_before_it_turns_to_wal(
+    tmp_path: Path,
+) -> None:
+    """Instances starting on one new file: SQLite refuses the switch to WAL at once (no busy
+    handler) while another connection holds the write lock; the engine waits for it."""
+    path = tmp_path / "intake.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE starting (n INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO starting VALUES (1)")
+    release = threading.Timer(0.3, other.execute, args=("COMMIT",))
+    release.start()
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+            assert conn.execute(text("SELECT n FROM starting")).scalar_one() == 1
+    finally:
+        release.join()
+        engine.dispose()
+        other.close()
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
