@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import os
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -57,10 +57,33 @@ class DeliveryState:
 
 
 class Transport:
-    """Hands one rendered reply to its destination; raises RelayError on failure."""
+    """Hands rendered replies to their destination; raises RelayError on failure.
+
+    Inside ``batch()`` the replies of one claimed batch share one relay connection (RFC
+    5321 §3.3: a session carries several mail transactions; no TCP, TLS and EHLO per
+    reply), and in directory mode the directory is fsynced once by ``settle()``, not per
+    file.
+    """
 
     def __init__(self, settings: OutboundSettings) -> None:
         self.settings = settings
+        self._batching = False
+        self._client: aiosmtplib.SMTP | None = None
+
+    @property
+    def idempotent(self) -> bool:
+        """A repeated delivery is the same file (its name comes from the outbox row), so
+        a batch may be recorded as sent once all of it is written and settled."""
+        return not self.settings.uses_relay
+
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        self._batching = True
+        try:
+            yield
+        finally:
+            self._batching = False
+            await self._drop()
 
     async def deliver(self, reply: Claimed) -> None:
         if self.settings.uses_relay:
@@ -68,23 +91,24 @@ class Transport:
         else:
             await asyncio.to_thread(write_eml, self.settings.directory, reply)
 
+    async def settle(self) -> None:
+        """Make the batch's deliveries durable before they are recorded as sent: the
+        renames into the outbox directory last only once the directory is fsynced."""
+        if not self.settings.uses_relay:
+            await asyncio.to_thread(sync_directory, self.settings.directory)
+
     async def _relay(self, reply: Claimed) -> None:
-        s = self.settings
         try:
-            errors, _ = await aiosmtplib.send(
-                reply.raw,
-                sender=reply.sender,
-                recipients=list(reply.recipients),
-                hostname=s.relay_host,
-                port=s.relay_port,
-                use_tls=s.security == "tls",
-                # "none" means no STARTTLS at all; "starttls" fails rather than fall back.
-                start_tls=s.security == "starttls",
-                username=s.username,
-                password=s.password.get_secret_value() if s.password else None,
-                tls_context=None if s.verify_certificates else _insecure_context(),
-                timeout=s.timeout,
-            )
+            client = self._client or await self._connect()
+            if self._batching:
+                self._client = client
+            try:
+                errors, _ = await client.sendmail(
+                    reply.sender, list(reply.recipients), reply.raw, timeout=self.settings.timeout
+                )
+            finally:
+                if not self._batching or not client.is_connected:
+                    await self._drop(client)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             raise RelayError(f"all recipients refused: {exc}", permanent=min(codes) >= 500) from exc
@@ -93,6 +117,7 @@ class Transport:
                 f"relay answered {exc.code} {exc.message}", permanent=exc.code >= 500
             ) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
+            await self._drop()  # the connection is in an unknown state: the next one is new
             raise RelayError(f"relay unreachable: {exc}") from exc
         if errors:
             structlog.get_logger("intake.outbox").warning(
@@ -100,6 +125,34 @@ class Transport:
                 message_id=reply.message_id,
                 refused={k: str(v) for k, v in errors.items()},
             )
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=s.relay_host,
+            port=s.relay_port,
+            use_tls=s.security == "tls",
+            # "none" means no STARTTLS at all; "starttls" fails rather than fall back.
+            start_tls=s.security == "starttls",
+            username=s.username,
+            password=s.password.get_secret_value() if s.password else None,
+            tls_context=None if s.verify_certificates else _insecure_context(),
+            timeout=s.timeout,
+        )
+        await client.connect()  # EHLO, STARTTLS and AUTH as configured
+        return client
+
+    async def _drop(self, client: aiosmtplib.SMTP | None = None) -> None:
+        """QUIT and close ``client`` (default: the batch's connection), ignoring errors:
+        every reply it carried has its outcome already."""
+        if client is None or client is self._client:
+            client, self._client = client or self._client, None
+        if client is None:
+            return
+        if client.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await client.quit()
+        client.close()
 
 
 def _insecure_context() -> ssl.SSLContext:
@@ -115,6 +168,7 @@ def eml_path(directory: Path, reply: Claimed) -> Path:
 
 def write_eml(directory: Path, reply: Claimed) -> Path:
     """Write atomically (temp file + fsync + rename): a reader never sees half a mail.
+    The rename is durable once the directory is synced (``sync_directory``, per batch).
 
     Any OSError (a file where the directory should be, no permission, a full disk) is a
     failed delivery, retried with backoff like a relay that is down.
@@ -131,6 +185,19 @@ def write_eml(directory: Path, reply: Claimed) -> Path:
     except OSError as exc:
         raise RelayError(f"cannot write {target}: {exc}") from exc
     return target
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync the directory itself, so the renames into it survive a power loss (POSIX
+    leaves a rename's durability to the directory's own fsync)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError as exc:
+        raise RelayError(f"cannot sync {directory}: {exc}") from exc
 
 
 @dataclass
@@ -170,18 +237,40 @@ class OutboxSender:
             return 0
         claim = _Claim({r.id for r in claimed}, self.clock() + self.ttl)
         heartbeat = asyncio.create_task(self._heartbeat(claim))
+        written: list[Claimed] = []  # idempotent deliveries, recorded once settled
         try:
-            for reply in claimed:
-                if not claim.holds(reply.id, self.clock()):
-                    self._log(reply).warning("outbox.claim_lost", owner=self.owner)
-                    continue  # another sender has it (or may take it): leave it alone
-                await self._deliver_one(reply)
-                claim.ids.discard(reply.id)
+            async with self.transport.batch():
+                for reply in claimed:
+                    if not claim.holds(reply.id, self.clock()):
+                        self._log(reply).warning("outbox.claim_lost", owner=self.owner)
+                        continue  # another sender has it (or may take it): leave it alone
+                    batched = self.transport.idempotent
+                    if await self._deliver_one(reply, record=not batched) and batched:
+                        written.append(reply)  # still claimed (and renewed) until recorded
+                    else:
+                        claim.ids.discard(reply.id)
+            await self._record_written(written)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         return len(claimed)
+
+    async def _record_written(self, written: list[Claimed]) -> None:
+        """Settle the batch's files (one directory fsync), then mark them sent in one
+        transaction. If the directory cannot be synced, they are retried: writing the
+        same file again is the same delivery."""
+        if not written:
+            return
+        try:
+            await self.transport.settle()
+        except RelayError as exc:
+            for reply in written:
+                await self._record_failure(reply, exc)
+            return
+        applied = await asyncio.to_thread(self._sent, [r.id for r in written])
+        for reply in written:
+            self._log_sent(reply, reply.id in applied)
 
     async def _heartbeat(self, claim: _Claim) -> None:
         """Renew the batch's claims every third of the TTL until the batch is done."""
@@ -219,30 +308,39 @@ class OutboxSender:
             outbox_id=reply.id, message_id=reply.message_id
         )
 
-    async def _deliver_one(self, reply: Claimed) -> None:
-        log = self._log(reply)
+    async def _deliver_one(self, reply: Claimed, *, record: bool) -> bool:
+        """Deliver ``reply``; True when it was taken. A failure is recorded now; a success
+        is recorded now when ``record``, else by the caller with the rest of the batch."""
         try:
             await self.transport.deliver(reply)
         except RelayError as exc:
-            # A permanent refusal is an answer: the relay itself works.
-            self.last_delivery = DeliveryState(exc.permanent, self.clock(), str(exc))
-            next_at = self._next_attempt(reply.attempts + 1, exc.permanent)
-            self.metrics.deliveries.labels(result="failed" if next_at else "dead").inc()
-            applied = await asyncio.to_thread(self._failed, reply.id, str(exc), next_at)
-            log.warning(
-                "outbox.failed",
-                error=str(exc),
-                attempts=reply.attempts + 1,
-                dead=next_at is None,
-                recorded=applied,  # False: the claim was no longer ours; the row is as it was
-            )
-            return
+            await self._record_failure(reply, exc)
+            return False
         self.last_delivery = DeliveryState(True, self.clock())
         self.metrics.deliveries.labels(result="sent").inc()
-        if await asyncio.to_thread(self._sent, reply.id):
-            log.info("outbox.sent", recipients=list(reply.recipients))
+        if record:
+            self._log_sent(reply, reply.id in await asyncio.to_thread(self._sent, [reply.id]))
+        return True
+
+    async def _record_failure(self, reply: Claimed, exc: RelayError) -> None:
+        # A permanent refusal is an answer: the relay itself works.
+        self.last_delivery = DeliveryState(exc.permanent, self.clock(), str(exc))
+        next_at = self._next_attempt(reply.attempts + 1, exc.permanent)
+        self.metrics.deliveries.labels(result="failed" if next_at else "dead").inc()
+        applied = await asyncio.to_thread(self._failed, reply.id, str(exc), next_at)
+        self._log(reply).warning(
+            "outbox.failed",
+            error=str(exc),
+            attempts=reply.attempts + 1,
+            dead=next_at is None,
+            recorded=applied,  # False: the claim was no longer ours; the row is as it was
+        )
+
+    def _log_sent(self, reply: Claimed, applied: bool) -> None:
+        if applied:
+            self._log(reply).info("outbox.sent", recipients=list(reply.recipients))
         else:  # delivered, but another sender claimed it meanwhile and may deliver again
-            log.warning("outbox.sent_claim_lost", owner=self.owner)
+            self._log(reply).warning("outbox.sent_claim_lost", owner=self.owner)
 
     def _next_attempt(self, attempts: int, permanent: bool) -> datetime | None:
         if permanent or attempts >= self.settings.max_attempts:
@@ -255,9 +353,9 @@ class OutboxSender:
         with session_scope(self.sessions) as session:
             return repo.mark_delivery_failed(session, outbox_id, self.owner, error, next_at)
 
-    def _sent(self, outbox_id: int) -> bool:
+    def _sent(self, outbox_ids: list[int]) -> set[int]:
         with session_scope(self.sessions) as session:
-            return repo.mark_sent(session, outbox_id, self.owner, self.clock())
+            return repo.mark_sent_many(session, outbox_ids, self.owner, self.clock())
 
 
 @dataclass

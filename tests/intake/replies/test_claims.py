@@ -192,3 +192,61 @@ def test_a_late_failure_cannot_reset_a_row_another_sender_delivered(
     assert (row.status, row.attempts, row.last_error) == (OutboxStatus.SENT, 0, None)
     assert slow_sink.deliveries() == Counter({message_id: 1})
     assert asyncio.run(stale.flush_once()) == 0  # and nothing is due again
+
+
+@dataclass
+class SessionSink(SlowSink):
+    """Records which connection carried each message; closes it at the ``drop_at``-th DATA
+    before answering (a relay restarting mid-batch)."""
+
+    drop_at: int | None = None
+    seen: int = 0
+    peers: list[object] | None = None
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        self.seen += 1
+        if self.seen == self.drop_at:
+            assert server.transport is not None
+            server.transport.close()
+            return "421 4.3.2 closing"  # never reaches the client
+        self.peers = [*(self.peers or []), session.peer]
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def session_sink() -> Iterator[SessionSink]:
+    sink = SessionSink("127.0.0.1", free_port())
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+def test_a_batch_shares_one_relay_connection(db_url: str, session_sink: SessionSink) -> None:
+    """RFC 5321 §3.3: one session carries the batch's transactions (no connect per reply)."""
+    sessions = instance(db_url)
+    message_ids = queue_replies(sessions, 5, utc_now())
+    relay = sender(sessions, outbound(session_sink), utc_now)
+    assert asyncio.run(relay.flush_once()) == 5
+    assert session_sink.deliveries() == Counter(dict.fromkeys(message_ids, 1))
+    assert len(set(session_sink.peers or [])) == 1
+    assert {r.status for r in rows(sessions)} == {OutboxStatus.SENT}
+
+
+def test_a_connection_lost_mid_batch_fails_one_reply_and_the_rest_go_on_a_new_one(
+    db_url: str, session_sink: SessionSink
+) -> None:
+    sessions = instance(db_url)
+    message_ids = queue_replies(sessions, 5, NOW)
+    session_sink.drop_at = 3
+    clock = NOW
+    relay = sender(sessions, outbound(session_sink, backoff_initial=1.0), lambda: clock)
+    assert asyncio.run(relay.flush_once()) == 5
+    lost = rows(sessions)[2]
+    assert (lost.status, lost.attempts) == (OutboxStatus.QUEUED, 1)
+    assert "relay unreachable" in (lost.last_error or "")
+    assert [r.status for i, r in enumerate(rows(sessions)) if i != 2] == [OutboxStatus.SENT] * 4
+    assert len(set(session_sink.peers or [])) == 2  # the two before, the two after the drop
+    clock = NOW + timedelta(minutes=5)  # past the backoff: the lost one is retried
+    assert asyncio.run(relay.flush_once()) == 1
+    assert session_sink.deliveries() == Counter(dict.fromkeys(message_ids, 1))
+    assert {r.status for r in rows(sessions)} == {OutboxStatus.SENT}
