@@ -52,6 +52,7 @@ OUTBOX_ORDER = (
     OutboxStatus.SENT,
 )
 _END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
+_RETRYABLE = {"quarantine": "a quarantined message", "outbox": "a dead reply"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +155,9 @@ def quarantine_row(row: InboundMessage, head: bytes) -> QuarantineRow:
     )
 
 
-def load_quarantine(session: Session) -> list[QuarantineRow]:
-    heads = repo.list_inbound_heads(session, InboundStatus.QUARANTINED, HEAD_BYTES)
+def load_quarantine(session: Session, limit: int = 100) -> list[QuarantineRow]:
+    """The oldest ``limit`` quarantined messages (``intake quarantine list``'s rows)."""
+    heads = repo.list_inbound_heads(session, InboundStatus.QUARANTINED, HEAD_BYTES, limit)
     return [quarantine_row(row, head) for row, head in heads]
 
 
@@ -299,7 +301,8 @@ class Ops:
     def quarantine(self, request: Request) -> HTMLResponse:
         with session_scope(self.board.sessions) as session:
             rows = load_quarantine(session)
-        return self._render(request, "ops_quarantine.html", rows=rows)
+            total = repo.count_inbound_by_status(session).get(InboundStatus.QUARANTINED, 0)
+        return self._render(request, "ops_quarantine.html", rows=rows, total=total)
 
     def headers(self, request: Request) -> HTMLResponse:
         inbound_id: int = request.path_params["id"]
@@ -366,6 +369,3 @@ class Ops:
             if found is None or found.status != OutboxStatus.DEAD:
                 return False  # a suppressed reply stays unsent: the budget decided
             return repo.retry_outbox(session, outbox_id, self.board.clock())
-
-
-_RETRYABLE = {"quarantine": "a quarantined message", "outbox": "a dead reply"}

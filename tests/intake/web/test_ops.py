@@ -158,6 +158,7 @@ def test_a_quarantined_message_shows_by_its_headers_and_is_retried(
 
     status, _, html = get(daemon, "/ops/quarantine")
     assert status == 200 and quarantine_ids(html) == [inbound_id]
+    assert "1 message gave up" in html
     assert "Acme Corp – 1 Poisonville Rd – &lt;b&gt;Dead&lt;/b&gt; lines – P1" in html
     assert "Jane Doe &lt;jane@acme.example&gt;" in html  # the sender, as text
     assert "refused by the test" in html  # the error that quarantined it
