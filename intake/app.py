@@ -320,7 +320,11 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
     )
     listener = SmtpListener(_smtp_handler(app, writer, worker), app.settings.smtp)
     board = Board(
-        app.sessions, app.autocloser.policies, utc_now, api_token=app.settings.web.api_token
+        app.sessions,
+        app.autocloser.policies,
+        utc_now,
+        api_token=app.settings.web.api_token,
+        mailboxes=[m.name for m in app.settings.imap.mailboxes],
     )
     web = WebServer(
         _web_app(app, supervisor, board), app.settings.web.host, app.settings.web.port, board.close

@@ -1,7 +1,8 @@
 """Pure parsing for ticket-intake: raw bytes in, frozen domain values out.
 
 The package owns everything that can be decided from a message alone: decoding it
-(``parse_message``; ``read_message_id`` reads the id from the header block alone),
+(``parse_message``; ``read_message_id`` reads the id from the header block alone,
+``read_headers`` the decoded headers),
 reading the subject grammar (``parse_subject``, with our ``ticket_tag`` for the configured
 number format and ``strip_reply_prefixes``), finding the report fields
 (``extract_fields``) in the report's text (``report_text``: a forward's report is the
@@ -26,7 +27,7 @@ from parsing.fields import DEFAULT_PLACEHOLDERS, extract_fields, format_parts
 from parsing.forwards import find_forward, report_text
 from parsing.headers import header_line_regex, is_header_line
 from parsing.idempotency import content_hash, idempotency_key
-from parsing.message import parse_message, read_message_id
+from parsing.message import parse_message, read_headers, read_message_id
 from parsing.subject import (
     DEFAULT_TICKET_TAG,
     TicketTag,
@@ -85,6 +86,7 @@ __all__ = [
     "parse_message",
     "parse_subject",
     "read_delivery_report",
+    "read_headers",
     "read_message_id",
     "report_text",
     "sender_trust",

@@ -173,6 +173,22 @@ def read_message_id(raw: bytes) -> str:
         return generated_message_id(raw)
 
 
+def read_headers(raw: bytes) -> tuple[tuple[str, str], ...]:
+    """Every header of ``raw``'s header section as (lower-case name, decoded one-line
+    value), in order, decoded as ``parse_message`` decodes them; the body is never read.
+
+    For showing a message that could not be processed (the board's quarantine page):
+    junk gives what could be read, never an exception.
+    """
+    try:
+        msg = BytesParser(policy=_MemoPolicy()).parsebytes(
+            repair_header_names(raw), headersonly=True
+        )
+        return _decode_headers(msg, ())
+    except Exception:  # a message that breaks the parser still gets its page
+        return ()
+
+
 def _message_id(msg: Message) -> str | None:
     # Decoded without charset hints, so the header block alone always gives the same id.
     value = next((v for k, v in _raw_headers(msg) if k.lower() == "message-id"), "")

@@ -17,9 +17,9 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, text, update
+from sqlalchemy import LargeBinary, case, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from parsing import address_key
 from store.models import (
@@ -142,6 +142,38 @@ def list_inbound(session: Session, status: str, limit: int = 100) -> list[Inboun
         .limit(limit)
     )
     return list(session.execute(statement).scalars())
+
+
+def list_inbound_heads(
+    session: Session, status: str, head_bytes: int, limit: int = 100
+) -> list[tuple[InboundMessage, bytes]]:
+    """``list_inbound`` without the raw bytes, each row with the first ``head_bytes`` of its
+    message (where its header section is): a quarantined message may be 25 MB, a page of
+    them must not be read whole. ``substr`` counts bytes on a BLOB (SQLite) and a bytea
+    (PostgreSQL) alike."""
+    head = func.substr(InboundMessage.raw, 1, head_bytes, type_=LargeBinary)
+    statement = (
+        select(InboundMessage, head)
+        .options(defer(InboundMessage.raw))
+        .where(InboundMessage.status == status)
+        .order_by(InboundMessage.id)
+        .limit(limit)
+    )
+    return [(row, bytes(part or b"")) for row, part in session.execute(statement).all()]
+
+
+def inbound_head(
+    session: Session, inbound_id: int, head_bytes: int
+) -> tuple[InboundMessage, bytes] | None:
+    """One stored message without its raw bytes, with their first ``head_bytes``."""
+    head = func.substr(InboundMessage.raw, 1, head_bytes, type_=LargeBinary)
+    statement = (
+        select(InboundMessage, head)
+        .options(defer(InboundMessage.raw))
+        .where(InboundMessage.id == inbound_id)
+    )
+    found = session.execute(statement).one_or_none()
+    return None if found is None else (found[0], bytes(found[1] or b""))
 
 
 def requeue_inbound(session: Session, inbound_id: int) -> bool:
@@ -689,6 +721,18 @@ def list_outbox(
     if status:
         statement = statement.where(OutboxMessage.status == status)
     return list(session.execute(statement).scalars())
+
+
+def get_outbox(session: Session, outbox_id: int) -> OutboxMessage | None:
+    return session.get(OutboxMessage, outbox_id)
+
+
+def ticket_numbers(session: Session, ticket_ids: Sequence[int]) -> dict[int, str]:
+    """``{ticket id: number}`` for the given ids (the outbox page links each reply)."""
+    if not ticket_ids:
+        return {}
+    statement = select(Ticket.id, Ticket.number).where(Ticket.id.in_(set(ticket_ids)))
+    return {tid: number for tid, number in session.execute(statement).all() if number}
 
 
 def retry_outbox(session: Session, outbox_id: int, now: datetime) -> bool:

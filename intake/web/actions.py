@@ -87,6 +87,11 @@ class Actions:
         """The form, once the action exists, the body is small and the CSRF token holds."""
         if action not in ACTIONS:
             return {}, PlainTextResponse("no such action", status_code=404)
+        return await self.checked_form(request)
+
+    async def checked_form(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        """A board POST's form once the body is small and the CSRF token holds (every
+        board form: the ticket's actions and the operations pages' retries)."""
         body = await request.body()
         if len(body) > MAX_FORM:
             return {}, PlainTextResponse("form too large", status_code=413)

@@ -287,8 +287,10 @@ class Board:
         clock: Clock,
         poll_interval: float = 0.5,
         api_token: SecretStr | None = None,
+        mailboxes: Sequence[str] = (),
     ) -> None:
         self.sessions, self.policies, self.clock = sessions, policies, clock
+        self.mailboxes = tuple(mailboxes)  # imap.mailboxes' names, for the operations pages
         self.api_token = api_token
         self.poll_interval = poll_interval
         self.env = templates()
@@ -301,6 +303,8 @@ class Board:
 
     def routes(self) -> list[BaseRoute]:
         from intake.web.api import Api  # it reuses this module's view model
+        from intake.web.ops import Ops
+        from intake.web.ops_api import OpsApi
 
         return [
             Route("/", self.queue, methods=["GET"]),
@@ -310,6 +314,10 @@ class Board:
             Route("/tickets/{number}/{action}", self.actions.post, methods=["POST"]),
             Route("/events", self.events, methods=["GET"]),
             *Api(self.sessions, self.policies, self.clock, self.api_token).routes(),
+            *Ops(self, self.mailboxes).routes(),
+            *OpsApi(
+                self.sessions, self.policies, self.clock, self.api_token, self.mailboxes
+            ).routes(),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsing import content_hash, parse_message
+from parsing import content_hash, parse_message, read_headers
 from parsing.message import MAX_PARTS, PARSE_FAILURE_DEFECT, PART_LIMIT_DEFECT
 from tests.parsing.conftest import assert_clean_text
 
@@ -529,3 +529,26 @@ def test_never_raises_on_header_soup(headers: list[tuple[str, str]], body: bytes
     parsed = parse_message(raw)
     assert not any(d.startswith(PARSE_FAILURE_DEFECT) for d in parsed.defects)
     assert_clean_text(parsed)
+
+
+# --- read_headers: the header section alone (the board's quarantine page) -----------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            mail("Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\nFrom: Jane <jane@acme.example>"),
+            (("subject", "Grüße"), ("from", "Jane <jane@acme.example>")),
+        ),
+        (mail("Subject: Hello\n  world", crlf=True), (("subject", "Hello world"),)),
+        (b"Subject: no body at all", (("subject", "no body at all"),)),
+        (mail("Subject: a", b"Subject: in the body\n"), (("subject", "a"),)),
+        (b"\x00\xff\xfe junk without any header", ()),
+    ],
+    ids=["encoded-words", "folded-crlf", "no-body", "body-not-read", "junk"],
+)
+def test_read_headers_decodes_the_header_section_only(
+    raw: bytes, expected: tuple[tuple[str, str], ...]
+) -> None:
+    assert read_headers(raw) == expected

@@ -6,7 +6,7 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import repository as repo
@@ -247,6 +247,24 @@ def test_list_inbound_by_status_oldest_first(sessions: sessionmaker[Session]) ->
         assert [r.id for r in repo.list_inbound(session, InboundStatus.QUARANTINED, 2)] == (
             quarantined[:2]
         )
+
+
+def test_inbound_heads_give_the_first_bytes_without_the_raw_message(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The board's quarantine page: a page of rows must not read every message whole."""
+    raw = b"Subject: big\r\nX-Pad: " + b"x" * 100 + b"\r\n\r\n" + b"body " * 10_000
+    with session_scope(sessions) as session:
+        stored = repo.store_inbound(session, new_inbound(raw))
+        repo.record_failure(session, stored.inbound_id, "gave up", None)
+        stored_inbound(session)  # not quarantined: not listed
+    with session_scope(sessions) as session:
+        [(row, head)] = repo.list_inbound_heads(session, InboundStatus.QUARANTINED, 64)
+        assert (row.id, row.size, head) == (stored.inbound_id, len(raw), raw[:64])
+        assert "raw" in inspect(row).unloaded  # deferred: never read for the list
+        found = repo.inbound_head(session, stored.inbound_id, 20)
+        assert found is not None and found[1] == raw[:20]
+        assert repo.inbound_head(session, 4711, 20) is None
 
 
 @pytest.mark.parametrize("next_attempt_at", [None, LATER], ids=["quarantined", "failed"])
