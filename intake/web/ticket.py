@@ -155,9 +155,12 @@ def ledger(charges: list[ChargeRow]) -> tuple[LedgerLine, ...]:
 
 
 def field_text(value: Any) -> str:
-    """A stored value; a multi-part field still incomplete is a dict of its parts."""
+    """A stored value as text: a multi-part field still incomplete is a dict of its parts,
+    the call examples a list of such dicts (one per call, ``; `` between them)."""
     if isinstance(value, dict):
-        return ", ".join(f"{part}: {text}" for part, text in value.items())
+        return ", ".join(f"{part}: {field_text(text)}" for part, text in value.items())
+    if isinstance(value, list):
+        return "; ".join(field_text(item) for item in value)
     return str(value)
 
 
