@@ -577,7 +577,7 @@ def record_phone_response(
         raise ValueError("the response time is before the ticket was received")
     stamp(ticket, at)
     met = "met" if ticket.response_met else "missed"
-    detail = f"at {at.isoformat()} ({met})" + (f": {note}" if note else "")
+    detail = f"at {at.isoformat(timespec='seconds')} ({met})" + (f": {note}" if note else "")
     record_ticket_event(session, ticket, actor, "phone_response", detail, now)
     return ticket
 
