@@ -179,7 +179,8 @@ class Ticket(Base):
 
 
 class TicketEvent(Base):
-    """What staff did to a ticket, who and when: close, reopen, assign, a note, a waiver.
+    """What staff did to a ticket, who and when: close, reopen, assign, a note, a waiver,
+    a priority change, a first response by phone, a pending charge settled.
 
     Append-only, like the ledger: the ticket row holds the current state, this its history.
     A note is internal: never mailed, never in a reply.
@@ -191,8 +192,10 @@ class TicketEvent(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
     at: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(256))
-    action: Mapped[str] = mapped_column(String(32))  # close | reopen | assign | note | waive
-    detail: Mapped[str | None] = mapped_column(Text)  # the note, the assignee, the reason
+    # close | reopen | assign | note | waive | priority | phone_response | settle
+    action: Mapped[str] = mapped_column(String(32))
+    # the note, the assignee, the reason; for priority the old level and old deadlines
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class ChargeRow(Base):

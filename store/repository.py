@@ -11,7 +11,7 @@ inbound flood limits per sender address and domain (``lock_senders``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -551,6 +551,95 @@ def waive_ticket_charge(
         raise StaffActionError(f"charge {charge_id} cannot be waived (waived already, or pending)")
     record_ticket_event(session, ticket, actor, "waive", f"charge {charge_id}: {note}", now)
     return credit
+
+
+def ticket_received_at(session: Session, ticket: Ticket) -> datetime:
+    """When the message that opened ``ticket`` reached us: the start of its SLA clock."""
+    opening = session.get(InboundMessage, ticket.inbound_message_id)
+    return opening.received_at if opening is not None else ticket.created_at
+
+
+def set_ticket_priority(
+    session: Session,
+    number: str,
+    level: int,
+    deadlines: Mapping[str, datetime],
+    policy: str,
+    actor: str,
+    now: datetime,
+) -> Ticket:
+    """Set an open ticket's priority and the deadlines the caller computed for it
+    (``deadlines`` by name, ``response`` among them when the level has one).
+
+    The event keeps the old priority and the old deadlines as they were stored; the
+    ledger is not touched (charges already applied stay as they are)."""
+    ticket = _locked_by_number(session, number)
+    if ticket.status == TicketStatus.CLOSED:
+        raise StaffActionError(f"{number} is closed: reopen it to change its priority")
+    if ticket.priority == level:
+        raise StaffActionError(f"{number} is priority {level} already")
+    before = ", ".join(f"{k} {v}" for k, v in (ticket.deadlines or {}).items()) or "none"
+    detail = f"{ticket.priority} -> {level} ({policy}); deadlines before: {before}"
+    ticket.priority = level
+    ticket.response_due_at = deadlines.get("response")
+    ticket.deadlines = {k: v.isoformat() for k, v in deadlines.items()}
+    record_ticket_event(session, ticket, actor, "priority", detail, now)
+    return ticket
+
+
+def record_phone_response(
+    session: Session,
+    number: str,
+    at: datetime,
+    note: str | None,
+    actor: str,
+    now: datetime,
+    stamp: Callable[[Ticket, datetime], object],
+) -> Ticket:
+    """A first response given by phone at ``at``. ``stamp`` is the daemon's rule for a
+    staff reply (it sets ``first_response_at`` and ``response_met``; the store does not
+    import the daemon). ValueError: ``at`` is in the future or before the ticket came."""
+    ticket = _locked_by_number(session, number)
+    if ticket.first_response_at is not None:
+        answered = ticket.first_response_at.isoformat()
+        raise StaffActionError(f"{number} has its first response already ({answered})")
+    if at > now:
+        raise ValueError("the response time is in the future")
+    if at < ticket_received_at(session, ticket):
+        raise ValueError("the response time is before the ticket was received")
+    stamp(ticket, at)
+    met = "met" if ticket.response_met else "missed"
+    detail = f"at {at.isoformat(timespec='seconds')} ({met})" + (f": {note}" if note else "")
+    record_ticket_event(session, ticket, actor, "phone_response", detail, now)
+    return ticket
+
+
+SETTLED_OUTCOMES = ("billed", "waived")
+
+
+def settle_ticket_charge(
+    session: Session,
+    number: str,
+    charge_id: int,
+    outcome: str,
+    note: str,
+    actor: str,
+    now: datetime,
+) -> ChargeRow:
+    """``settle_charge`` on one of this ticket's pending lines, recorded on the ticket."""
+    if outcome not in SETTLED_OUTCOMES:
+        raise ValueError(f"outcome must be one of {', '.join(SETTLED_OUTCOMES)}")
+    ticket = _locked_by_number(session, number)
+    row = session.get(ChargeRow, charge_id)
+    if row is None or row.ticket_id != ticket.id:
+        raise StaffActionError(f"charge {charge_id} is not on {number}")
+    settled = settle_charge(session, charge_id, outcome, note, now)
+    if settled is None:
+        raise StaffActionError(f"charge {charge_id} is not pending (settled already?)")
+    record_ticket_event(
+        session, ticket, actor, "settle", f"charge {charge_id} {outcome}: {note}", now
+    )
+    return settled
 
 
 def tickets_waiting_since(session: Session, before: datetime) -> list[Ticket]:

@@ -159,6 +159,54 @@ def tickets_note(number: str, text: str, by: str | None, **common: Any) -> None:
     click.echo(f"{number}: note added")
 
 
+@tickets.command(name="priority")
+@click.argument("number")
+@click.argument("level", type=int)
+@by_option
+@common_options
+def tickets_priority(number: str, level: int, by: str | None, **common: Any) -> None:
+    """Set a ticket's priority LEVEL; its deadlines are recomputed from when it was received."""
+    from intake.pipeline import staff
+    from store.db import session_scope
+
+    app = open_app(settings_from(common))
+    try:
+        with session_scope(app.sessions, write=True) as session:
+            policies = app.autocloser.policies
+            ticket = staff.set_priority(
+                session, policies, number, level, by or staff_name(), utc_now()
+            )
+            due = ticket.response_due_at
+    except ValueError as exc:  # StaffActionError too: a closed ticket, the same level
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{number}: priority {level}, response due {due.isoformat() if due else 'never'}")
+
+
+@tickets.command(name="phone")
+@click.argument("number")
+@click.option("--at", metavar="ISO8601", help="When the call was (default: now).")
+@click.option("--note", help="What was said, for the record (internal, never mailed).")
+@by_option
+@common_options
+def tickets_phone(
+    number: str, at: str | None, note: str | None, by: str | None, **common: Any
+) -> None:
+    """Record the first response as given by phone (met or missed as a staff reply is)."""
+    from intake.pipeline import staff
+    from store.db import session_scope
+
+    when = parse_instant(at, "--at") if at else None
+    app = open_app(settings_from(common))
+    try:
+        with session_scope(app.sessions, write=True) as session:
+            actor = by or staff_name()
+            ticket = staff.record_phone_response(session, number, when, note, actor, utc_now())
+            met = ticket.response_met
+    except ValueError as exc:  # StaffActionError too: answered already
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{number}: first response by phone recorded ({'met' if met else 'missed'})")
+
+
 @tickets.command(name="autoclose")
 @common_options
 def tickets_autoclose(**common: Any) -> None:

@@ -1,4 +1,6 @@
-"""Staff actions from the board: close, reopen, assign, an internal note, waive a charge.
+"""Staff actions from the board: close, reopen, assign, an internal note, waive a charge,
+set the priority, record a first response given by phone, settle (bill or waive) a
+pending charge.
 
 Each is one write transaction through ``store.repository`` (the CLI's functions), recorded
 on the ticket with who and when. Every POST carries a CSRF token (OWASP's "signed double
@@ -17,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
+from intake.pipeline import staff
+from intake.policy.policy import PolicyBook
 from store import repository as repo
 from store.db import session_scope
 
@@ -32,7 +36,8 @@ Clock = Callable[[], datetime]
 BROWSER_COOKIE = "intake_board"
 STAFF_COOKIE = "intake_staff"
 SECRET_NAME = "board_csrf"  # noqa: S105 - the name of the stored secret, not one
-ACTIONS = ("close", "reopen", "assign", "note", "waive")
+ACTIONS = ("close", "reopen", "assign", "note", "waive", "priority", "phone", "settle")
+CONTRACT_ACTIONS = ("priority", "phone", "settle")  # ``_apply_contract``
 MAX_FORM = 64 * 1024  # bytes: a note, not an upload
 MAX_NAME = 64
 
@@ -52,8 +57,8 @@ def set_browser_cookie(response: Response, browser: str) -> None:
 
 
 class Actions:
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
-        self.sessions, self.clock = sessions, clock
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, policies: PolicyBook) -> None:
+        self.sessions, self.clock, self.policies = sessions, clock, policies
         self._secret: str | None = None
 
     def secret(self) -> str:
@@ -106,7 +111,9 @@ class Actions:
         now = self.clock()
         note = form.get("note", "").strip()
         with session_scope(self.sessions, write=True) as session:
-            if action == "close":
+            if action in CONTRACT_ACTIONS:
+                self._apply_contract(session, number, action, actor, form, now)
+            elif action == "close":
                 repo.close_ticket(session, number, actor, now)
             elif action == "reopen":
                 repo.reopen_ticket(session, number, actor, now)
@@ -122,3 +129,39 @@ class Actions:
                     raise ValueError("a waiver needs a note saying why")
                 charge = int(form.get("charge", ""))
                 repo.waive_ticket_charge(session, number, charge, note, actor, now)
+
+    def _apply_contract(
+        self,
+        session: Session,
+        number: str,
+        action: str,
+        actor: str,
+        form: dict[str, str],
+        now: datetime,
+    ) -> None:
+        """The actions the contract's rules shape (deadlines, the response, a charge)."""
+        note = form.get("note", "").strip()
+        if action == "priority":
+            level = form.get("priority", "").strip()
+            if not level.isdigit():
+                raise ValueError("choose a priority level")
+            staff.set_priority(session, self.policies, number, int(level), actor, now)
+        elif action == "phone":
+            at = parse_instant(form.get("at", ""))
+            staff.record_phone_response(session, number, at, note, actor, now)
+        else:
+            if not note:
+                raise ValueError("settling a charge needs a note saying why")
+            charge = int(form.get("charge", ""))
+            outcome = form.get("outcome", "")
+            repo.settle_ticket_charge(session, number, charge, outcome, note, actor, now)
+
+
+def parse_instant(text: str) -> datetime | None:
+    """A form's time (ISO 8601, as ``<input type="datetime-local">`` sends it): without
+    an offset it is UTC, which the form says; empty: None (now)."""
+    text = text.strip()
+    if not text:
+        return None
+    when = datetime.fromisoformat(text)  # ValueError: a 400
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

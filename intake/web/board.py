@@ -294,7 +294,7 @@ class Board:
         self.api_token = api_token
         self.poll_interval = poll_interval
         self.env = templates()
-        self.actions = Actions(sessions, clock)
+        self.actions = Actions(sessions, clock, policies)
         self._generation = 0  # bumped by close: streams of an earlier generation end
 
     def close(self) -> None:
@@ -365,10 +365,21 @@ class Board:
                 deadlines=ticket_page.deadlines(ticket),
                 ledger=ticket_page.ledger(ticket.charges),
                 now=now,
+                **self._contract_context(session, ticket),
             )
         response = HTMLResponse(html)
         set_browser_cookie(response, browser)
         return response
+
+    def _contract_context(self, session: Session, ticket: Ticket) -> dict[str, Any]:
+        """What the ticket's policy says about it: its levels, this one, the fields read."""
+        policy = self.policies.by_name(ticket.policy_name)
+        inbound = repo.inbound_for_ticket(session, ticket.id)
+        return {
+            "priorities": policy.priorities,
+            "level": policy.priority(ticket.priority),
+            "fields": ticket_page.fields_read(ticket, policy, inbound),
+        }
 
     def ticket(self, request: Request) -> HTMLResponse:
         return self._render_ticket(request, "ticket.html")

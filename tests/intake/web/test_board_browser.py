@@ -1,8 +1,8 @@
 """The board in a real browser (Playwright driving Debian's Chromium) on a real daemon:
 mail sent over SMTP shows on the open queue without a reload, a breached ticket is red,
 a subject carrying ``<script>`` is text (on the queue and the ticket page); assign, note,
-waive and close work through the forms and are recorded with who; each page is
-screenshotted at desktop and phone width.
+waive, set priority, a phone response and close work through the forms and are recorded
+with who; each page is screenshotted at desktop and phone width.
 """
 
 from __future__ import annotations
@@ -79,15 +79,31 @@ def test_queue_live_red_and_escaped(
     assert page.locator("form.action-note input[name=by]").input_value() == "ann"  # kept
     act(page, "note", note="called Jane, <b>on it</b>")
     act(page, "waive", note="details came by phone")
+    page.locator("form.action-priority select[name=priority]").select_option("3")
+    act(page, "priority")  # the subject said P2
+    assert "Priority 3" in page.locator("dl.facts").inner_text()
+    assert "Response within 24 business hours." in page.locator("dl.facts").inner_text()
+    act(page, "phone", note="rang Jane back")  # the time left empty: now
+    assert page.locator("form.action-phone").count() == 0  # answered: nothing to record
+    assert "(met)" in page.locator("#live").inner_text()
+    for name, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(artefacts / f"ticket-answered-{name}.png"), full_page=True)
     act(page, "close", by="bob")
     assert page.locator("form.action-reopen").count() == 1
+    assert page.locator("form.action-priority").count() == 0
+    assert page.locator("#live time.countdown").count() == 0  # closed: no running clock
+    assert "closed at" in page.locator(".ticket-head").inner_text()
     events = [" ".join(e.split()[4:]) for e in page.locator("li.event").all_inner_texts()]
-    assert events == [
+    assert events[:3] == [
         "ann · assign: bob",
         "ann · note: called Jane, <b>on it</b>",
         f"ann · waive: charge {charge}: details came by phone",
-        "bob · close",
     ]
+    assert events[3].startswith("ann · priority: 2 -> 3 (policy standard ")
+    assert events[4].startswith("ann · phone_response: at ")
+    assert events[4].endswith("(met): rang Jane back")
+    assert events[5:] == ["bob · close"]
     assert page.locator("table.ledger").inner_text().count("-100.00 USD") == 1
     assert page.locator("form.action-waive").count() == 0  # the line is waived: no form
     for name, (width, height) in SIZES.items():
