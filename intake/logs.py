@@ -22,6 +22,7 @@ import errno
 import logging
 import re
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
@@ -90,6 +91,13 @@ DEBUG_NOTE = (
     "DEBUG lines may contain message content: exception texts and tracebacks that quote "
     "header or field values; keep such logs private and switch back to INFO"
 )
+
+
+def raised_at(exc: BaseException) -> str | None:
+    """``file:line`` of the frame that raised ``exc``: what an error line says instead of
+    the exception's text, which may quote message content or SQL parameters."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
 
 
 def drop_traceback(

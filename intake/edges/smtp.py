@@ -32,7 +32,6 @@ import functools
 import re
 import ssl
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, AnyStr
 
@@ -41,6 +40,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from intake.edges.groupcommit import GroupCommitWriter
 from intake.errors import ConfigError
+from intake.logs import raised_at
 from intake.metrics import Metrics
 from intake.pipeline.core import Clock, prepare_inbound, stored_fields
 from intake.pipeline.core import Envelope as IntakeEnvelope
@@ -172,9 +172,7 @@ class IntakeHandler:
             # aiosmtpd closes the connection and sends nothing.
             self.log.info("smtp.tls_handshake_failed", error=_kind(error.__cause__ or error))
             return "421 4.7.0 TLS handshake failed"
-        frames = traceback.extract_tb(error.__traceback__)
-        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
-        self.log.error("smtp.session_error", error=_kind(error), where=where)
+        self.log.error("smtp.session_error", error=_kind(error), where=raised_at(error))
         return "451 4.3.0 Requested action aborted: local error in processing"
 
 

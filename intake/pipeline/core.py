@@ -10,7 +10,6 @@ running it again for the same message changes nothing. Inside it the message is 
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from intake.backoff import backoff_delay
 from intake.errors import BudgetExceededError, StoreError
+from intake.logs import raised_at
 from intake.pipeline.assess import Assessment, assess
 from intake.pipeline.changes import Bounce, ChangeRecord, FloodChanges, MachineChanges
 from intake.pipeline.conversation import ThreadContext, Threading, find_thread, participants_of
@@ -167,12 +167,6 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, SQLAlchemyError):
         return f"{type(exc).__name__}: {driver_reason(exc)}"
     return type(exc).__name__
-
-
-def raised_at(exc: BaseException) -> str | None:
-    """``file:line`` of the frame that raised ``exc`` (for a log line, instead of its text)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
 
 
 def stored_fields(item: repo.NewInbound, stored: repo.Stored) -> dict[str, object]:

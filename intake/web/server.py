@@ -21,14 +21,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
+import structlog
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from intake.logs import raised_at
 from intake.supervisor import TaskHealth
 from intake.web.board import Board
 from intake.web.checks import Check, iso, run_checks
@@ -64,7 +66,7 @@ def make_web_app(
     ]
     if board is not None:
         routes += board.routes()
-    return SecurityHeaders(Starlette(routes=routes))
+    return SecurityHeaders(ErrorsLogged(Starlette(routes=routes)))
 
 
 # CSP Level 3 (W3C): scripts, styles, images and fetches from this origin only; no inline
@@ -98,6 +100,42 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class ErrorsLogged:
+    """A page that failed: one log line (the route, the error type and where it was
+    raised, never its text, which may quote a ticket's fields) and a 500.
+
+    Starlette answers the 500 and re-raises for the server to log, and uvicorn would log
+    the traceback with the exception's text; here the exception ends instead.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            structlog.get_logger("intake.web").error(
+                "web.error",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                error=type(exc).__name__,
+                where=raised_at(exc),
+            )
+            if not started:
+                await PlainTextResponse("internal error", status_code=500)(scope, receive, send)
 
 
 def _task_json(task: TaskHealth) -> dict[str, Any]:
