@@ -397,8 +397,9 @@ class WebAuthSettings(BaseModel):
     """The board's login (README "The NOC board", Login). On when any account source is set."""
 
     model_config = _STRICT
-    # Staff accounts inline: name -> argon2 PHC hash (`intake staff add NAME --print` makes one).
-    users: dict[str, str] = Field(default_factory=dict)
+    # Staff accounts inline: name -> argon2 PHC hash (`intake staff add NAME --print` makes
+    # one). Secret: a hash is an offline guessing target, so `config show` masks it.
+    users: dict[str, SecretStr] = Field(default_factory=dict)
     # And/or a file of ``NAME:HASH`` lines that `intake staff add` writes (mode 0600).
     users_file: Path | None = None
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30)  # a signed cookie's life
@@ -408,10 +409,10 @@ class WebAuthSettings(BaseModel):
 
     @field_validator("users")
     @classmethod
-    def _hashes(cls, value: dict[str, str]) -> dict[str, str]:
+    def _hashes(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
         for name, phc in value.items():
             check_staff_name(name)
-            if not phc.startswith("$argon2"):
+            if not phc.get_secret_value().startswith("$argon2"):
                 raise ValueError(f"{name}: not an argon2 hash (intake staff add NAME --print)")
         return value
 

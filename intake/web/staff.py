@@ -149,7 +149,7 @@ class StaffAccounts:
     """The accounts of ``web.auth``: the config's and the file's (the file's win a clash)."""
 
     def __init__(self, auth: WebAuthSettings, hasher: PasswordHasher | None = None) -> None:
-        self.inline = dict(auth.users)
+        self.inline = {name: phc.get_secret_value() for name, phc in auth.users.items()}
         self.path = auth.users_file
         self.hasher = hasher or make_hasher()
         self._dummy = self.hasher.hash("not a password: only ever compared with")
@@ -204,7 +204,7 @@ class StaffAccounts:
             return
         if not self.hasher.check_needs_rehash(phc) or not os.access(self.path.parent, os.W_OK):
             return  # the rewrite goes through a temporary file beside it
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ConfigError):  # the login stands; the hash waits
             set_password(self.path, name, password, self.hasher)
 
 

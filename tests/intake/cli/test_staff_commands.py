@@ -123,5 +123,8 @@ def test_the_configured_file_and_inline_accounts(tmp_path: Path, cli: Cli, users
         {"name": "carol", "source": "config"},
         {"name": "dave", "source": str(users)},
     ]
+    shown = configured("config", "show")
+    assert shown.exit_code == 0 and "carol" in shown.output
+    assert "$argon2" not in shown.output  # an inline hash is masked like any secret
     inline = configured("staff", "remove", "carol")
     assert inline.exit_code == 1 and "web.auth.users" in inline.output
