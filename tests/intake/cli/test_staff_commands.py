@@ -128,3 +128,14 @@ def test_the_configured_file_and_inline_accounts(tmp_path: Path, cli: Cli, users
     assert "$argon2" not in shown.output  # an inline hash is masked like any secret
     inline = configured("staff", "remove", "carol")
     assert inline.exit_code == 1 and "web.auth.users" in inline.output
+
+
+@pytest.mark.parametrize("args", [["serve"], ["tickets", "list"]], ids=["serve", "any-command"])
+def test_off_loopback_without_web_auth_every_command_names_the_key(
+    tmp_path: Path, cli: Cli, args: list[str]
+) -> None:
+    config = write_config(tmp_path / "open.toml", cli.database_url, cli.outbox, web="0.0.0.0:0")
+    result = Cli(config, cli.database_url, cli.outbox)(*args)
+    assert result.exit_code == 1
+    assert "web.auth: listen 0.0.0.0:0 is not loopback" in result.output
+    assert "web.auth.users_file" in result.output  # and how to fix it

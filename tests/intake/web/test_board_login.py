@@ -266,6 +266,18 @@ def test_login_shows_the_queue_and_actions_record_the_account(
     assert ann.request("GET", "/")[0] == 303
 
 
+def test_the_session_cookie_is_secure_when_the_proxy_says_https(
+    auth_daemon: RunningDaemon,
+) -> None:
+    """uvicorn believes X-Forwarded-Proto from a proxy on loopback (its default)."""
+    client = Client(port(auth_daemon))
+    form = {"csrf": client.csrf(), "name": "ann", "password": PASSWORDS["ann"], "next": "/"}
+    status, headers, _ = client.request("POST", "/login", form, X_Forwarded_Proto="https")
+    assert status == 303
+    cookie = next(v for k, v in headers.items() if k.lower() == "set-cookie")
+    assert "secure" in {a.strip().lower() for a in cookie.split(";")}
+
+
 @pytest.mark.parametrize(
     ("name", "password"),
     [("ann", "wrong password"), ("zed", PASSWORDS["ann"]), ("ann", ""), ("", "")],
