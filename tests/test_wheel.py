@@ -82,6 +82,7 @@ def test_wheel_installs_and_checks_from_elsewhere(tmp_path: Path) -> None:
         "store/migrations/versions/0001_baseline.py",
         "intake/web/templates/queue.html",
         "intake/web/templates/ticket_body.html",
+        "intake/web/templates/login.html",
         "intake/web/static/board.js",
         "intake/web/static/board.css",
     } <= names
