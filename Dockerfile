@@ -13,6 +13,7 @@ FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     INTAKE_SMTP__HOST=0.0.0.0 \
     INTAKE_WEB__LISTEN=0.0.0.0:8025 \
+    INTAKE_WEB__AUTH__USERS_FILE=/var/lib/intake/staff.passwd \
     INTAKE_DATABASE__URL=sqlite:////var/lib/intake/intake.db \
     INTAKE_OUTBOUND__DIRECTORY=/var/lib/intake/outbox
 COPY --from=build /wheels /wheels

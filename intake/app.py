@@ -319,12 +319,14 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         restart_max=app.settings.intake.restart_max,
     )
     listener = SmtpListener(_smtp_handler(app, writer, worker), app.settings.smtp)
+    web_settings = app.settings.web  # a malformed web.auth.users_file fails here, unbound
     board = Board(
         app.sessions,
         app.autocloser.policies,
         utc_now,
-        api_token=app.settings.web.api_token,
+        api_token=web_settings.api_token,
         mailboxes=[m.name for m in app.settings.imap.mailboxes],
+        auth=web_settings.auth,
     )
     web = WebServer(
         _web_app(app, supervisor, board), app.settings.web.host, app.settings.web.port, board.close

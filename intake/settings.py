@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -377,22 +378,75 @@ class ImapSettings(BaseModel):
         return value
 
 
-class WebSettings(BaseModel):
-    """The HTTP server inside ``intake serve``: /healthz, /readyz, /metrics."""
+# A staff account name: what the board records as "who", and a key of the users file
+# (``NAME:HASH`` lines), so no colon, no space, nothing a log line or a header could split on.
+STAFF_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+def check_staff_name(name: str) -> str:
+    """``name`` when it may name a staff account, else ValueError saying what may."""
+    if not STAFF_NAME.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a staff name: 1-64 letters, digits, '.', '_', '@' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class WebAuthSettings(BaseModel):
+    """The board's login (README "The NOC board", Login). On when any account source is set."""
 
     model_config = _STRICT
-    # HOST:PORT; port 0 takes a free port (the test suite). Keep it on loopback or behind a
-    # proxy: the endpoints need no login.
+    # Staff accounts inline: name -> argon2 PHC hash (`intake staff add NAME --print` makes
+    # one). Secret: a hash is an offline guessing target, so `config show` masks it.
+    users: dict[str, SecretStr] = Field(default_factory=dict)
+    # And/or a file of ``NAME:HASH`` lines that `intake staff add` writes (mode 0600).
+    users_file: Path | None = None
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)  # a signed cookie's life
+    # Failed logins per account and per client IP in the window, then 429 until it passes.
+    max_failures: int = Field(default=5, ge=1)
+    failure_window_minutes: float = Field(default=15.0, gt=0)
+
+    @field_validator("users")
+    @classmethod
+    def _hashes(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, phc in value.items():
+            check_staff_name(name)
+            if not phc.get_secret_value().startswith("$argon2"):
+                raise ValueError(f"{name}: not an argon2 hash (intake staff add NAME --print)")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.users) or self.users_file is not None
+
+
+class WebSettings(BaseModel):
+    """The HTTP server inside ``intake serve``: /healthz, /readyz, /metrics, the board."""
+
+    model_config = _STRICT
+    # HOST:PORT; port 0 takes a free port (the test suite). Off loopback the board needs
+    # ``auth`` (staff accounts): an open board is only ever reachable from this machine.
     listen: str = "127.0.0.1:8025"
     # The board's JSON API (/api/) answers only "Authorization: Bearer <this>"; unset: the
     # API is off (every /api/ request is 401). Generate one with `openssl rand -hex 32`.
     api_token: SecretStr | None = None
+    auth: WebAuthSettings = WebAuthSettings()
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         split_host_port(value)
         return value
+
+    @model_validator(mode="after")
+    def _login_off_loopback(self) -> WebSettings:
+        if not is_loopback(self.host) and not self.auth.enabled:
+            raise ValueError(
+                f"web.auth: listen {self.listen} is not loopback, so the board needs a login: "
+                "set web.auth.users_file (then intake staff add NAME) or web.auth.users"
+            )
+        return self
 
     @property
     def host(self) -> str:

@@ -84,6 +84,7 @@ def test_wheel_installs_and_checks_from_elsewhere(tmp_path: Path) -> None:
         "intake/web/templates/ticket_body.html",
         "intake/web/templates/nav.html",
         "intake/web/templates/ops_quarantine.html",
+        "intake/web/templates/login.html",
         "intake/web/static/board.js",
         "intake/web/static/board.css",
     } <= names

@@ -1,4 +1,4 @@
-"""The ``intake`` command line: serve, deliver, check, tickets, charges, quarantine, outbox…
+"""The ``intake`` command line: serve, deliver, check, tickets, charges, quarantine, outbox, staff…
 
 Every command takes ``--config`` and ``--database``; flags win over environment variables,
 which win over the config file. Bad configuration ends with one line naming the key and
@@ -15,7 +15,7 @@ from __future__ import annotations
 import click
 
 from intake import __version__
-from intake.cli import daemon, db, directory, queues, tickets
+from intake.cli import daemon, db, directory, queues, staff, tickets
 
 COMMANDS: tuple[click.Command, ...] = (
     *daemon.COMMANDS,
@@ -23,6 +23,7 @@ COMMANDS: tuple[click.Command, ...] = (
     *queues.COMMANDS,
     *directory.COMMANDS,
     *db.COMMANDS,
+    *staff.COMMANDS,
 )
 
 

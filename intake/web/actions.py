@@ -9,8 +9,9 @@ the form carries HMAC-SHA256(secret, id), the secret kept in the store (``app_se
 every instance on one database accepts the others' forms. A POST whose token does not
 match is refused with 403 before anything is read from the store.
 
-There is no login yet (the board's ``web.auth`` is not built): "who" is the name the
-person types, remembered in a cookie. Keep ``web.listen`` on loopback.
+"Who" is the logged-in staff account when ``web.auth`` is on (``intake.web.auth`` puts it
+on ``request.state.staff``); on an open loopback board it is the name the person types in
+the *By* field, remembered in a cookie.
 """
 
 from __future__ import annotations
@@ -56,24 +57,51 @@ def set_browser_cookie(response: Response, browser: str) -> None:
     response.set_cookie(BROWSER_COOKIE, browser, httponly=True, samesite="strict", path="/")
 
 
+class StoredSecret:
+    """A random secret kept in the store (``app_secret``), created by the first instance
+    that needs it, so every instance on one database signs and checks alike."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, name: str) -> None:
+        self.sessions, self.clock, self.name = sessions, clock, name
+        self._value: str | None = None
+
+    def __call__(self) -> str:
+        if self._value is None:
+            with session_scope(self.sessions, write=True) as session:
+                fresh = secrets.token_hex(32)
+                self._value = repo.get_or_create_secret(session, self.name, fresh, self.clock())
+        return self._value
+
+
+async def read_form(request: Request) -> tuple[dict[str, str], Response | None]:
+    """A small urlencoded form (the first value of each field), or 413."""
+    body = await request.body()
+    if len(body) > MAX_FORM:
+        return {}, PlainTextResponse("form too large", status_code=413)
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}, None
+
+
+def csrf_refusal(request: Request, form: dict[str, str], secret: str) -> Response | None:
+    """403 unless the form's token is the HMAC of this browser's cookie id."""
+    browser = request.cookies.get(BROWSER_COOKIE, "")
+    expected = csrf_token(secret, browser)
+    if not browser or not hmac.compare_digest(form.get("csrf", ""), expected):
+        return PlainTextResponse("CSRF token missing or wrong: reload the page", 403)
+    return None
+
+
 class Actions:
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, policies: PolicyBook) -> None:
         self.sessions, self.clock, self.policies = sessions, clock, policies
-        self._secret: str | None = None
-
-    def secret(self) -> str:
-        if self._secret is None:
-            with session_scope(self.sessions, write=True) as session:
-                fresh = secrets.token_hex(32)
-                self._secret = repo.get_or_create_secret(session, SECRET_NAME, fresh, self.clock())
-        return self._secret
+        self.secret = StoredSecret(sessions, clock, SECRET_NAME)
 
     async def post(self, request: Request) -> Response:
         number, action = request.path_params["number"], request.path_params["action"]
         form, refused = await self._checked_form(request, action)
         if refused is not None:
             return refused
-        actor = form.get("by", "").strip()[:MAX_NAME]
+        logged_in: str | None = getattr(request.state, "staff", None)
+        actor = logged_in or form.get("by", "").strip()[:MAX_NAME]
         if not actor:
             return PlainTextResponse("say who you are (the 'by' field)", status_code=400)
         try:
@@ -83,7 +111,8 @@ class Actions:
         except ValueError as exc:  # a malformed field (a charge id that is not a number)
             return PlainTextResponse(str(exc), status_code=400)
         response = RedirectResponse(f"/tickets/{quote(number)}", status_code=303)
-        response.set_cookie(STAFF_COOKIE, quote(actor), samesite="strict", path="/")
+        if logged_in is None:  # the open board remembers the typed name for the next form
+            response.set_cookie(STAFF_COOKIE, quote(actor), samesite="strict", path="/")
         return response
 
     async def _checked_form(
@@ -97,15 +126,10 @@ class Actions:
     async def checked_form(self, request: Request) -> tuple[dict[str, str], Response | None]:
         """A board POST's form once the body is small and the CSRF token holds (every
         board form: the ticket's actions and the operations pages' retries)."""
-        body = await request.body()
-        if len(body) > MAX_FORM:
-            return {}, PlainTextResponse("form too large", status_code=413)
-        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-        browser = request.cookies.get(BROWSER_COOKIE, "")
-        expected = csrf_token(await run_in_threadpool(self.secret), browser)
-        if not browser or not hmac.compare_digest(form.get("csrf", ""), expected):
-            return {}, PlainTextResponse("CSRF token missing or wrong: reload the page", 403)
-        return form, None
+        form, refused = await read_form(request)
+        if refused is None:
+            refused = csrf_refusal(request, form, await run_in_threadpool(self.secret))
+        return form, refused
 
     def _apply(self, number: str, action: str, actor: str, form: dict[str, str]) -> None:
         now = self.clock()

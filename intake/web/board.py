@@ -22,6 +22,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlencode
 
 import jinja2
+import structlog
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 
 from intake.pipeline.customers import CustomerRecord, load_directory, normalize_name
 from intake.policy.policy import PolicyBook
+from intake.settings import WebAuthSettings
 from intake.web import ticket as ticket_page
 from intake.web.actions import (
     STAFF_COOKIE,
@@ -40,6 +42,8 @@ from intake.web.actions import (
     csrf_token,
     set_browser_cookie,
 )
+from intake.web.auth import Endpoint, Login
+from intake.web.staff import StaffAccounts
 from store import repository as repo
 from store.db import session_scope
 from store.models import ChargeRow, Ticket, TicketStatus
@@ -245,6 +249,11 @@ def sort_key(row: QueueRow) -> tuple[bool, float, int, str]:
 # --------------------------------------------------------------------------- HTTP
 
 
+def _open(endpoint: Endpoint) -> Endpoint:
+    """No gate: the open board on loopback (``web.auth`` unset)."""
+    return endpoint
+
+
 def templates() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -288,6 +297,7 @@ class Board:
         poll_interval: float = 0.5,
         api_token: SecretStr | None = None,
         mailboxes: Sequence[str] = (),
+        auth: WebAuthSettings | None = None,
     ) -> None:
         self.sessions, self.policies, self.clock = sessions, policies, clock
         self.mailboxes = tuple(mailboxes)  # imap.mailboxes' names, for the operations pages
@@ -295,7 +305,17 @@ class Board:
         self.poll_interval = poll_interval
         self.env = templates()
         self.actions = Actions(sessions, clock, policies)
+        self.login = self._login(auth) if auth is not None and auth.enabled else None
         self._generation = 0  # bumped by close: streams of an earlier generation end
+
+    def _login(self, auth: WebAuthSettings) -> Login:
+        """The login gate; ConfigError now when the users file is malformed."""
+        accounts = StaffAccounts(auth)
+        if not accounts.users():  # closed, not open: nobody gets in until one is added
+            structlog.get_logger("intake.web").warning(
+                "web.auth.no_accounts", users_file=str(auth.users_file)
+            )
+        return Login(auth, accounts, self.sessions, self.clock, self.env, self.actions.secret)
 
     def close(self) -> None:
         """End the streams open now (the server stops; a restarted one serves new ones)."""
@@ -306,20 +326,37 @@ class Board:
         from intake.web.ops import Ops
         from intake.web.ops_api import OpsApi
 
+        gate = self.login.guard if self.login is not None else _open
         return [
-            Route("/", self.queue, methods=["GET"]),
-            Route("/queue/rows", self.queue_rows, methods=["GET"]),
-            Route("/tickets/{number}", self.ticket, methods=["GET"]),
-            Route("/tickets/{number}/body", self.ticket_body, methods=["GET"]),
-            Route("/tickets/{number}/{action}", self.actions.post, methods=["POST"]),
-            Route("/events", self.events, methods=["GET"]),
+            Route("/", gate(self.queue), methods=["GET"]),
+            Route("/queue/rows", gate(self.queue_rows), methods=["GET"]),
+            Route("/tickets/{number}", gate(self.ticket), methods=["GET"]),
+            Route("/tickets/{number}/body", gate(self.ticket_body), methods=["GET"]),
+            Route("/tickets/{number}/{action}", gate(self.actions.post), methods=["POST"]),
+            Route("/events", gate(self.events), methods=["GET"]),
+            *(self.login.routes() if self.login is not None else []),
+            # The API has its own credential (web.api_token); the styles serve the login.
             *Api(self.sessions, self.policies, self.clock, self.api_token).routes(),
-            *Ops(self, self.mailboxes).routes(),
+            *Ops(self, self.mailboxes).routes(gate),
             *OpsApi(
                 self.sessions, self.policies, self.clock, self.api_token, self.mailboxes
             ).routes(),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
+
+    def who(self, request: Request) -> dict[str, Any]:
+        """Who is looking: the logged-in account (``user``; None on an open board) and the
+        name the forms and "assigned to me" use (``staff``), with the CSRF token the
+        header's logout form needs."""
+        user: str | None = getattr(request.state, "staff", None)
+        typed = unquote(request.cookies.get(STAFF_COOKIE, ""))
+        browser = browser_id(request)
+        return {
+            "user": user,
+            "staff": user or typed,
+            "browser": browser,
+            "csrf": csrf_token(self.actions.secret(), browser),
+        }
 
     def _context(self, request: Request) -> dict[str, Any]:
         wanted = QueueFilter.from_query(request.query_params)
@@ -333,12 +370,14 @@ class Board:
             "now": now,
             "statuses": list(STATUS_CHOICES),
             "policies": policies,
-            "staff": unquote(request.cookies.get(STAFF_COOKIE, "")),
+            **self.who(request),
         }
 
     def queue(self, request: Request) -> HTMLResponse:
-        html = self.env.get_template("queue.html").render(self._context(request))
-        return HTMLResponse(html)
+        context = self._context(request)
+        response = HTMLResponse(self.env.get_template("queue.html").render(context))
+        set_browser_cookie(response, context["browser"])
+        return response
 
     def queue_rows(self, request: Request) -> HTMLResponse:
         """The queue's table body and pager alone: what the script swaps in on a change."""
@@ -349,15 +388,13 @@ class Board:
         """Rendered inside the read transaction: the template reads the ticket's rows."""
         number = request.path_params["number"]
         now = self.clock()
-        browser = browser_id(request)
-        csrf = csrf_token(self.actions.secret(), browser)
+        who = self.who(request)
         with session_scope(self.sessions) as session:
             ticket = repo.ticket_by_number(session, number)
             if ticket is None:
-                return self._not_found(request)
+                return self._not_found(request, who)
             html = self.env.get_template(template).render(
-                csrf=csrf,
-                staff=unquote(request.cookies.get(STAFF_COOKIE, "")),
+                **who,
                 events=repo.ticket_events(session, ticket.id),
                 ticket=ticket,
                 row=queue_row(ticket, self.policies, now),
@@ -368,7 +405,7 @@ class Board:
                 **self._contract_context(session, ticket),
             )
         response = HTMLResponse(html)
-        set_browser_cookie(response, browser)
+        set_browser_cookie(response, who["browser"])
         return response
 
     def _contract_context(self, session: Session, ticket: Ticket) -> dict[str, Any]:
@@ -388,8 +425,9 @@ class Board:
         """The ticket page without its frame: what the script swaps in on a change."""
         return self._render_ticket(request, "ticket_body.html")
 
-    def _not_found(self, request: Request) -> HTMLResponse:
-        html = self.env.get_template("missing.html").render(number=request.path_params["number"])
+    def _not_found(self, request: Request, who: dict[str, Any]) -> HTMLResponse:
+        template = self.env.get_template("missing.html")
+        html = template.render(number=request.path_params["number"], **who)
         return HTMLResponse(html, status_code=404)
 
     async def events(self, request: Request) -> Response:

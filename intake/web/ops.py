@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import structlog
 from sqlalchemy.orm import Session
@@ -31,7 +31,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import BaseRoute, Route
 
 from intake.pipeline.customers import CustomerRecord, load_directory, normalize_name
-from intake.web.actions import MAX_NAME, STAFF_COOKIE, browser_id, csrf_token, set_browser_cookie
+from intake.web.actions import MAX_NAME, STAFF_COOKIE, set_browser_cookie
+from intake.web.auth import Endpoint
 from parsing import read_headers
 from store import repository as repo
 from store.db import session_scope
@@ -271,25 +272,26 @@ class Ops:
     def __init__(self, board: Board, mailboxes: Sequence[str]) -> None:
         self.board, self.mailboxes = board, tuple(mailboxes)
 
-    def routes(self) -> list[BaseRoute]:
+    def routes(self, gate: Callable[[Endpoint], Endpoint]) -> list[BaseRoute]:
+        """Every page and retry behind the board's login ``gate`` (open on loopback)."""
         return [
-            Route("/ops/quarantine", self.quarantine, methods=["GET"]),
-            Route("/ops/quarantine/{id:int}", self.headers, methods=["GET"]),
-            Route("/ops/quarantine/{id:int}/retry", self.retry_inbound, methods=["POST"]),
-            Route("/ops/outbox", self.outbox, methods=["GET"]),
-            Route("/ops/outbox/{id:int}/retry", self.retry_reply, methods=["POST"]),
-            Route("/ops/mailboxes", self.mailbox_states, methods=["GET"]),
-            Route("/ops/customers", self.customers, methods=["GET"]),
+            Route("/ops/quarantine", gate(self.quarantine), methods=["GET"]),
+            Route("/ops/quarantine/{id:int}", gate(self.headers), methods=["GET"]),
+            Route("/ops/quarantine/{id:int}/retry", gate(self.retry_inbound), methods=["POST"]),
+            Route("/ops/outbox", gate(self.outbox), methods=["GET"]),
+            Route("/ops/outbox/{id:int}/retry", gate(self.retry_reply), methods=["POST"]),
+            Route("/ops/mailboxes", gate(self.mailbox_states), methods=["GET"]),
+            Route("/ops/customers", gate(self.customers), methods=["GET"]),
         ]
 
     def _render(
         self, request: Request, template: str, status: int = 200, **context: Any
     ) -> HTMLResponse:
-        """A page with the nav, the staff name and a CSRF token for its forms."""
-        browser = browser_id(request)
+        """A page with the nav, who is looking and a CSRF token for its forms."""
+        who = self.board.who(request)
+        browser = who.pop("browser")
         html = self.board.env.get_template(template).render(
-            csrf=csrf_token(self.board.actions.secret(), browser),
-            staff=unquote(request.cookies.get(STAFF_COOKIE, "")),
+            **who,
             current=template.removeprefix("ops_").removesuffix(".html"),
             now=self.board.clock(),
             **context,
@@ -342,7 +344,8 @@ class Ops:
         form, refused = await self.board.actions.checked_form(request)
         if refused is not None:
             return refused
-        actor = form.get("by", "").strip()[:MAX_NAME]
+        logged_in: str | None = getattr(request.state, "staff", None)
+        actor = logged_in or form.get("by", "").strip()[:MAX_NAME]
         if not actor:
             return PlainTextResponse("say who you are (the 'by' field)", status_code=400)
         target: int = request.path_params["id"]
@@ -353,7 +356,8 @@ class Ops:
         if not done:
             return PlainTextResponse(f"{target} is not {_RETRYABLE[page]}", status_code=409)
         response = RedirectResponse(f"/ops/{page}", status_code=303)
-        response.set_cookie(STAFF_COOKIE, quote(actor), samesite="strict", path="/")
+        if logged_in is None:  # the open board remembers the typed name for the next form
+            response.set_cookie(STAFF_COOKIE, quote(actor), samesite="strict", path="/")
         return response
 
     def _requeue(self, inbound_id: int) -> bool:

@@ -115,3 +115,60 @@ def test_missing_config_file_is_one_clear_line(tmp_path: Path) -> None:
 )
 def test_deliver_target(target: str, expected: dict[str, object]) -> None:
     assert parse_deliver_target(target) == expected
+
+
+HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+
+
+@pytest.mark.parametrize(
+    ("listen", "auth", "refused"),
+    [
+        ("0.0.0.0:8025", "", True),
+        ("[::]:8025", "", True),
+        ("192.0.2.10:8025", "", True),
+        ("0.0.0.0:8025", "[web.auth]\nsession_hours = 8\n", True),  # settings, no accounts
+        ("127.0.0.1:8025", "", False),
+        ("127.8.9.1:8025", "", False),
+        ("[::1]:8025", "", False),
+        ("localhost:8025", "", False),
+        ("0.0.0.0:8025", "[web.auth]\nusers_file = 'staff.passwd'\n", False),
+        ("0.0.0.0:8025", f"[web.auth.users]\nann = '{HASH}'\n", False),
+    ],
+    ids=[
+        "any-v4",
+        "any-v6",
+        "lan-address",
+        "auth-without-accounts",
+        "loopback",
+        "loopback-net",
+        "loopback-v6",
+        "localhost",
+        "users-file",
+        "inline-users",
+    ],
+)
+def test_the_board_off_loopback_needs_web_auth(
+    tmp_path: Path, listen: str, auth: str, refused: bool
+) -> None:
+    path = write(tmp_path, auth)
+    if refused:
+        with pytest.raises(ConfigError, match=r"web\.auth: listen .* is not loopback"):
+            load_settings(path, {"web.listen": listen})
+    else:
+        assert load_settings(path, {"web.listen": listen}).web.listen == listen
+
+
+@pytest.mark.parametrize(
+    ("users", "expected"),
+    [
+        ("'ann:x' = 'HASH'", "is not a staff name"),
+        ("ann = 'plaintext-password'", "ann: not an argon2 hash"),
+    ],
+    ids=["colon-in-name", "not-a-hash"],
+)
+def test_inline_staff_accounts_are_checked(tmp_path: Path, users: str, expected: str) -> None:
+    path = write(tmp_path, "[web.auth.users]\n" + users.replace("HASH", HASH) + "\n")
+    with pytest.raises(ConfigError, match=expected) as raised:
+        load_settings(path)
+    assert "web.auth.users" in str(raised.value)
+    assert "plaintext-password" not in str(raised.value)

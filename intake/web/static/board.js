@@ -33,7 +33,9 @@ function tick() {
 
 async function refresh(box) {
   const response = await fetch(box.dataset.rows, { headers: { Accept: "text/html" } });
-  if (response.ok) {
+  if (response.status === 401) {
+    window.location.reload(); // the session ended: the reload lands on the login page
+  } else if (response.ok) {
     box.innerHTML = await response.text(); // server-rendered and escaped: text stays text
     tick();
   }

@@ -2,7 +2,8 @@
 mail sent over SMTP shows on the open queue without a reload, a breached ticket is red,
 a subject carrying ``<script>`` is text (on the queue and the ticket page); assign, note,
 waive, set priority, a phone response and close work through the forms and are recorded
-with who; each page is screenshotted at desktop and phone width.
+with who; off loopback the board needs the login, and the logged-in account is who; each
+page is screenshotted at desktop and phone width.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 
 from intake.settings import Settings
-from tests.conftest import RunningDaemon, start_daemon, stop_daemon
+from intake.web.staff import set_password
+from tests.conftest import RunningDaemon, free_port, start_daemon, stop_daemon
 from tests.intake.web.board_support import add_charge, base_url, send, set_response_due
 
 LIVE = 2_000  # ms: the issue's bound for a new ticket to reach an open page
@@ -120,3 +123,84 @@ def act(page: Any, action: str, **fields: str) -> None:
         form.locator(f"[name={name}]").fill(value)
     with page.expect_navigation(timeout=BOUND):
         form.locator("button").click()
+
+
+@pytest.fixture
+def login_daemon(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[RunningDaemon]:
+    """Bound to every address, so not loopback: the board needs the login (one account)."""
+    users = tmp_path / "staff.passwd"
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # the test's account
+    set_password(users, "ann", "correct horse battery", cheap)
+    settings = make_settings(
+        **{"web.listen": f"0.0.0.0:{free_port()}", "web.auth.users_file": str(users)}
+    )
+    running = start_daemon(settings)
+    yield running
+    stop_daemon(running)
+
+
+def test_login_required_off_loopback(
+    login_daemon: RunningDaemon, browser: Any, artefacts: Path
+) -> None:
+    daemon = login_daemon
+    number = send(daemon, "Initech – 9 Elm St, Austin TX – Total outage – P1")
+    url = f"http://127.0.0.1:{daemon.app.settings.web.port}"
+    page = browser.new_page(viewport=dict(zip(("width", "height"), SIZES["desktop"])))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    page.goto(f"{url}/tickets/{number}", timeout=BOUND)
+    page.wait_for_url("**/login?next=%2Ftickets%2F*", timeout=BOUND)  # the board is closed
+    assert page.locator("tr.ticket").count() == 0
+    for name, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(artefacts / f"login-{name}.png"), full_page=True)
+    page.set_viewport_size(dict(zip(("width", "height"), SIZES["desktop"])))
+
+    log_in(page, "ann", "not the password")
+    assert page.locator("form.login .error").inner_text() == "Wrong name or password."
+    assert page.locator("tr.ticket").count() == 0
+    assert page.locator("input[name=name]").input_value() == "ann"  # kept for the retry
+    for name, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(artefacts / f"login-refused-{name}.png"), full_page=True)
+    page.set_viewport_size(dict(zip(("width", "height"), SIZES["desktop"])))
+
+    log_in(page, "ann", "correct horse battery")
+    page.wait_for_url(f"**/tickets/{number}", timeout=BOUND)  # back where the link pointed
+    assert page.locator("header .who").inner_text() == "signed in as ann"
+    assert page.locator("form.action input[name=by]").count() == 0  # the account is who
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert cookies["intake_session"]["httpOnly"] is True
+    assert cookies["intake_session"]["sameSite"] == "Strict"
+
+    page.locator("a", has_text="queue").first.click()
+    page.wait_for_url(f"{url}/", timeout=BOUND)
+    row = page.locator(f'tr.ticket[data-number="{number}"]')
+    row.wait_for(timeout=BOUND)
+    for name, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(artefacts / f"queue-signed-in-{name}.png"), full_page=True)
+    page.set_viewport_size(dict(zip(("width", "height"), SIZES["desktop"])))
+
+    row.locator("a").click()
+    page.wait_for_url(f"**/tickets/{number}", timeout=BOUND)
+    act(page, "close")
+    assert page.locator("form.action-reopen").count() == 1
+    events = [" ".join(e.split()[4:]) for e in page.locator("li.event").all_inner_texts()]
+    assert events == ["ann · close"]  # recorded as the logged-in account
+
+    with page.expect_navigation(timeout=BOUND):
+        page.locator("header form.logout button").click()
+    page.wait_for_url("**/login", timeout=BOUND)
+    page.goto(f"{url}/", timeout=BOUND)
+    page.wait_for_url("**/login?next=%2F", timeout=BOUND)  # the session ended with it
+    assert errors == []
+    page.close()
+
+
+def log_in(page: Any, name: str, password: str) -> None:
+    page.locator("input[name=name]").fill(name)
+    page.locator("input[name=password]").fill(password)
+    with page.expect_navigation(timeout=BOUND):
+        page.locator("form.login button").click()
