@@ -201,6 +201,11 @@ def test_off_loopback_every_board_page_needs_a_login(auth_daemon: RunningDaemon)
         ("/", "/login?next=%2F"),
         ("/?status=closed", "/login?next=%2F%3Fstatus%3Dclosed"),
         (f"/tickets/{number}", f"/login?next=%2Ftickets%2F{number}"),
+        ("/ops/quarantine", "/login?next=%2Fops%2Fquarantine"),
+        ("/ops/quarantine/1", "/login?next=%2Fops%2Fquarantine%2F1"),
+        ("/ops/outbox?status=dead", "/login?next=%2Fops%2Foutbox%3Fstatus%3Ddead"),
+        ("/ops/mailboxes", "/login?next=%2Fops%2Fmailboxes"),
+        ("/ops/customers", "/login?next=%2Fops%2Fcustomers"),
     ]:
         status, headers, _ = anonymous.request("GET", path)
         assert (status, headers["location"]) == (303, expected), path
@@ -209,6 +214,9 @@ def test_off_loopback_every_board_page_needs_a_login(auth_daemon: RunningDaemon)
     with session_scope(auth_daemon.app.sessions) as session:
         ticket = repo.ticket_by_number(session, number)
         assert ticket is not None and ticket.status == "open"  # nothing was done
+    for retry in ("/ops/quarantine/1/retry", "/ops/outbox/1/retry"):
+        status, headers, _ = anonymous.request("POST", retry, {"by": "eve"})
+        assert status == 303 and headers["location"].startswith("/login"), retry
     # The page script's fetches get 401 (it reloads into the login); the API keeps its token.
     for script_path in ("/queue/rows", f"/tickets/{number}/body", "/events"):
         status, _, _ = anonymous.request("GET", script_path, Sec_Fetch_Mode="cors")
