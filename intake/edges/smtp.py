@@ -149,6 +149,7 @@ class IntakeHandler:
             origin_ref=_peer(session),
             mail_from=envelope.mail_from if envelope.mail_from != "<>" else "",
             rcpt_to=tuple(envelope.rcpt_tos),
+            peer_ip=_peer_ip(session),
         )
         try:
             item = await asyncio.to_thread(prepare_inbound, raw, origin, self.clock())
@@ -492,6 +493,12 @@ def _peer(session: Session) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return str(peer)
+
+
+def _peer_ip(session: Session) -> str | None:
+    """The client's IP address alone (the reflection cap counts by it)."""
+    peer: Any = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 def _kind(error: BaseException) -> str:
