@@ -4,7 +4,8 @@ A sender who writes ``Reply-To: victim@…`` makes us mail a confirmation (carry
 subject) to the victim. Past a cap on the distinct addresses one source has us confirm
 to in an hour, tickets are still made and charged, their confirmations suppressed.
 In-process (ingest + process with a fixed clock) on SQLite and PostgreSQL, and once over
-real SMTP from two loopback addresses for the peer IP the listener records.
+real SMTP from two loopback addresses for the peer IP the listener records. The metrics
+of both issue 13 limits (flood, reflection) are read from the registry the worker counts in.
 """
 
 from __future__ import annotations
