@@ -48,6 +48,7 @@ from intake.policy.policy import Policy, PolicyBook, available_policies, load_po
 from intake.replies.autoclose import AutoCloser
 from intake.replies.budget import BudgetSettings
 from intake.replies.outbox import Outbox
+from intake.replies.reflection import ReflectionSettings
 from intake.replies.render import Sender, make_template_environment
 from intake.replies.sender import OutboxSender, Transport
 from intake.schema import schema_refusal, where
@@ -124,7 +125,7 @@ def build_app(
     sessions = make_session_factory(engine)
     sender, secret = make_sender(settings), thread_secret(settings, sessions, dry_run=dry_run)
     budget = BudgetSettings.from_intake(settings.intake)
-    replies = Outbox(sender, secret, budget)
+    replies = Outbox(sender, secret, budget, ReflectionSettings.from_intake(settings.intake))
     templates = make_template_environment()
     pipeline = Pipeline(
         sessions=sessions,

@@ -30,6 +30,8 @@ class Metrics:
     processed: Counter  # labels: outcome (ticket_created, follow_up, ignored, flood, failed, ...)
     processing_seconds: Histogram
     deliveries: Counter  # labels: result (sent, failed, dead)
+    floods: Counter  # labels: scope (address, domain): mail kept as flood past a limit
+    reflection_suppressed: Counter  # labels: scope (ip, domain): confirmations not sent
 
     @classmethod
     def create(cls) -> Metrics:
@@ -65,6 +67,20 @@ class Metrics:
                 "intake_outbox_deliveries",
                 "Reply delivery attempts by the outbox sender, by result",
                 ["result"],
+                registry=registry,
+            ),
+            floods=Counter(
+                "intake_flood",
+                "Mail past an inbound flood limit (kept on the sender's ticket, unanswered), "
+                "by the limit reached: per sender address or per sender domain",
+                ["scope"],
+                registry=registry,
+            ),
+            reflection_suppressed=Counter(
+                "intake_reflection_suppressed",
+                "Confirmations not sent because the mail's source had us confirm to too many "
+                "distinct addresses this hour, by cap: per sending IP or per From domain",
+                ["scope"],
                 registry=registry,
             ),
         )

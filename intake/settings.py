@@ -258,6 +258,25 @@ class IntakeSettings(BaseModel):
     flood_shared_domains: tuple[str, ...] = FREE_MAIL_DOMAINS
     # Who is told of a flood (once per keeping ticket and hour); empty: staff_addresses.
     flood_notify: tuple[str, ...] = ()
+    # Confirmation reflection caps (intake.replies.reflection): distinct addresses one
+    # sending IP / one From domain may have us confirm to in a rolling hour. Past them the
+    # ticket is made, its confirmation suppressed. The domain cap spares the same domains as
+    # the flood limits (free mail, staff); the IP cap spares ``reflection_exempt_peers``, the
+    # MTA in front (all mail comes from its address there, so only the domain cap means
+    # anything).
+    reflection_per_ip: int = Field(default=30, ge=1)
+    reflection_per_domain: int = Field(default=30, ge=1)
+    reflection_exempt_peers: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+    @field_validator("reflection_exempt_peers")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP network: {network!r}") from None
+        return tuple(n.strip() for n in value)
 
     @field_validator("flood_shared_domains")
     @classmethod

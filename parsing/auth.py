@@ -10,7 +10,8 @@ DMARC) is what makes the claim worth something. This module owns reading that ve
   (RFC 8601 §5 asks the MTA to remove those; we do not rely on it having done so).
   Within that run the topmost result per method wins: it is the one added last.
 * A DKIM ``pass`` or SPF ``pass`` counts only when aligned with the ``From`` domain
-  (RFC 7489 §3.1, relaxed alignment: the same domain or a parent of it).
+  (RFC 7489 §3.1, relaxed alignment: both have the same organizational domain, §3.2,
+  found with the Public Suffix List that ``publicsuffixlist`` ships; no network).
 * DKIM signatures we verified ourselves (``intake.verify_dkim``) arrive as the signing
   domains that verified; the DNS look-up that needs lives in the pipeline, not here.
 
@@ -22,9 +23,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 from typing import Final
 
 import authres
+from publicsuffixlist import PublicSuffixList
 
 from parsing.addresses import address_domain, canonical_domain
 from parsing.types import ParsedMessage
@@ -139,9 +142,27 @@ def _spf_domain(spf: _Result | None) -> str:
 
 
 def _aligned(signer: str, domain: str) -> bool:
-    """Relaxed alignment (RFC 7489 §3.1.1) without a public-suffix list: the same domain
-    or a parent of it, never a bare top-level label."""
+    """Relaxed alignment (RFC 7489 §3.1.1): the signer's organizational domain is the From
+    domain's. A public suffix (``co.uk``, ``github.io``) is nobody's organization, so
+    ``evil.co.uk`` never aligns with ``victim.co.uk``, nor ``a.github.io`` with ``b.github.io``.
+    """
     signer = canonical_domain(signer)
-    if not signer or "." not in signer:
-        return False
-    return domain == signer or domain.endswith(f".{signer}")
+    organization = organizational_domain(signer)
+    return organization is not None and organization == organizational_domain(domain)
+
+
+def organizational_domain(domain: str) -> str | None:
+    """RFC 7489 §3.2: the public suffix of ``domain`` plus one label; None for a public
+    suffix itself (or no domain). The list's private section counts too (``github.io``:
+    its users are unrelated). An unknown top-level label is a suffix of its own (``*``)."""
+    domain = canonical_domain(domain)
+    if not domain or "." not in domain:
+        return None
+    organization: str | None = _public_suffixes().privatesuffix(domain)
+    return organization
+
+
+@cache
+def _public_suffixes() -> PublicSuffixList:
+    # Parsing the bundled list takes tens of milliseconds: once per process, then read-only.
+    return PublicSuffixList()

@@ -99,6 +99,9 @@ class InboundMessage(Base):
     origin: Mapped[str] = mapped_column(String(16))  # smtp | imap | pipe
     # IMAP: mailbox/UIDVALIDITY/UID, looked up before fetching (exactly once per UID).
     origin_ref: Mapped[str | None] = mapped_column(String(512), index=True)
+    # The SMTP client's IP address (IMAP and pipe mail has none): the confirmation
+    # reflection cap counts by it (intake.replies.reflection), indexed with received_at.
+    peer_ip: Mapped[str | None] = mapped_column(String(45), default=None)
     envelope_from: Mapped[str | None] = mapped_column(String(512))
     envelope_to: Mapped[list[str]] = mapped_column(default=list)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
@@ -119,7 +122,10 @@ class InboundMessage(Base):
     # "dkim aligned", "spf aligned", "none", "fail"); NULL before COMMIT 2 or issue 13.
     sender_trust: Mapped[str | None] = mapped_column(String(16))
 
-    __table_args__ = (Index("ix_inbound_message_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_inbound_message_due", "status", "next_attempt_at"),
+        Index("ix_inbound_message_peer_received", "peer_ip", "received_at"),
+    )
 
 
 class Ticket(Base):

@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import LargeBinary, case, func, or_, select, text, update
+from sqlalchemy import LargeBinary, case, distinct, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, defer, selectinload
 
@@ -50,6 +50,7 @@ class NewInbound:
     envelope_to: tuple[str, ...]
     raw: bytes
     received_at: datetime
+    peer_ip: str | None = None  # the SMTP client's address; None for IMAP and pipe
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ def store_inbound(session: Session, item: NewInbound) -> Stored:
             message_id=item.message_id,
             origin=item.origin,
             origin_ref=item.origin_ref,
+            peer_ip=item.peer_ip,
             envelope_from=item.envelope_from,
             envelope_to=list(item.envelope_to),
             raw=item.raw,
@@ -1164,6 +1166,17 @@ def lock_senders(session: Session, keys: Sequence[str]) -> None:
     _advisory_xact_locks(session, _FLOOD_LOCK_NAMESPACE, keys)
 
 
+# Advisory-lock namespace of the confirmation reflection caps.
+_REFLECTION_LOCK_NAMESPACE = 0x5245464C  # "REFL"
+
+
+def lock_reflection(session: Session, keys: Sequence[str]) -> None:
+    """Hold the reflection counts of these sources (``ip:…``, ``domain:…``) until the
+    transaction ends, as ``lock_recipients`` does: counting the distinct addresses a source
+    made us confirm and queueing one more confirmation is one step across instances."""
+    _advisory_xact_locks(session, _REFLECTION_LOCK_NAMESPACE, keys)
+
+
 def _advisory_xact_locks(session: Session, namespace: int, keys: Sequence[str]) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return  # SQLite: the write transaction already holds the whole database
@@ -1279,4 +1292,83 @@ def _recent_replies(key: str, since: datetime) -> Any:
         .where(OutboxRecipient.created_at > since)
         .where(OutboxMessage.status != OutboxStatus.SUPPRESSED)
         .scalar_subquery()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectionCount:
+    """What one source's reflection cap needs: how many distinct addresses were confirmed
+    for its mail in the window, and which of the candidates are among them already."""
+
+    distinct: int
+    known: frozenset[str]  # recipient keys already confirmed for this source
+
+
+def reflection_facts(
+    session: Session,
+    recipients: Sequence[str],
+    since: datetime,
+    *,
+    ip: str | None,
+    domain: str | None,
+) -> dict[str, ReflectionCount]:
+    """Per source (``"ip"``, ``"domain"``; a None one is skipped), in one query.
+
+    Counts confirmations not suppressed, by distinct recipient: for ``ip`` those answering
+    mail received from that SMTP client after ``since`` (``ix_inbound_message_peer_received``),
+    for ``domain`` those of tickets its senders opened after ``since`` (the confirmation is
+    queued with its ticket; ``ix_ticket_requester_domain_created``).
+    """
+    keys = list(dict.fromkeys(recipient_key(a) for a in recipients if a.strip()))
+    sources: dict[str, Any] = {}
+    if ip:
+        sources["ip"] = _confirmed_for_ip(ip, since)
+    if domain:
+        sources["domain"] = _confirmed_for_domain(domain, since)
+    columns: list[Any] = []
+    for name, confirmed in sources.items():
+        address = confirmed.c.address
+        columns.append(select(func.count(distinct(address))).scalar_subquery().label(f"{name}_n"))
+        columns.extend(
+            select(address).where(address == key).exists().label(f"{name}_{i}")
+            for i, key in enumerate(keys)
+        )
+    if not columns:
+        return {}
+    row = session.execute(select(*columns)).one()._mapping
+    return {
+        name: ReflectionCount(
+            int(row[f"{name}_n"]),
+            frozenset(key for i, key in enumerate(keys) if row[f"{name}_{i}"]),
+        )
+        for name in sources
+    }
+
+
+def _confirmations() -> Any:
+    return (
+        select(OutboxRecipient.address)
+        .join(OutboxMessage, OutboxMessage.id == OutboxRecipient.outbox_id)
+        .where(OutboxMessage.kind == "confirmation")
+        .where(OutboxMessage.status != OutboxStatus.SUPPRESSED)
+    )
+
+
+def _confirmed_for_ip(ip: str, since: datetime) -> Any:
+    return (
+        _confirmations()
+        .join(InboundMessage, InboundMessage.id == OutboxMessage.inbound_message_id)
+        .where(InboundMessage.peer_ip == ip)
+        .where(InboundMessage.received_at > since)
+        .subquery()
+    )
+
+
+def _confirmed_for_domain(domain: str, since: datetime) -> Any:
+    return (
+        _confirmations()
+        .join(Ticket, Ticket.id == OutboxMessage.ticket_id)
+        .where(Ticket.requester_domain == domain)
+        .where(Ticket.created_at > since)
+        .subquery()
     )

@@ -47,6 +47,10 @@ os.environ.setdefault("INTAKE_WEB__LISTEN", "127.0.0.1:0")
 # shipped limits themselves (tests/intake/pipeline/test_strangers_floods.py).
 os.environ.setdefault("INTAKE_INTAKE__FLOOD_PER_ADDRESS", "1000000")
 os.environ.setdefault("INTAKE_INTAKE__FLOOD_PER_DOMAIN", "1000000")
+# The same for the confirmation reflection caps (many senders at acme.example); the
+# reflection tests name the shipped caps (tests/intake/pipeline/test_reflection.py).
+os.environ.setdefault("INTAKE_INTAKE__REFLECTION_PER_IP", "1000000")
+os.environ.setdefault("INTAKE_INTAKE__REFLECTION_PER_DOMAIN", "1000000")
 
 PG_ADMIN = os.environ.get("INTAKE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 CORPUS = Path(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from intake.app import App
 from intake.pipeline.assess import Assessment, assess_bytes
 from intake.pipeline.customers import CustomerRecord, load_directory
+from intake.pipeline.dkimcheck import DkimVerifier
 from intake.pipeline.identity import Identity
 from intake.policy.policy import PolicyBook, ReportField
 from store import repository as repo
@@ -32,18 +33,26 @@ def check_record(
     directory: Sequence[CustomerRecord] = (),
     *,
     explain: bool = False,
+    dkim: DkimVerifier | None = None,
 ) -> dict[str, Any]:
     """The ``intake check --json`` object for one input (``error`` set when unreadable).
 
     ``explain``: add ``explain``, per field where its value came from (``--explain``).
+    ``dkim``: verify DKIM signatures with it (the pipeline's verifier, ``intake.verify_dkim``);
+    the domains that verified are ``dkim_verified`` and count in ``sender_trust``.
     """
     if raw is None:
         return {"file": name, "error": error or "cannot read"}
+    verified = dkim.verified_domains(raw) if dkim else ()
     try:
-        assessment = assess_bytes(raw, None, policies, identity, received_at, directory)
+        assessment = assess_bytes(
+            raw, None, policies, identity, received_at, directory, dkim_verified=verified
+        )
     except Exception as exc:  # a parser bug must not end the run; it is reported per file
         return {"file": name, "error": f"{type(exc).__name__}: {exc}"}
     record = {"file": name, **assessment_view(assessment)}
+    if dkim is not None:
+        record["dkim_verified"] = list(verified)
     if explain:
         record["explain"] = explain_view(assessment)
     return record

@@ -57,6 +57,14 @@ TOO_MANY_ERRORS = "421 4.7.0 Too many errors, closing connection"
 # RFC 3463 §3.8: X.7.0 "other or undefined security status" (a connection limit is policy).
 TOO_MANY_SESSIONS = "421 4.7.0 Too many sessions, try again later"
 TOO_MANY_FROM_IP = "421 4.7.0 Too many sessions from your address, try again later"
+# TLS 1.2 suites: forward-secret ECDHE with an AEAD cipher only (RFC 7525 §4.2; Mozilla's
+# "intermediate" list without its finite-field DHE suites, whose parameters clients cannot
+# judge, RFC 7919). No CBC (Lucky 13), no static RSA key exchange (no forward secrecy).
+MODERN_TLS12_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
 # RFC 3207 §4: 530 before STARTTLS when TLS is required; RFC 3463 X.7.0.
 TLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
 # RFC 5321 §4.2.2 452 "insufficient system storage" at MAIL; RFC 3463 X.3.1 "mail system full".
@@ -141,6 +149,7 @@ class IntakeHandler:
             origin_ref=_peer(session),
             mail_from=envelope.mail_from if envelope.mail_from != "<>" else "",
             rcpt_to=tuple(envelope.rcpt_tos),
+            peer_ip=_peer_ip(session),
         )
         try:
             item = await asyncio.to_thread(prepare_inbound, raw, origin, self.clock())
@@ -454,14 +463,15 @@ class SmtpListener:
 def load_tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
     """The STARTTLS server context from ``smtp.tls_certificate``/``tls_key``; ConfigError.
 
-    ``create_default_context(CLIENT_AUTH)`` gives the ciphers Python deems modern (no
-    RC4, 3DES, export or anonymous suites) and no client certificate check; TLS 1.2 is
-    the floor (RFC 8996 deprecates 1.0 and 1.1).
+    TLS 1.2 is the floor (RFC 8996 deprecates 1.0 and 1.1) and its suites are
+    ``MODERN_TLS12_CIPHERS``; TLS 1.3's are OpenSSL's fixed AEAD set. No client
+    certificate is asked for.
     """
     if settings.tls_certificate is None or settings.tls_key is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(MODERN_TLS12_CIPHERS)  # applies to TLS <= 1.2 only
     try:
         context.load_cert_chain(settings.tls_certificate, settings.tls_key)
     except (OSError, ssl.SSLError) as exc:
@@ -483,6 +493,12 @@ def _peer(session: Session) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return str(peer)
+
+
+def _peer_ip(session: Session) -> str | None:
+    """The client's IP address alone (the reflection cap counts by it)."""
+    peer: Any = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 def _kind(error: BaseException) -> str:

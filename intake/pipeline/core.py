@@ -48,7 +48,8 @@ from intake.pipeline.followup import apply_follow_up, apply_staff_claim, apply_s
 from intake.pipeline.identity import Identity
 from intake.pipeline.isolation import InlineReader, Reader
 from intake.policy.policy import PolicyBook
-from intake.replies.outbox import Outbox, ReplyKind
+from intake.replies.outbox import Enqueued, Outbox, ReplyKind
+from intake.replies.reflection import Source
 from intake.replies.render import (
     RenderedReply,
     TicketRef,
@@ -81,6 +82,7 @@ class Envelope:
     origin_ref: str | None = None  # peer address, mailbox/UIDVALIDITY/UID, ...
     mail_from: str | None = None  # RFC 5321 reverse-path; "" is the null sender <>
     rcpt_to: tuple[str, ...] = ()
+    peer_ip: str | None = None  # the SMTP client's IP (the reflection cap); IMAP/pipe: none
 
 
 class Result(StrEnum):
@@ -105,6 +107,8 @@ class Outcome:
     result: Result
     ticket_number: str | None = None
     classification: str | None = None
+    flood: str | None = None  # "address" / "domain": the flood limit this mail was past
+    reflection: str | None = None  # "ip" / "domain": the cap that suppressed its confirmation
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,8 @@ class Applied:
     result: Result
     ticket: Ticket | None
     changes: ChangeRecord
+    flood: str | None = None  # scope of the flood limit reached (Outcome.flood)
+    reflection: str | None = None  # scope of the reflection cap reached (Outcome.reflection)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +164,7 @@ def prepare_inbound(raw: bytes, envelope: Envelope, now: datetime) -> repo.NewIn
         envelope_to=envelope.rcpt_to,
         raw=raw,
         received_at=now,
+        peer_ip=envelope.peer_ip,
     )
 
 
@@ -325,7 +332,9 @@ class Pipeline:
         ticket = applied.ticket
         row.ticket_id = ticket.id if ticket else None
         number = ticket.number if ticket else None
-        return Outcome(row.id, applied.result, number, row.classification)
+        return Outcome(
+            row.id, applied.result, number, row.classification, applied.flood, applied.reflection
+        )
 
     def _thread(self, work: Work) -> Threading:
         report = work.report
@@ -372,11 +381,14 @@ class Pipeline:
         return Applied(InboundStatus.PROCESSED, Result.STAFF_REPLY, ticket, changes)
 
     def _new_ticket(self, work: Work, parent: Ticket | None, linked: int | None = None) -> Applied:
-        ticket, suppressed = self._open_ticket(
+        ticket, enqueued = self._open_ticket(
             work.session, work.row, work.assessment, work.now, parent, linked
         )
-        changes = ChangeRecord().with_suppressed(suppressed)
-        return Applied(InboundStatus.PROCESSED, Result.TICKET_CREATED, ticket, changes)
+        changes = ChangeRecord().with_suppressed(enqueued.suppressed if enqueued else {})
+        reflection = enqueued.reflection if enqueued else None
+        return Applied(
+            InboundStatus.PROCESSED, Result.TICKET_CREATED, ticket, changes, reflection=reflection
+        )
 
     def _flood(self, work: Work, flood: Flood) -> Applied:
         """Kept on the sender's latest ticket as a ``flood`` message: no ticket, no charge,
@@ -385,7 +397,8 @@ class Pipeline:
         if ticket is not None:
             self._notify_flood(work, ticket, FloodVerdict(flood.key, flood.reason, ticket.id))
         changes = ChangeRecord(FloodChanges(flood.reason))
-        return Applied(InboundStatus.IGNORED, Result.FLOOD, ticket, changes)
+        scope = flood.key.partition(":")[0]  # address:… or domain:…
+        return Applied(InboundStatus.IGNORED, Result.FLOOD, ticket, changes, flood=scope)
 
     def _notify_flood(self, work: Work, ticket: Ticket, verdict: FloodVerdict) -> None:
         log = structlog.get_logger("intake.pipeline")
@@ -516,7 +529,7 @@ class Pipeline:
         now: datetime,
         parent: Ticket | None = None,
         linked: int | None = None,
-    ) -> tuple[Ticket, Mapping[str, str]]:
+    ) -> tuple[Ticket, Enqueued | None]:
         message, subject, policy = assessment.message, assessment.subject, assessment.policy
         known = assessment.customer.customer.name if assessment.customer else None
         waiting = bool(assessment.missing_fields) and policy.auto_close is not None
@@ -568,7 +581,7 @@ class Pipeline:
                 now=now,
             )
         if not assessment.reply_address:
-            return ticket, {}
+            return ticket, None
         return ticket, self._queue_confirmation(session, row, assessment, ticket.id, number, now)
 
     def _queue_confirmation(
@@ -579,7 +592,7 @@ class Pipeline:
         ticket_id: int,
         number: str,
         now: datetime,
-    ) -> Mapping[str, str]:
+    ) -> Enqueued:
         reply = render_confirmation(
             self.templates,
             assessment,
@@ -588,7 +601,27 @@ class Pipeline:
             sender=self.outbox.sender,
             now=now,
         )
-        return self._queue(session, reply, ReplyKind.CONFIRMATION, ticket_id, row, now)
+        # Confirmations alone are capped per source (the reflection channel, issue 13):
+        # acknowledgements answer follow-ups, which passed the participant rule.
+        return self.outbox.enqueue(
+            session,
+            reply,
+            ReplyKind.CONFIRMATION,
+            ticket_id=ticket_id,
+            now=now,
+            inbound=row,
+            source=self._source(row, assessment),
+        )
+
+    def _source(self, row: InboundMessage, assessment: Assessment) -> Source:
+        """Where the mail came from as the reflection caps count it: the SMTP peer unless
+        exempt (the MTA in front), the From domain unless the flood limits spare it."""
+        sender = Sender.of(assessment.message.from_address)
+        domain = sender.domain if sender else None
+        return Source(
+            self.outbox.reflection.counts_ip(row.peer_ip),
+            domain if domain not in self.flood.unlimited_domains else None,
+        )
 
     def _queue(
         self,

@@ -6,7 +6,7 @@ has passed — so nothing acknowledged waits forever. Processing runs in threads
 the event loop, at most ``concurrency`` messages at once (one per worker process of the
 reader, ``intake.workers``), so a slow message occupies one slot and never starves the
 others; a message already in hand is not started twice. Each one is counted by outcome
-and timed (``intake.metrics``).
+and timed (``intake.metrics``), and so are the flood limits and reflection caps it hit.
 
 The reader (``intake.pipeline.isolation``) is made when the unit starts and closed when
 it ends, so a supervisor restart of this unit also starts fresh worker processes.
@@ -109,6 +109,10 @@ class ProcessingWorker:
         outcome = self.pipeline.process(inbound_id, self._reader)
         self.metrics.processing_seconds.observe(time.perf_counter() - started)
         self.metrics.processed.labels(outcome=outcome.result.value).inc()
+        if outcome.flood:
+            self.metrics.floods.labels(scope=outcome.flood).inc()
+        if outcome.reflection:
+            self.metrics.reflection_suppressed.labels(scope=outcome.reflection).inc()
         return outcome
 
     def _due_ids(self) -> list[int]:

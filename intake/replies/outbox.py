@@ -6,7 +6,9 @@ things, inside the caller's transaction (COMMIT 2, or the auto-closer's own):
 1. a stable Message-ID carrying an HMAC token (``replies/tokens.py``), so any answer to
    it threads onto its ticket, and a retry after a crash renders the very same id;
 2. the per-recipient budget and bounce suppression (``replies/budget.py``; RFC 3834 §2:
-   an automatic responder must not answer one address without limit);
+   an automatic responder must not answer one address without limit), and for a
+   confirmation the reflection caps per sending IP and From domain
+   (``replies/reflection.py``: how many distinct addresses one source makes us write to);
 3. when someone is left out, the record of why: returned in ``Enqueued.suppressed`` for
    the caller's change record (the inbound message's changes, what ``intake tickets show``
    prints; ``pipeline/changes.py`` writes it), on the outbox row (status ``suppressed`` with the
@@ -18,7 +20,7 @@ things, inside the caller's transaction (COMMIT 2, or the auto-closer's own):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -26,6 +28,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from intake.replies.budget import BudgetDecision, BudgetSettings, check_budget
+from intake.replies.reflection import ReflectionSettings, Source, check_reflection
 from intake.replies.render import RenderedReply, Sender
 from intake.replies.tokens import make_message_id
 from store import repository as repo
@@ -63,6 +66,7 @@ class Enqueued:
     message_id: str
     added: bool  # False: a reply of this kind already answers that inbound message
     suppressed: Mapping[str, str]  # address -> why it gets nothing (empty: all allowed)
+    reflection: str | None = None  # "ip" / "domain": a reflection cap suppressed someone
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class Outbox:
     sender: Sender
     secret: bytes
     budget: BudgetSettings
+    reflection: ReflectionSettings = field(default_factory=ReflectionSettings)
 
     def reply_id(self, number: str, kind: ReplyKind, inbound_key: str) -> str:
         """The Message-ID of an answer to one inbound message: stable per message."""
@@ -98,18 +103,25 @@ class Outbox:
         ticket_id: int,
         now: datetime,
         inbound: InboundMessage | None = None,
+        source: Source | None = None,
     ) -> Enqueued:
-        """Queue ``mail`` within the per-recipient budget (RFC 3834 §2); never commits."""
+        """Queue ``mail`` within the per-recipient budget (RFC 3834 §2) and, given the
+        ``source`` of the mail it answers, the reflection caps; never commits."""
         answering = inbound.id if inbound is not None else None
         budget = check_budget(
             session, mail.recipients, now, self.budget, inbound_message_id=answering
         )
+        scope = None
+        if source is not None and budget.allowed:
+            capped = check_reflection(session, budget.allowed, source, now, self.reflection)
+            budget = BudgetDecision(capped.allowed, {**budget.suppressed, **capped.suppressed})
+            scope = capped.scope
         if budget.suppressed:
-            _log_suppression(kind, ticket_id, budget)
+            _log_suppression(kind, ticket_id, budget, scope)
         added = repo.enqueue_reply(
             session, self._row(mail, kind, ticket_id, answering, budget, now)
         )
-        return Enqueued(mail.message_id, added, dict(budget.suppressed))
+        return Enqueued(mail.message_id, added, dict(budget.suppressed), scope)
 
     def _row(
         self,
@@ -137,9 +149,16 @@ class Outbox:
         )
 
 
-def _log_suppression(kind: ReplyKind, ticket_id: int, budget: BudgetDecision) -> None:
+def _log_suppression(
+    kind: ReplyKind, ticket_id: int, budget: BudgetDecision, reflection: str | None
+) -> None:
     """The log line; the thread shows it through ``Enqueued.suppressed``, which the pipeline
-    writes into the inbound row's change record (``pipeline/changes.py``, the one place)."""
+    writes into the inbound row's change record (``pipeline/changes.py``, the one place).
+    ``reflection`` names the reflection cap ("ip", "domain") when one was the reason."""
     structlog.get_logger("intake.outbox").warning(
-        "outbox.suppressed", kind=kind.value, ticket_id=ticket_id, reasons=budget.suppressed
+        "outbox.suppressed",
+        kind=kind.value,
+        ticket_id=ticket_id,
+        reasons=budget.suppressed,
+        reflection=reflection,
     )

@@ -43,9 +43,10 @@ from sqlalchemy import create_engine, func, select, text
 from store.models import InboundMessage, OutboxMessage, Ticket
 from tests.conftest import free_port, make_mail, wait_for
 
-# Settings for a daemon under test: fast sweeps and retries, and a reply budget and flood
-# limits that never hold a message back (20 senders x 100 messages would exceed the default
-# 10 replies and 20 new tickets an hour per sender): these tests count exactly-once.
+# Settings for a daemon under test: fast sweeps and retries, and a reply budget, flood
+# limits and reflection caps that never hold a message back (20 senders x 100 messages
+# would exceed the default 10 replies and 20 new tickets an hour per sender): these tests
+# count exactly-once.
 FAST_ENV = {
     "INTAKE_OUTBOUND__POLL_INTERVAL": "0.05",
     "INTAKE_OUTBOUND__BACKOFF_INITIAL": "0.2",
@@ -60,6 +61,8 @@ FAST_ENV = {
     "INTAKE_INTAKE__REPLIES_PER_DAY": "1000000",
     "INTAKE_INTAKE__FLOOD_PER_ADDRESS": "1000000",
     "INTAKE_INTAKE__FLOOD_PER_DOMAIN": "1000000",
+    "INTAKE_INTAKE__REFLECTION_PER_IP": "1000000",
+    "INTAKE_INTAKE__REFLECTION_PER_DOMAIN": "1000000",
 }
 
 

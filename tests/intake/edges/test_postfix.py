@@ -61,6 +61,7 @@ def intake_config(base: Path) -> Path:
         '[logging]\nformat = "json"\n'
         # One sender sends every message here: the flood limits would hold most of them back.
         "[intake]\nflood_per_address = 1000000\nflood_per_domain = 1000000\n"
+        "reflection_per_ip = 1000000\nreflection_per_domain = 1000000\n"
     )
     return config
 
@@ -234,6 +235,7 @@ def serve_behind_postfix(tmp_path: Path) -> Iterator[tuple[PrivatePostfix, Serve
         f'[outbound]\ndirectory = "{tmp_path / "outbox"}"\n'
         # One sender sends every message here: the flood limits would hold most of them back.
         "[intake]\nsweep_interval = 0.5\nflood_per_address = 1000000\nflood_per_domain = 1000000\n"
+        "reflection_per_ip = 1000000\nreflection_per_domain = 1000000\n"
         '[web]\nlisten = "127.0.0.1:0"\n'  # a free port: 8025 may be another daemon's
         '[logging]\nformat = "json"\n'
     )

@@ -119,12 +119,16 @@ def mail_reply(daemon: RunningDaemon) -> tuple[int, bytes]:
 def test_mail_gets_452_while_data_in_flight_is_at_the_limit_and_250_once_answered(
     limited: Callable[..., RunningDaemon],
 ) -> None:
+    """A DATA from a client that declared no SIZE counts as its bytes arrive (issue 13)."""
     daemon = limited(**{"smtp.max_message_size": 4 * MIB, "smtp.max_data_in_flight": MIB})
     raw = make_mail(message_id="<large@acme.example>").replace(b"\n", b"\r\n")
     filler = b"x" * 998 + b"\r\n"
     with smtplib.SMTP(daemon.host, daemon.port, timeout=30) as large:
         large.ehlo("client.test")
-        large.mail("jane@acme.example")
+        # smtplib's mail() sends no SIZE= (only sendmail() adds it): nothing is reserved
+        # at MAIL, so only the DATA bytes below can fill the cap.
+        assert large.mail("jane@acme.example")[0] == 250
+        assert mail_reply(daemon)[0] == 250  # a MAIL without SIZE holds nothing yet
         large.rcpt("support@example.com")
         assert large.docmd("DATA")[0] == 354
         large.send(raw + filler * (3 * MIB // 2 // len(filler)))  # 1.5 MiB, not ended

@@ -1,9 +1,10 @@
 """STARTTLS on the listener (RFC 3207), with self-signed certificates made in the test.
 
 Offered and working (smtplib verifying our certificate, swaks ``--tls``), required before
-MAIL when ``smtp.require_tls`` (530 5.7.0), TLS 1.2 as the floor, bad certificate files
-refused at start-up naming the keys, and SIGHUP to a real ``intake serve`` re-reading the
-files: the next session gets the new certificate, a bad file keeps the old one.
+MAIL when ``smtp.require_tls`` (530 5.7.0), TLS 1.2 as the floor with ECDHE + AEAD suites
+only, bad certificate files refused at start-up naming the keys, and SIGHUP to a real
+``intake serve`` re-reading the files: the next session gets the new certificate, a bad
+file keeps the old one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from intake.edges.smtp import load_tls_context
+from intake.edges.smtp import MODERN_TLS12_CIPHERS, load_tls_context
 from intake.errors import ConfigError
 from intake.settings import Settings, SmtpSettings
 from tests.conftest import RunningDaemon, make_mail, start_daemon, stop_daemon, wait_for
@@ -107,6 +108,58 @@ def test_tls_below_1_2_is_refused(tls_daemon: Callable[..., RunningDaemon]) -> N
         wait_for(lambda: any(e["event"] == "smtp.tls_handshake_failed" for e in logs), 30)
     # A client's failed handshake is its problem: logged at info, never as our error.
     assert not [e for e in logs if e["log_level"] == "error"], logs
+
+
+def tls12_client(ciphers: str) -> ssl.SSLContext:
+    """A TLS 1.2-only client offering exactly ``ciphers`` (no certificate check)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.set_ciphers(ciphers)
+    except ssl.SSLError:
+        pytest.skip(f"this OpenSSL cannot offer {ciphers} as a client")
+    return context
+
+
+@pytest.mark.parametrize(
+    "ciphers",
+    [
+        "AES128-SHA:@SECLEVEL=0",  # static RSA key exchange, CBC
+        "ECDHE-RSA-AES128-SHA:@SECLEVEL=0",  # forward secret, but CBC (no AEAD)
+        # Python's default server list takes these two: forward secret, CBC with SHA-2.
+        "ECDHE-RSA-AES128-SHA256",
+        "ECDHE-RSA-AES256-SHA384",
+        "AES128-GCM-SHA256:@SECLEVEL=0",  # AEAD, but no forward secrecy
+        "DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0",  # finite-field DHE (Mozilla's, not ours)
+    ],
+    ids=["rsa-cbc", "ecdhe-cbc-sha1", "ecdhe-cbc-sha256", "ecdhe-cbc-sha384", "rsa-gcm", "dhe-gcm"],
+)
+def test_tls12_without_ecdhe_aead_is_refused(
+    tls_daemon: Callable[..., RunningDaemon], ciphers: str
+) -> None:
+    daemon = tls_daemon()
+    with smtplib.SMTP(daemon.host, daemon.port, timeout=30) as connection:
+        connection.ehlo("client.test")
+        with pytest.raises(OSError):  # ssl.SSLError: handshake failure, no shared cipher
+            connection.starttls(context=tls12_client(ciphers))
+
+
+def test_tls12_client_with_modern_ciphers_gets_ecdhe_aead(
+    tls_daemon: Callable[..., RunningDaemon],
+) -> None:
+    daemon = tls_daemon()
+    with smtplib.SMTP(daemon.host, daemon.port, timeout=30) as connection:
+        connection.ehlo("client.test")
+        assert connection.starttls(context=tls12_client("DEFAULT"))[0] == 220
+        assert isinstance(connection.sock, ssl.SSLSocket)
+        negotiated = connection.sock.cipher()
+        assert negotiated is not None
+        name, version, _ = negotiated
+        connection.ehlo("client.test")
+        assert connection.noop()[0] == 250
+    assert version == "TLSv1.2"
+    assert name in MODERN_TLS12_CIPHERS.split(":"), name
 
 
 def test_require_tls_refuses_mail_before_starttls_with_530(
