@@ -67,6 +67,7 @@ class QueueFilter:
     policy: str = ""
     breached: bool = False
     assignee: str = ""  # the board's "assigned to me" link fills in the staff name
+    q: str = ""  # free text: every word (or "quoted phrase") in the subject or the mail
     page: int = 1
 
     @classmethod
@@ -81,6 +82,7 @@ class QueueFilter:
             policy=query.get("policy", "").strip()[:64],
             breached=query.get("breached", "") in {"1", "on", "true"},
             assignee=query.get("assignee", "").strip()[:64],
+            q=query.get("q", "").strip()[:256],
             page=max(1, int(page)) if page.isdigit() else 1,
         )
 
@@ -94,6 +96,7 @@ class QueueFilter:
             "policy": chosen.policy,
             "breached": "1" if chosen.breached else "",
             "assignee": chosen.assignee,
+            "q": chosen.q,
             "page": str(chosen.page) if chosen.page > 1 else "",
         }
         return urlencode({k: v for k, v in pairs.items() if v})
@@ -229,6 +232,7 @@ def load_queue(
         customers=customers,
         policy=wanted.policy or None,
         assignee=wanted.assignee or None,
+        search=wanted.q or None,
     )
     rows = [queue_row(t, policies, now) for t in tickets]
     if wanted.breached:
