@@ -4,6 +4,7 @@ Two daemons share the database. Instance A's board polls the store only once an 
 a ``changed`` on its event stream can only come from a notice its LISTEN connection got;
 the mail goes to instance B's SMTP port. The stream's ``: listening`` / ``: polling``
 comments say how it learns of changes, so the test knows when the listener is up again.
+On SQLite the stream polls, as it always has.
 """
 
 from __future__ import annotations
@@ -124,3 +125,17 @@ def test_the_stream_polls_while_the_listener_is_gone_and_listens_again(
     assert after.isdisjoint(before)
     send(b, "Initech – 9 Elm St, Austin TX – Total outage – P1")
     assert stream.next_event() == "changed"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_on_sqlite_the_stream_polls_the_store(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    daemon = start_daemon(make_settings(db_url))
+    try:
+        stream = open_stream(daemon)
+        assert stream.next_event() == ": polling"  # no listener on SQLite, ever
+        send(daemon, "Acme Corp – 1 Main St, Denver CO – Crackling lines – P2")
+        assert stream.next_event() == "changed"
+    finally:
+        stop_daemon(daemon)
