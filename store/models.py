@@ -365,7 +365,7 @@ class OutboxRecipient(Base):
 
 class TicketSearch(Base):
     """The text one ticket is found by (``store.search``): its subject and what the
-    customer wrote, as folded words. Each database indexes it (migration 0008): an FTS5
+    customer wrote, as folded words. Each database indexes it (migration 0009): an FTS5
     table on SQLite, a GIN index on PostgreSQL; neither is declared here."""
 
     __tablename__ = "ticket_search"

@@ -5,7 +5,7 @@ opened it and the new text of every follow-up the customer sent: decoded text, n
 MIME, never our replies or the quoted history a follow-up repeats. The pipeline writes it
 in the transaction that writes the ticket or the follow-up (COMMIT 2), so a ticket is
 findable exactly when it is on the board. Each database indexes the column itself
-(migration 0008): SQLite an FTS5 external-content table (``ticket_search_fts``, tokenizer
+(migration 0009): SQLite an FTS5 external-content table (``ticket_search_fts``, tokenizer
 ``unicode61 remove_diacritics 2``) kept by triggers on ``ticket_search``; PostgreSQL a GIN
 index over ``to_tsvector('simple', document)``.
 
@@ -52,7 +52,7 @@ MAX_TERMS = 16
 MAX_DOCUMENT = 100_000
 FTS_TABLE = "ticket_search_fts"
 PG_INDEX = "ix_ticket_search_document_tsv"
-# The objects migration 0008 makes that the models cannot declare (FTS5's virtual table
+# The objects migration 0009 makes that the models cannot declare (FTS5's virtual table
 # and its shadow tables ``ticket_search_fts_*``, the expression index).
 _UNMODELLED = re.compile(rf"^({FTS_TABLE}(_\w+)?|{PG_INDEX})$")
 

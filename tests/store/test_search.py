@@ -1,4 +1,4 @@
-"""store.search: the full-text index on SQLite (FTS5) and PostgreSQL (GIN), and migration 0008.
+"""store.search: the full-text index on SQLite (FTS5) and PostgreSQL (GIN), and migration 0009.
 
 Tickets are indexed the way the pipeline indexes them (``index_ticket`` with the first
 mail's text, ``add_follow_up`` with a follow-up's new text) and found through the
@@ -132,10 +132,10 @@ def engine(db_url: str) -> Engine:
     return make_engine(db_url)
 
 
-def test_0008_backfills_tickets_from_their_stored_mail(engine: Engine) -> None:
-    """Tickets opened before 0008 are found by their subject, their first mail and their
+def test_0009_backfills_tickets_from_their_stored_mail(engine: Engine) -> None:
+    """Tickets opened before 0009 are found by their subject, their first mail and their
     follow-ups once upgraded; a staff reply on the thread is not the customer's text."""
-    migrate.upgrade(engine, "0007_ticket_links_flood")
+    migrate.upgrade(engine, "0008_inbound_peer_ip")
     sessions = make_session_factory(engine)
     with session_scope(sessions) as session:
         first = mail(session, "Acme Corp – Genève – Jitter – P2", "Café phones stutter badly.")

@@ -9,8 +9,8 @@ PostgreSQL indexes it with GIN over ``to_tsvector('simple', document)``, which i
 itself. Existing tickets are backfilled from their stored mail: the subject, the first
 mail's text and each follow-up's new text (about a millisecond per stored message).
 
-Revision ID: 0008_ticket_search
-Revises: 0007_ticket_links_flood
+Revision ID: 0009_ticket_search
+Revises: 0008_inbound_peer_ip
 Create Date: 2026-12-01 15:30:00.000000
 """
 
@@ -25,8 +25,8 @@ from alembic import op
 from parsing import parse_message
 from store import search
 
-revision: str = "0008_ticket_search"
-down_revision: str | None = "0007_ticket_links_flood"
+revision: str = "0009_ticket_search"
+down_revision: str | None = "0008_inbound_peer_ip"
 branch_labels: str | None = None
 depends_on: str | None = None
 
