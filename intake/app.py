@@ -62,6 +62,7 @@ from parsing import address_domain, address_key, canonical_domain, ticket_tag
 from store import migrate
 from store import repository as repo
 from store.db import make_engine, make_session_factory, session_scope
+from store.notify import BoardChanges
 
 
 def utc_now() -> datetime:
@@ -321,13 +322,16 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
     )
     listener = SmtpListener(_smtp_handler(app, writer, worker), app.settings.smtp)
     web_settings = app.settings.web  # a malformed web.auth.users_file fails here, unbound
+    changes = BoardChanges.for_url(app.settings.database.url)  # one LISTEN per process
     board = Board(
         app.sessions,
         app.autocloser.policies,
         utc_now,
+        poll_interval=web_settings.board_poll_interval,
         api_token=web_settings.api_token,
         mailboxes=[m.name for m in app.settings.imap.mailboxes],
         auth=web_settings.auth,
+        changes=changes,
     )
     web = WebServer(
         _web_app(app, supervisor, board), app.settings.web.host, app.settings.web.port, board.close
@@ -342,6 +346,8 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
     supervisor.add("outbox", app.outbox.run)
     supervisor.add("autoclose", partial(_autoclose_loop, app))
     supervisor.add("web", web.run)
+    if changes.url is not None:  # PostgreSQL: the board's LISTEN connection
+        supervisor.add("board-listen", changes.run)
     collectors = _collectors(app, supervisor, pollers)
     supervisor.start()
     _log_started(app, port, web, pollers)

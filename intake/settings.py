@@ -451,6 +451,9 @@ class WebSettings(BaseModel):
     # API is off (every /api/ request is 401). Generate one with `openssl rand -hex 32`.
     api_token: SecretStr | None = None
     auth: WebAuthSettings = WebAuthSettings()
+    # Seconds between the board's polls of the store for its live updates: on SQLite, and
+    # on PostgreSQL only while the LISTEN connection is down (a NOTIFY wakes it otherwise).
+    board_poll_interval: float = Field(default=0.5, gt=0)
 
     @field_validator("listen")
     @classmethod

@@ -2,7 +2,8 @@
 
 SQLite is tuned for durability first: WAL with ``synchronous=FULL`` (the WAL is fsynced
 at every commit, so an acknowledged message survives power loss, not just a crash) and a
-busy timeout so the daemon's threads wait for each other instead of failing.
+busy timeout so the daemon's threads wait for each other instead of failing. A
+PostgreSQL engine announces the writes the board shows (``store.notify``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from store import migrate
+from store import migrate, notify
 
 # How long a SQLite connection waits for another's lock before it reports the store busy.
 BUSY_TIMEOUT_S = 30.0
@@ -33,7 +34,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True)
+    engine = create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True)
+    notify.announce_board_changes(engine)  # NOTIFY intake_board with each board write
+    return engine
 
 
 def driver_reason(exc: BaseException) -> str:

@@ -361,3 +361,16 @@ class OutboxRecipient(Base):
     outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"))
     address: Mapped[str] = mapped_column(String(512))  # lower-cased addr-spec
     created_at: Mapped[datetime]  # the outbox row's created_at
+
+
+class TicketSearch(Base):
+    """The text one ticket is found by (``store.search``): its subject and what the
+    customer wrote, as folded words. Each database indexes it (migration 0009): an FTS5
+    table on SQLite, a GIN index on PostgreSQL; neither is declared here."""
+
+    __tablename__ = "ticket_search"
+
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("ticket.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    document: Mapped[str] = mapped_column(Text)

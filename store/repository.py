@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, defer, selectinload
 
 from parsing import address_key
+from store import search as full_text
 from store.models import (
     AppSecret,
     ChargeRow,
@@ -349,9 +350,11 @@ def list_tickets(
     customers: Sequence[str] | None = None,
     due_before: datetime | None = None,
     breached_at: datetime | None = None,
+    search: str | None = None,
     limit: int | None = 100,
 ) -> list[Ticket]:
     """Newest first. ``breached_at``: only tickets whose response target was missed by then.
+    ``search``: only tickets whose subject and mail have every term (``store.search``).
 
     ``customer``: equal ignoring case; ``customers``: the stored names to keep (the caller
     matched them as the directory does, ``intake.web.board.matching_customers``); empty
@@ -374,6 +377,8 @@ def list_tickets(
             Ticket.first_response_at.is_(None) & (Ticket.response_due_at < breached_at),
         )
         statement = statement.where(Ticket.response_due_at.is_not(None)).where(late)
+    if search is not None:
+        statement = statement.where(Ticket.id.in_(full_text.matching_ids(session, search)))
     return list(session.execute(statement).scalars())
 
 
@@ -385,6 +390,7 @@ def queue_tickets(
     customers: Sequence[str] | None = None,
     policy: str | None = None,
     assignee: str | None = None,
+    search: str | None = None,
 ) -> list[Ticket]:
     """Every ticket of the board's queue that passes its filters, with its charges loaded.
 
@@ -403,6 +409,8 @@ def queue_tickets(
         statement = statement.where(Ticket.policy_name == policy)
     if assignee:
         statement = statement.where(func.lower(Ticket.assignee) == assignee.lower())
+    if search is not None:  # every term in the subject or the mail (store.search)
+        statement = statement.where(Ticket.id.in_(full_text.matching_ids(session, search)))
     return list(session.execute(statement).scalars())
 
 

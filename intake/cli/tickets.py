@@ -27,6 +27,11 @@ def tickets() -> None:
 @click.option("--due-before", metavar="ISO8601", help="Only tickets whose response is due before.")
 @click.option("--breached", is_flag=True, help="Only tickets whose response target was missed.")
 @click.option(
+    "--search",
+    metavar="TEXT",
+    help='Only tickets whose subject or mail has every word (or "quoted phrase").',
+)
+@click.option(
     "--sort",
     type=click.Choice(["deadline", "newest"]),
     default="deadline",
@@ -42,6 +47,7 @@ def tickets_list(
     customer: str | None,
     due_before: str | None,
     breached: bool,
+    search: str | None,
     sort: str,
     limit: int,
     as_json: bool,
@@ -63,6 +69,7 @@ def tickets_list(
             customers=customer_names(session, customer) if customer else None,
             due_before=before,
             breached_at=now if breached else None,
+            search=(search or "").strip() or None,
             limit=None if sort == "deadline" else limit,
         )
         if sort == "deadline":

@@ -63,6 +63,7 @@ from parsing import (
     read_message_id,
 )
 from store import repository as repo
+from store import search as full_text
 from store.db import driver_reason, session_scope
 from store.models import InboundMessage, InboundStatus, Ticket, TicketStatus
 
@@ -438,6 +439,8 @@ class Pipeline:
     def _follow_up(self, work: Work, ticket: Ticket) -> Applied:
         assessment = self._under_ticket_policy(work, ticket)
         effect = apply_follow_up(ticket, assessment, work.now)
+        # What the customer added, never the quoted history (our own confirmation).
+        full_text.add_follow_up(work.session, ticket.id, assessment.message.new_text)
         suppressed = self._acknowledge(
             work.session, work.row, assessment, ticket, work.now, effect.supplied
         )
@@ -567,6 +570,8 @@ class Pipeline:
             ),
             self.number_format,
         )
+        # Findable by its words in the same transaction (COMMIT 2) as it is on the board.
+        full_text.index_ticket(session, ticket.id, message.subject, message.body_text)
         number = ticket.number or ""
         for charge in assessment.charges:
             repo.add_charge(

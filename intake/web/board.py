@@ -3,9 +3,11 @@
 It owns the queue's view model (``QueueRow``: every number comes from the ticket row and
 its policy, nothing from the mail again), the page's filters, the server-rendered pages
 (jinja2, autoescaped: a subject is text, never markup), and the event stream that tells
-open pages the queue changed. Live updates poll the store's ``board_version`` (four
-aggregate reads per open page and interval), which sees every instance's writes on a shared
-PostgreSQL as on SQLite. The browser runs one static script (``static/board.js``: the
+open pages the queue changed. On PostgreSQL every write the board shows sends
+``NOTIFY intake_board`` and one LISTEN connection per process wakes the open streams at
+once (``store.notify``), whichever instance wrote; on SQLite, and on PostgreSQL while that
+connection is down, the streams poll the store's ``board_version`` (four aggregate reads
+per open page and interval). The browser runs one static script (``static/board.js``: the
 countdowns and the refresh on each event); the CSP forbids any inline one.
 """
 
@@ -47,12 +49,15 @@ from intake.web.staff import StaffAccounts
 from store import repository as repo
 from store.db import session_scope
 from store.models import ChargeRow, Ticket, TicketStatus
+from store.notify import BoardChanges
 
 Clock = Callable[[], datetime]
 State = Literal["breached", "soon", "ok", "none"]
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
 SOON = timedelta(hours=1)  # "due within the hour": amber
+KEEPALIVE = 15.0  # seconds of a quiet stream before a comment keeps proxies from closing it
+COALESCE = 0.25  # seconds after a "changed" in which more writes make no second one
 QUEUE_STATUSES = (TicketStatus.OPEN, TicketStatus.WAITING_CUSTOMER)
 STATUS_CHOICES = {"queue": QUEUE_STATUSES, **{s.value: (s,) for s in TicketStatus}}
 
@@ -67,6 +72,7 @@ class QueueFilter:
     policy: str = ""
     breached: bool = False
     assignee: str = ""  # the board's "assigned to me" link fills in the staff name
+    q: str = ""  # free text: every word (or "quoted phrase") in the subject or the mail
     page: int = 1
 
     @classmethod
@@ -81,6 +87,7 @@ class QueueFilter:
             policy=query.get("policy", "").strip()[:64],
             breached=query.get("breached", "") in {"1", "on", "true"},
             assignee=query.get("assignee", "").strip()[:64],
+            q=query.get("q", "").strip()[:256],
             page=max(1, int(page)) if page.isdigit() else 1,
         )
 
@@ -94,6 +101,7 @@ class QueueFilter:
             "policy": chosen.policy,
             "breached": "1" if chosen.breached else "",
             "assignee": chosen.assignee,
+            "q": chosen.q,
             "page": str(chosen.page) if chosen.page > 1 else "",
         }
         return urlencode({k: v for k, v in pairs.items() if v})
@@ -229,6 +237,7 @@ def load_queue(
         customers=customers,
         policy=wanted.policy or None,
         assignee=wanted.assignee or None,
+        search=wanted.q or None,
     )
     rows = [queue_row(t, policies, now) for t in tickets]
     if wanted.breached:
@@ -298,11 +307,13 @@ class Board:
         api_token: SecretStr | None = None,
         mailboxes: Sequence[str] = (),
         auth: WebAuthSettings | None = None,
+        changes: BoardChanges | None = None,
     ) -> None:
         self.sessions, self.policies, self.clock = sessions, policies, clock
         self.mailboxes = tuple(mailboxes)  # imap.mailboxes' names, for the operations pages
         self.api_token = api_token
         self.poll_interval = poll_interval
+        self.changes = changes or BoardChanges()  # no listener given: the streams poll
         self.env = templates()
         self.actions = Actions(sessions, clock, policies)
         self.login = self._login(auth) if auth is not None and auth.enabled else None
@@ -320,6 +331,7 @@ class Board:
     def close(self) -> None:
         """End the streams open now (the server stops; a restarted one serves new ones)."""
         self._generation += 1
+        self.changes.wake()  # a stream waiting for a notice ends now, not at its timeout
 
     def routes(self) -> list[BaseRoute]:
         from intake.web.api import Api  # it reuses this module's view model
@@ -438,26 +450,42 @@ class Board:
         )
 
     async def _stream(self, request: Request) -> AsyncIterator[str]:
-        """Server-sent events (WHATWG HTML §9.2): ``changed`` when the store's board
-        version moves, a comment every 15 s to keep proxies from timing the stream out."""
+        """Server-sent events (WHATWG HTML §9.2): ``changed`` when the board may show
+        something new, a comment after 15 s of quiet to keep proxies from timing it out.
+
+        While this process listens (PostgreSQL, ``store.notify``), a notice wakes the
+        stream at once and nothing is polled; otherwise (SQLite, or the LISTEN connection
+        lost) it polls the store's board version every ``poll_interval``. The comments
+        ``: listening`` and ``: polling`` say which, whenever that changes.
+        """
         generation = self._generation
         yield "retry: 1000\n\n"
         last = await run_in_threadpool(self._version)
-        quiet = 0.0
+        seen, mode = self.changes.wakes, None
+        clock = asyncio.get_running_loop().time
+        spoke = clock()
         while generation == self._generation and not await request.is_disconnected():
-            await asyncio.sleep(self.poll_interval)
-            try:
-                version = await run_in_threadpool(self._version)
-            except Exception:  # noqa: S112 - the store is down: the readiness check says so; retry
-                continue
-            if version != last:
-                last, quiet = version, 0.0
+            listening = self.changes.listening
+            if listening != mode:  # a comment (EventSource ignores it) for who watches
+                mode, spoke = listening, clock()
+                yield ": listening\n\n" if listening else ": polling\n\n"
+            woken = await self.changes.wait(seen, KEEPALIVE if listening else self.poll_interval)
+            if generation != self._generation:
+                break
+            changed, seen = woken != seen, woken
+            if not changed and not listening:
+                try:
+                    version = await run_in_threadpool(self._version)
+                except Exception:  # noqa: S112 - the store is down: the readiness check says so; retry
+                    continue
+                changed, last = version != last, version
+            if changed:
+                spoke = clock()
                 yield "event: changed\ndata: {}\n\n"
-            else:
-                quiet += self.poll_interval
-                if quiet >= 15:
-                    quiet = 0.0
-                    yield ": keep-alive\n\n"
+                await asyncio.sleep(COALESCE)  # a burst of writes: one refresh, not one each
+            elif clock() - spoke >= KEEPALIVE:
+                spoke = clock()
+                yield ": keep-alive\n\n"
 
     def _version(self) -> tuple[Any, ...]:
         with session_scope(self.sessions) as session:

@@ -11,6 +11,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from store.models import Base
+from store.search import include_name
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):
@@ -22,6 +23,8 @@ context.configure(
     # SQLite alters a table by copying it (ALTER TABLE supports little): batch mode.
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    # The full-text index objects the models cannot declare (store.search).
+    include_name=include_name,
 )
 with context.begin_transaction():
     context.run_migrations()

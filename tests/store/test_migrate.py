@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 
-from store import migrate
+from store import migrate, search
 from store import repository as repo
 from store.db import make_engine, make_session_factory, session_scope
 from store.models import Base, Ticket
@@ -35,7 +35,10 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 def schema_diff(engine: Engine) -> list[object]:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        # include_name: as autogenerate runs (store/migrations/env.py), without the
+        # full-text index objects the models cannot declare (store.search).
+        opts = {"compare_type": True, "include_name": search.include_name}
+        context = MigrationContext.configure(connection, opts=opts)
         return list(compare_metadata(context, Base.metadata))
 
 

@@ -80,8 +80,9 @@ def test_customer_filter_matches_as_the_directory_does(wanted: str, found: list[
         ({"status": "bogus", "priority": "x", "page": "-2"}, QueueFilter()),
         ({"breached": "1", "customer": "  Acme "}, QueueFilter(customer="Acme", breached=True)),
         ({"assignee": "bob", "policy": "gold"}, QueueFilter(policy="gold", assignee="bob")),
+        ({"q": '  "red alarm" x'}, QueueFilter(q='"red alarm" x')),
     ],
-    ids=["default", "chosen", "invalid-falls-back", "trimmed", "assignee-policy"],
+    ids=["default", "chosen", "invalid-falls-back", "trimmed", "assignee-policy", "search"],
 )
 def test_queue_filter_from_query(query: dict[str, str], expected: QueueFilter) -> None:
     assert QueueFilter.from_query(query) == expected
