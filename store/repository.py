@@ -272,24 +272,36 @@ def add_charge(
     reverses_id: int | None = None,
 ) -> bool:
     """Write one ledger line unless ``ledger_key`` already has one. True when written."""
-    insert = _insert_for(session)
-    statement = (
+    values = {
+        "ledger_key": ledger_key,
+        "ticket_id": ticket_id,
+        "kind": kind,
+        "amount": amount,
+        "currency": currency,
+        "reason": reason,
+        "status": status,
+        "created_at": now,
+        "reverses_id": reverses_id,
+    }
+    statement = _charge_insert(session.get_bind().dialect.name)
+    return session.execute(statement, values).scalar_one_or_none() is not None
+
+
+@functools.lru_cache(maxsize=4)
+def _charge_insert(dialect: str) -> Any:
+    """``add_charge``'s INSERT … ON CONFLICT DO NOTHING, built once per dialect with bound
+    values: building and cache-keying it per charge was measurable per ticket (issue 11)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    columns = (
+        "ledger_key", "ticket_id", "kind", "amount", "currency", "reason", "status",
+        "created_at", "reverses_id",
+    )  # fmt: skip
+    return (
         insert(ChargeRow)
-        .values(
-            ledger_key=ledger_key,
-            ticket_id=ticket_id,
-            kind=kind,
-            amount=amount,
-            currency=currency,
-            reason=reason,
-            status=status,
-            created_at=now,
-            reverses_id=reverses_id,
-        )
+        .values({name: bindparam(name) for name in columns})
         .on_conflict_do_nothing(index_elements=["ledger_key"])
         .returning(ChargeRow.id)
     )
-    return session.execute(statement).scalar_one_or_none() is not None
 
 
 def ticket_id_by_message_ids(session: Session, message_ids: Sequence[str]) -> int | None:
@@ -1217,13 +1229,21 @@ def count_new_tickets(
     session: Session, since: datetime, *, address: str | None = None, domain: str | None = None
 ) -> int:
     """Tickets opened after ``since`` by one canonical address, or by anyone at ``domain``."""
-    statement = (
+    who = address if address is not None else domain
+    statement = _count_new_tickets_statement(address is not None)
+    return int(session.execute(statement, {"who": who, "since": since}).scalar_one())
+
+
+@functools.lru_cache(maxsize=2)
+def _count_new_tickets_statement(by_address: bool) -> Select[Any]:
+    """Built once with bound values: it runs twice per new ticket (issue 11)."""
+    requester = Ticket.requester_key if by_address else Ticket.requester_domain
+    return (
         select(func.count())
         .select_from(Ticket)
-        .where(_requester_is(address=address, domain=domain))
-        .where(Ticket.created_at > since)
+        .where(requester == bindparam("who"))
+        .where(Ticket.created_at > bindparam("since"))
     )
-    return int(session.execute(statement).scalar_one())
 
 
 def latest_ticket_of(
