@@ -1132,16 +1132,34 @@ def record_outbox_recipients(
     keys = list(dict.fromkeys(recipient_key(a) for a in addresses if a.strip()))
     if not keys:
         return 0
-    insert = _insert_for(session)
-    rows = [{"outbox_id": outbox_id, "address": k, "created_at": now} for k in keys]
-    statement = (
+    values: dict[str, Any] = {"outbox_id": outbox_id, "created_at": now}
+    values.update({f"address{i}": key for i, key in enumerate(keys)})
+    statement = _recipients_insert(session.get_bind().dialect.name, len(keys))
+    # Core on the session's connection (same transaction): the ORM would take a
+    # parameter dict for a bulk insert of its own rows (issue 11: one per reply).
+    return len(session.connection().execute(statement, values).all())
+
+
+@functools.lru_cache(maxsize=32)
+def _recipients_insert(dialect: str, count: int) -> Any:
+    """``record_outbox_recipients``' multi-row INSERT for ``count`` addresses, built once
+    with bound values instead of rebuilt and re-keyed for every reply (issue 11)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows: list[dict[str, Any]] = [
+        {
+            "outbox_id": bindparam("outbox_id"),
+            "address": bindparam(f"address{i}"),
+            "created_at": bindparam("created_at"),
+        }
+        for i in range(count)
+    ]
+    return (
         insert(OutboxRecipient)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["outbox_id", "address"])
         # RETURNING lists only the rows really inserted; psycopg 3 reports rowcount -1 here.
         .returning(OutboxRecipient.address)
     )
-    return len(session.execute(statement).all())
 
 
 def count_recent_replies(session: Session, address: str, since: datetime) -> int:
