@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from parsing.labels import LabelIndex, LabelMatch, fold, tokens
+from parsing.labels import LabelIndex, LabelMatch, fold, label_index, tokens
 from parsing.tables import html_rows, text_cells
 from parsing.types import CallExample, FieldExtraction, FieldSource, FieldSpec
 
@@ -156,7 +156,7 @@ def extract_fields(
 ) -> FieldExtraction:
     """Read the known fields and call examples from ``text`` (and ``html`` tables)."""
     blanks = DEFAULT_PLACEHOLDERS if placeholders is None else _normalise_set(placeholders)
-    index = LabelIndex((*specs, *_CALL_SPECS))
+    index = label_index((*specs, *_CALL_SPECS))
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     # A report's fields are in its first lines; what follows thousands of lines is a
     # pasted log, read as free text only (bounds the work on hostile input).

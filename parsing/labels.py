@@ -17,6 +17,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -176,3 +177,11 @@ class LabelIndex:
                 if words[start : start + len(synonym.tokens)] == synonym.tokens:
                     found.append(synonym)
         return found
+
+
+@functools.lru_cache(maxsize=64)
+def label_index(specs: tuple[FieldSpec, ...]) -> LabelIndex:
+    """The index for these specs, built once: a policy's specs are immutable values, and
+    building the index (folding every synonym) cost ~5 % of a ticket (issue 11). The match
+    cache it carries holds only pure results, bounded by ``_MAX_CACHE``."""
+    return LabelIndex(specs)

@@ -119,6 +119,14 @@ _MAX_REPLY_INPUT: Final = 100_000
 # (~1 s worst case, while ordinary 76-character text passes whole up to ~25 KB).
 _REPLY_LINE_BUDGET: Final = 2_000_000
 _HIDDEN_LINE: Final = "intakehiddenline"
+# We keep only the library's first reply, which the first reply headers it finds decide
+# (a header at the very top opens an empty reply, then the next one closes the first).
+# So it reads the text only up to a few lines past its second header: the rest is quoted
+# history, and scanning it with the header regex was ~12 % of a ticket (issue 11). The
+# lines of margin cover what its patterns read past a match (``\s?`` joins at most three
+# lines; a header block's ``(?:\n.*){,1}`` one more).
+_REPLY_HEADERS_READ: Final = 2
+_REPLY_MARGIN_LINES: Final = 6
 _HIDDEN_TOKEN: Final = re.compile(_HIDDEN_LINE + r"(\d+)x")
 
 
@@ -457,7 +465,9 @@ def _reply_from_library(text: str) -> tuple[str | None, str] | None:
         # keep_hyphen_lists: "- Serial: X" bullets are report fields, not a "-Name" signature.
         message = _ReplyMessage(
             text=bounded, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True
-        ).read()
+        )
+        message.text = message.text[: _first_replies_end(message.text, message.HEADER_REGEX)]
+        message.read()
         reply = message.replies[0] if message.replies else None
         body = str(reply.body) if reply else ""
         signature = str(reply.signatures or "") if reply else ""
@@ -468,6 +478,24 @@ def _reply_from_library(text: str) -> tuple[str | None, str] | None:
             _HIDDEN_TOKEN.sub(lambda m: hidden[int(m[1])], t) for t in (body, signature)
         )
     return (body.strip() or None), signature.strip()
+
+
+def _first_replies_end(text: str, headers: re.Pattern[str]) -> int:
+    """Where the library may stop reading: ``_REPLY_MARGIN_LINES`` past the end of the
+    ``_REPLY_HEADERS_READ``-th header match, found as its ``findall`` would (left to
+    right, each scan resuming at the previous match's end); the whole text if fewer."""
+    position = 0
+    for _ in range(_REPLY_HEADERS_READ):
+        match = headers.search(text, position)
+        if match is None:
+            return len(text)
+        position = match.end() if match.end() > match.start() else match.end() + 1
+    end = position
+    for _ in range(_REPLY_MARGIN_LINES):
+        end = text.find("\n", end + 1)
+        if end < 0:
+            return len(text)
+    return end
 
 
 def _hide_long_lines(text: str) -> tuple[str, dict[int, str]]:

@@ -11,13 +11,25 @@ inbound flood limits per sender address and domain (``lock_senders``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import LargeBinary, case, distinct, func, or_, select, text, update
+from sqlalchemy import (
+    LargeBinary,
+    Select,
+    bindparam,
+    case,
+    distinct,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, defer, selectinload
 
@@ -260,24 +272,36 @@ def add_charge(
     reverses_id: int | None = None,
 ) -> bool:
     """Write one ledger line unless ``ledger_key`` already has one. True when written."""
-    insert = _insert_for(session)
-    statement = (
+    values = {
+        "ledger_key": ledger_key,
+        "ticket_id": ticket_id,
+        "kind": kind,
+        "amount": amount,
+        "currency": currency,
+        "reason": reason,
+        "status": status,
+        "created_at": now,
+        "reverses_id": reverses_id,
+    }
+    statement = _charge_insert(session.get_bind().dialect.name)
+    return session.execute(statement, values).scalar_one_or_none() is not None
+
+
+@functools.lru_cache(maxsize=4)
+def _charge_insert(dialect: str) -> Any:
+    """``add_charge``'s INSERT … ON CONFLICT DO NOTHING, built once per dialect with bound
+    values: building and cache-keying it per charge was measurable per ticket (issue 11)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    columns = (
+        "ledger_key", "ticket_id", "kind", "amount", "currency", "reason", "status",
+        "created_at", "reverses_id",
+    )  # fmt: skip
+    return (
         insert(ChargeRow)
-        .values(
-            ledger_key=ledger_key,
-            ticket_id=ticket_id,
-            kind=kind,
-            amount=amount,
-            currency=currency,
-            reason=reason,
-            status=status,
-            created_at=now,
-            reverses_id=reverses_id,
-        )
+        .values({name: bindparam(name) for name in columns})
         .on_conflict_do_nothing(index_elements=["ledger_key"])
         .returning(ChargeRow.id)
     )
-    return session.execute(statement).scalar_one_or_none() is not None
 
 
 def ticket_id_by_message_ids(session: Session, message_ids: Sequence[str]) -> int | None:
@@ -1108,16 +1132,34 @@ def record_outbox_recipients(
     keys = list(dict.fromkeys(recipient_key(a) for a in addresses if a.strip()))
     if not keys:
         return 0
-    insert = _insert_for(session)
-    rows = [{"outbox_id": outbox_id, "address": k, "created_at": now} for k in keys]
-    statement = (
+    values: dict[str, Any] = {"outbox_id": outbox_id, "created_at": now}
+    values.update({f"address{i}": key for i, key in enumerate(keys)})
+    statement = _recipients_insert(session.get_bind().dialect.name, len(keys))
+    # Core on the session's connection (same transaction): the ORM would take a
+    # parameter dict for a bulk insert of its own rows (issue 11: one per reply).
+    return len(session.connection().execute(statement, values).all())
+
+
+@functools.lru_cache(maxsize=32)
+def _recipients_insert(dialect: str, count: int) -> Any:
+    """``record_outbox_recipients``' multi-row INSERT for ``count`` addresses, built once
+    with bound values instead of rebuilt and re-keyed for every reply (issue 11)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows: list[dict[str, Any]] = [
+        {
+            "outbox_id": bindparam("outbox_id"),
+            "address": bindparam(f"address{i}"),
+            "created_at": bindparam("created_at"),
+        }
+        for i in range(count)
+    ]
+    return (
         insert(OutboxRecipient)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["outbox_id", "address"])
         # RETURNING lists only the rows really inserted; psycopg 3 reports rowcount -1 here.
         .returning(OutboxRecipient.address)
     )
-    return len(session.execute(statement).all())
 
 
 def count_recent_replies(session: Session, address: str, since: datetime) -> int:
@@ -1205,13 +1247,21 @@ def count_new_tickets(
     session: Session, since: datetime, *, address: str | None = None, domain: str | None = None
 ) -> int:
     """Tickets opened after ``since`` by one canonical address, or by anyone at ``domain``."""
-    statement = (
+    who = address if address is not None else domain
+    statement = _count_new_tickets_statement(address is not None)
+    return int(session.execute(statement, {"who": who, "since": since}).scalar_one())
+
+
+@functools.lru_cache(maxsize=2)
+def _count_new_tickets_statement(by_address: bool) -> Select[Any]:
+    """Built once with bound values: it runs twice per new ticket (issue 11)."""
+    requester = Ticket.requester_key if by_address else Ticket.requester_domain
+    return (
         select(func.count())
         .select_from(Ticket)
-        .where(_requester_is(address=address, domain=domain))
-        .where(Ticket.created_at > since)
+        .where(requester == bindparam("who"))
+        .where(Ticket.created_at > bindparam("since"))
     )
-    return int(session.execute(statement).scalar_one())
 
 
 def latest_ticket_of(
@@ -1259,27 +1309,12 @@ def budget_facts(
     per recipient.
     """
     keys = list(dict.fromkeys(recipient_key(a) for a in addresses if a.strip()))
-    columns: list[Any] = []
-    for i, key in enumerate(keys):
-        columns.append(
-            select(RecipientState.suppressed_until)
-            .where(RecipientState.address == key)
-            .scalar_subquery()
-            .label(f"s{i}")
-        )
-        columns.append(_recent_replies(key, hour_since).label(f"h{i}"))
-        columns.append(_recent_replies(key, day_since).label(f"d{i}"))
-    if inbound_message_id is not None:
-        answered = (
-            select(OutboxMessage.id)
-            .where(OutboxMessage.inbound_message_id == inbound_message_id)
-            .where(OutboxMessage.status != OutboxStatus.SUPPRESSED)
-            .exists()
-        )
-        columns.append(answered.label("answered"))
-    if not columns:
+    answering = inbound_message_id is not None
+    if not keys and not answering:
         return BudgetFacts(False, {})
-    row = session.execute(select(*columns)).one()
+    values: dict[str, Any] = {f"key{i}": key for i, key in enumerate(keys)}
+    values.update(hour_since=hour_since, day_since=day_since, inbound=inbound_message_id)
+    row = session.execute(_budget_statement(len(keys), answering), values).one()
     usage = {}
     for i, key in enumerate(keys):
         until = row[3 * i]
@@ -1291,7 +1326,34 @@ def budget_facts(
     return BudgetFacts(bool(row[-1]) if inbound_message_id is not None else False, usage)
 
 
-def _recent_replies(key: str, since: datetime) -> Any:
+@functools.lru_cache(maxsize=32)
+def _budget_statement(recipients: int, answering: bool) -> Select[Any]:
+    """``budget_facts``' SELECT for this many recipients, built once with bound values:
+    building and cache-keying its subqueries on every reply cost ~8 % of a ticket's CPU
+    (issue 11); a reused statement keeps its memoised cache key."""
+    columns: list[Any] = []
+    for i in range(recipients):
+        key: Any = bindparam(f"key{i}")
+        columns.append(
+            select(RecipientState.suppressed_until)
+            .where(RecipientState.address == key)
+            .scalar_subquery()
+            .label(f"s{i}")
+        )
+        columns.append(_recent_replies(key, bindparam("hour_since")).label(f"h{i}"))
+        columns.append(_recent_replies(key, bindparam("day_since")).label(f"d{i}"))
+    if answering:
+        answered = (
+            select(OutboxMessage.id)
+            .where(OutboxMessage.inbound_message_id == bindparam("inbound"))
+            .where(OutboxMessage.status != OutboxStatus.SUPPRESSED)
+            .exists()
+        )
+        columns.append(answered.label("answered"))
+    return select(*columns)
+
+
+def _recent_replies(key: Any, since: Any) -> Any:
     return (
         select(func.count())
         .select_from(OutboxRecipient)

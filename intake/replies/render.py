@@ -2,8 +2,9 @@
 
 User text (subject parts, names, field values) only ever enters as template *data*:
 templates come from our package, never from a message (invariant 8), HTML output is
-autoescaped, and every header value is stripped of control characters before the email
-package folds and encodes it (RFC 5322 §2.2 forbids bare CR/LF in a header body).
+autoescaped, and every header value is stripped of control characters before
+``intake.replies.wire`` folds and encodes it (RFC 5322 §2.2 forbids bare CR/LF in a
+header body).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime
 from importlib import resources
 from pathlib import Path
@@ -26,6 +25,7 @@ import jinja2
 
 from intake.policy.policy import Policy
 from intake.policy.sla import Deadlines
+from intake.replies.wire import Header, alternative_message
 from parsing import ParsedMessage, SubjectParse, address_domain, strip_reply_prefixes
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
@@ -213,12 +213,14 @@ def _render_reply(
     cc: tuple[str, ...],
 ) -> RenderedReply:
     assert assessment.reply_address is not None, "machine mail is never answered"
-    message = _envelope_headers(assessment, sender, message_id, now, cc)
-    message["Subject"] = reply_subject(assessment.message.subject, number)
-    message.set_content(env.get_template(f"{template}.txt.j2").render(context))
-    message.add_alternative(env.get_template(f"{template}.html.j2").render(context), subtype="html")
-    recipients = (assessment.reply_address, *cc)
-    return RenderedReply(message_id, recipients, message.as_bytes(policy=SMTP))
+    headers = _envelope_headers(assessment, sender, message_id, now, cc)
+    headers.append(("Subject", reply_subject(assessment.message.subject, number)))
+    raw = alternative_message(
+        headers,
+        env.get_template(f"{template}.txt.j2").render(context),
+        env.get_template(f"{template}.html.j2").render(context),
+    )
+    return RenderedReply(message_id, (assessment.reply_address, *cc), raw)
 
 
 def render_ticket_notice(
@@ -237,10 +239,10 @@ def render_ticket_notice(
     It goes to the requester, or to ``recipients`` (staff, e.g. a flood notice)."""
     to = tuple(recipients) or (ticket.requester,)
     # RFC 3834 §5: "auto-generated", as the notice answers no particular message.
-    message = _our_headers(sender, ", ".join(to), message_id, now, "auto-generated")
-    message["In-Reply-To"] = f"<{header_safe(ticket.message_id)}>"
-    message["References"] = f"<{header_safe(ticket.message_id)}>"
-    message["Subject"] = reply_subject(ticket.subject, ticket.number)
+    headers = _our_headers(sender, ", ".join(to), message_id, now, "auto-generated")
+    headers.append(("In-Reply-To", f"<{header_safe(ticket.message_id)}>"))
+    headers.append(("References", f"<{header_safe(ticket.message_id)}>"))
+    headers.append(("Subject", reply_subject(ticket.subject, ticket.number)))
     data = {
         "number": ticket.number,
         "subject": ticket.subject,
@@ -248,9 +250,12 @@ def render_ticket_notice(
         "support_address": sender.address,
         **context,
     }
-    message.set_content(env.get_template(f"{template}.txt.j2").render(data))
-    message.add_alternative(env.get_template(f"{template}.html.j2").render(data), subtype="html")
-    return RenderedReply(message_id, to, message.as_bytes(policy=SMTP))
+    raw = alternative_message(
+        headers,
+        env.get_template(f"{template}.txt.j2").render(data),
+        env.get_template(f"{template}.html.j2").render(data),
+    )
+    return RenderedReply(message_id, to, raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,34 +268,34 @@ class TicketRef:
 
 def _envelope_headers(
     assessment: Assessed, sender: Sender, message_id: str, now: datetime, cc: tuple[str, ...]
-) -> EmailMessage:
+) -> list[Header]:
     original = assessment.message
     to = assessment.reply_address or ""
-    message = _our_headers(sender, to, message_id, now, "auto-replied")  # RFC 3834 §5
+    headers = _our_headers(sender, to, message_id, now, "auto-replied")  # RFC 3834 §5
     if cc:
-        message["Cc"] = ", ".join(cc)
+        headers.append(("Cc", ", ".join(cc)))
     if not original.message_id_generated:
         # RFC 5322 §3.6.4: In-Reply-To names the parent, References carries the chain.
         parent = f"<{header_safe(original.message_id)}>"
         chain = [f"<{header_safe(ref)}>" for ref in original.references[-20:]]
-        message["In-Reply-To"] = parent
-        message["References"] = " ".join([*chain, parent])
-    return message
+        headers.append(("In-Reply-To", parent))
+        headers.append(("References", " ".join([*chain, parent])))
+    return headers
 
 
 def _our_headers(
     sender: Sender, to: str, message_id: str, now: datetime, auto_submitted: str
-) -> EmailMessage:
+) -> list[Header]:
     """The headers every automatic mail of ours carries, so no machine answers it."""
-    message = EmailMessage()
-    message["From"] = Address(header_safe(sender.name), addr_spec=sender.address)
-    message["To"] = header_safe(to)
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = f"<{message_id}>"
-    message["Auto-Submitted"] = auto_submitted
-    message["X-Auto-Response-Suppress"] = "All"  # keeps Exchange from answering us
-    message["X-Loop"] = sender.loop_marker
-    return message
+    return [
+        ("From", Address(header_safe(sender.name), addr_spec=sender.address)),
+        ("To", header_safe(to)),
+        ("Date", format_datetime(now)),
+        ("Message-ID", f"<{message_id}>"),
+        ("Auto-Submitted", auto_submitted),
+        ("X-Auto-Response-Suppress", "All"),  # keeps Exchange from answering us
+        ("X-Loop", sender.loop_marker),
+    ]
 
 
 DEADLINE_NAMES = {

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import parsing.text as text_module
+from parsing import parse_message
 from parsing.text import (
     clean_header_text,
     decode_bytes,
@@ -137,3 +141,69 @@ def test_html_to_text_is_not_quadratic_on_white_space(html: str) -> None:
     # A guard against super-linear blow-up, not a speed test: the input is large enough that a
     # quadratic path takes minutes, and the generous timeout (not a stopwatch) catches that.
     assert isinstance(html_to_text(html * 5), str)
+
+
+# --- the reply library reads only up to its first headers (issue 11) ------------------
+
+_QUOTED = "> Thank you for your report.\n> We will keep this ticket open.\n>\n"
+# (id, body): each must read the same whether the library sees all of it or not.
+THREADS = [
+    ("no-header", "Serial: MX-1\nPhone: 303\n\nThanks,\nJane Doe\n"),
+    ("one-wrote", "Serial: MX-1\n\nOn Mon, Nov 1 2026 at 09:01, Support wrote:\n" + _QUOTED),
+    ("many-wrote", "Serial: MX-1\n\n" + "".join(
+        f"> On Mon, Nov {n} 2026 at 09:{n:02}, Support wrote:\n{_QUOTED}" for n in range(1, 30))),
+    ("header-at-top", "On Mon, Nov 1 2026 at 09:01, Support wrote:\n" + _QUOTED * 3
+     + "On Mon, Nov 2 2026, Support wrote:\n" + _QUOTED * 40),
+    ("outlook-blocks", "Please see below.\n\nJane\n\n" + "".join(
+        f"From: Support <s@example.com>\nSent: Monday {n}\nTo: Jane\nSubject: Re: x\n\n"
+        + _QUOTED for n in range(20))),
+    ("french-inner-group", "Voici.\n\n" + "".join(
+        f"Le lun. {n} nov. 2026, Support a écrit :\n{_QUOTED}" for n in range(10))),
+    ("signature-then-thread", "Serial: MX-1\n\nBest regards,\nJane\n\n" + "".join(
+        f"-----Original Message-----\nFrom: a\nSent: {n}\n" + _QUOTED for n in range(10))),
+]  # fmt: skip
+
+
+def _corpus_bodies() -> list[tuple[str, str]]:
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+    if not root.is_dir():
+        return []
+    bodies = []
+    for path in sorted(root.rglob("*.eml")):
+        text = parse_message(path.read_bytes()).body_text
+        if text.strip():
+            bodies.append((str(path.relative_to(root)), text))
+    return bodies
+
+
+def _read_all(text: str, headers: re.Pattern[str]) -> int:
+    return len(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [t[1] for t in THREADS] + [b[1] for b in _corpus_bodies()],
+    ids=[t[0] for t in THREADS] + [b[0] for b in _corpus_bodies()],
+)
+def test_the_reply_library_reads_the_same_from_its_first_headers(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bounded = text_module.split_reply(text)
+    monkeypatch.setattr(text_module, "_first_replies_end", _read_all)
+    assert bounded == text_module.split_reply(text)
+
+
+def test_the_reply_library_stops_reading_after_its_first_headers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[int] = []
+    original = text_module._first_replies_end
+
+    def spy(text: str, headers: re.Pattern[str]) -> int:
+        seen.append(end := original(text, headers))
+        return end
+
+    many = dict(THREADS)["many-wrote"]
+    monkeypatch.setattr(text_module, "_first_replies_end", spy)
+    text_module.split_reply(many)
+    assert seen and seen[0] < len(many) // 4  # two headers and a margin, of the 29
