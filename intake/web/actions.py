@@ -90,6 +90,23 @@ def csrf_refusal(request: Request, form: dict[str, str], secret: str) -> Respons
     return None
 
 
+def actor_of(request: Request, form: dict[str, str]) -> str | Response:
+    """Who acts: the logged-in account, or on an open loopback board the name typed in the
+    form's *By* field; else a 400 asking for it."""
+    actor = getattr(request.state, "staff", None) or form.get("by", "").strip()[:MAX_NAME]
+    if not isinstance(actor, str) or not actor:
+        return PlainTextResponse("say who you are (the 'by' field)", status_code=400)
+    return actor
+
+
+def done_redirect(request: Request, to: str, actor: str) -> Response:
+    """303 back to the page; the open board remembers the typed name for the next form."""
+    response = RedirectResponse(to, status_code=303)
+    if getattr(request.state, "staff", None) is None:
+        response.set_cookie(STAFF_COOKIE, quote(actor), samesite="strict", path="/")
+    return response
+
+
 class Actions:
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, policies: PolicyBook) -> None:
         self.sessions, self.clock, self.policies = sessions, clock, policies
@@ -100,20 +117,16 @@ class Actions:
         form, refused = await self._checked_form(request, action)
         if refused is not None:
             return refused
-        logged_in: str | None = getattr(request.state, "staff", None)
-        actor = logged_in or form.get("by", "").strip()[:MAX_NAME]
-        if not actor:
-            return PlainTextResponse("say who you are (the 'by' field)", status_code=400)
+        actor = actor_of(request, form)
+        if isinstance(actor, Response):
+            return actor
         try:
             await run_in_threadpool(self._apply, number, action, actor, form)
         except repo.StaffActionError as exc:
             return PlainTextResponse(str(exc), status_code=409)
         except ValueError as exc:  # a malformed field (a charge id that is not a number)
             return PlainTextResponse(str(exc), status_code=400)
-        response = RedirectResponse(f"/tickets/{quote(number)}", status_code=303)
-        if logged_in is None:  # the open board remembers the typed name for the next form
-            response.set_cookie(STAFF_COOKIE, quote(actor), samesite="strict", path="/")
-        return response
+        return done_redirect(request, f"/tickets/{quote(number)}", actor)
 
     async def _checked_form(
         self, request: Request, action: str

@@ -21,17 +21,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import structlog
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from intake.pipeline.customers import CustomerRecord, load_directory, normalize_name
-from intake.web.actions import MAX_NAME, STAFF_COOKIE, set_browser_cookie
+from intake.web.actions import actor_of, done_redirect, set_browser_cookie
 from intake.web.auth import Endpoint
 from parsing import read_headers
 from store import repository as repo
@@ -344,10 +343,9 @@ class Ops:
         form, refused = await self.board.actions.checked_form(request)
         if refused is not None:
             return refused
-        logged_in: str | None = getattr(request.state, "staff", None)
-        actor = logged_in or form.get("by", "").strip()[:MAX_NAME]
-        if not actor:
-            return PlainTextResponse("say who you are (the 'by' field)", status_code=400)
+        actor = actor_of(request, form)
+        if isinstance(actor, Response):
+            return actor
         target: int = request.path_params["id"]
         done: bool = await run_in_threadpool(write, target)
         structlog.get_logger("intake.board").info(
@@ -355,10 +353,7 @@ class Ops:
         )
         if not done:
             return PlainTextResponse(f"{target} is not {_RETRYABLE[page]}", status_code=409)
-        response = RedirectResponse(f"/ops/{page}", status_code=303)
-        if logged_in is None:  # the open board remembers the typed name for the next form
-            response.set_cookie(STAFF_COOKIE, quote(actor), samesite="strict", path="/")
-        return response
+        return done_redirect(request, f"/ops/{page}", actor)
 
     def _requeue(self, inbound_id: int) -> bool:
         with session_scope(self.board.sessions, write=True) as session:
