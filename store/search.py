@@ -67,7 +67,7 @@ PG_INDEX = "ix_ticket_search_document_tsv"
 _UNMODELLED = re.compile(rf"^({FTS_TABLE}(_\w+)?|{PG_INDEX})$")
 # ``index_ticket``'s INSERT, built once with bound values (the FTS5 triggers of migration
 # 0009 fire for it as for an ORM insert).
-_SEARCH_INSERT = insert(TicketSearch.__table__).values(
+_SEARCH_INSERT = insert(TicketSearch).values(
     ticket_id=bindparam("ticket_id"), document=bindparam("document")
 )
 
