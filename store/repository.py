@@ -374,7 +374,8 @@ def add_charge(
         "reverses_id": reverses_id,
     }
     statement = _charge_insert(session.get_bind().dialect.name)
-    return session.execute(statement, values).scalar_one_or_none() is not None
+    # On the session's connection: a Core statement needs none of the ORM's execute path.
+    return session.connection().execute(statement, values).scalar_one_or_none() is not None
 
 
 @functools.lru_cache(maxsize=4)
@@ -1357,7 +1358,10 @@ def count_new_tickets(
     """Tickets opened after ``since`` by one canonical address, or by anyone at ``domain``."""
     who = address if address is not None else domain
     statement = _count_new_tickets_statement(address is not None)
-    return int(session.execute(statement, {"who": who, "since": since}).scalar_one())
+    # Core on the session's connection: tickets are written by Core (``add_ticket``), so
+    # there is no pending ORM row an autoflush would have to write first.
+    values = {"who": who, "since": since}
+    return int(session.connection().execute(statement, values).scalar_one())
 
 
 @functools.lru_cache(maxsize=2)
