@@ -25,13 +25,15 @@ from sqlalchemy import (
     case,
     distinct,
     func,
+    insert,
+    inspect,
     or_,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, defer, selectinload
+from sqlalchemy.orm import Session, defer, make_transient_to_detached, selectinload
 
 from parsing import address_key
 from store import search as full_text
@@ -117,6 +119,76 @@ def get_inbound(session: Session, inbound_id: int, *, lock: bool = False) -> Inb
     """``lock``: hold the row (SELECT … FOR UPDATE on PostgreSQL) so two workers of two
     instances cannot process the same message at once; SQLite serialises writers anyway."""
     return session.get(InboundMessage, inbound_id, with_for_update=lock or None)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingInbound:
+    """One stored message as COMMIT 2 reads it: read once, by one Core SELECT.
+
+    The ORM row (``get_inbound``) costs an identity-map entry, a flush of what changes and,
+    read twice (outside and inside the write transaction), two loads of the raw bytes;
+    processing needs these columns and writes its result back with ``finish_inbound``.
+    """
+
+    id: int
+    status: str
+    classification: str | None
+    idempotency_key: str
+    message_id: str
+    origin: str
+    envelope_from: str | None
+    peer_ip: str | None
+    received_at: datetime
+    raw: bytes
+
+
+_PENDING_COLUMNS = (
+    InboundMessage.id, InboundMessage.status, InboundMessage.classification,
+    InboundMessage.idempotency_key, InboundMessage.message_id, InboundMessage.origin,
+    InboundMessage.envelope_from, InboundMessage.peer_ip, InboundMessage.received_at,
+    InboundMessage.raw,
+)  # fmt: skip
+_PENDING = select(*_PENDING_COLUMNS).where(InboundMessage.id == bindparam("inbound_id"))
+# Only the status and classification, under the row lock (SELECT … FOR UPDATE on
+# PostgreSQL): whether another worker finished the message while we read it.
+_PENDING_STATE = (
+    select(InboundMessage.status, InboundMessage.classification)
+    .where(InboundMessage.id == bindparam("inbound_id"))
+    .with_for_update()
+)
+_FINISH = (
+    update(InboundMessage)
+    .where(InboundMessage.id == bindparam("inbound_id"))
+    .values(
+        {
+            name: bindparam(name)
+            for name in (
+                "status", "outcome", "classification", "processed_at", "sender",
+                "sender_trust", "changes", "ticket_id",
+            )
+        }
+    )
+)  # fmt: skip
+
+
+def read_pending(session: Session, inbound_id: int) -> PendingInbound | None:
+    """The stored message COMMIT 2 works on, without a lock (parsing holds none)."""
+    found = session.connection().execute(_PENDING, {"inbound_id": inbound_id}).first()
+    return None if found is None else PendingInbound(**found._asdict())
+
+
+def lock_pending(session: Session, inbound_id: int) -> tuple[str, str | None] | None:
+    """The message's (status, classification), its row held until the transaction ends
+    so two workers of two instances cannot process it at once; SQLite serialises writers
+    anyway (``session_scope(write=True)``). None: the row is gone."""
+    found = session.connection().execute(_PENDING_STATE, {"inbound_id": inbound_id}).first()
+    return None if found is None else (found[0], found[1])
+
+
+def finish_inbound(session: Session, inbound_id: int, **values: Any) -> None:
+    """Write what COMMIT 2 keeps on the inbound row (status, outcome, changes, ticket, …);
+    every column of ``_FINISH`` must be given."""
+    session.connection().execute(_FINISH, {"inbound_id": inbound_id, **values})
 
 
 def due_inbound_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
@@ -250,12 +322,30 @@ def charge_totals(session: Session) -> list[tuple[str, str, str, int, Decimal]]:
 
 
 def add_ticket(session: Session, ticket: Ticket, number_format: str) -> Ticket:
-    """Persist a ticket; its number derives from its database identity (unique, never reused)."""
-    session.add(ticket)
-    session.flush()
+    """Persist a ticket; its number derives from its database identity (unique, never reused).
+
+    Two Core statements on the session's connection (same transaction): the INSERT with
+    the attributes that were set (column defaults fill the rest) returning the id, then
+    the number. The ORM's two flushes of one new row were most of the store's share of a
+    ticket's CPU (issue 11). The ticket then joins the session as a loaded row
+    (``make_transient_to_detached``), so callers read and change it as before; a column
+    left to its default is loaded if read.
+    """
+    values = {key: value for key, value in inspect(ticket).dict.items() if key in _TICKET_KEYS}
+    connection = session.connection()
+    ticket.id = connection.execute(_TICKET_INSERT, values).scalar_one()
     ticket.number = number_format.format(ticket.id)
-    session.flush()
+    connection.execute(_TICKET_NUMBER, {"ticket_id": ticket.id, "number": ticket.number})
+    make_transient_to_detached(ticket)
+    session.add(ticket)
     return ticket
+
+
+_TICKET_KEYS = frozenset(inspect(Ticket).columns.keys()) - {"id", "number"}
+_TICKET_INSERT = insert(Ticket).returning(Ticket.id)
+_TICKET_NUMBER = (
+    update(Ticket).where(Ticket.id == bindparam("ticket_id")).values(number=bindparam("number"))
+)
 
 
 def add_charge(
@@ -284,7 +374,8 @@ def add_charge(
         "reverses_id": reverses_id,
     }
     statement = _charge_insert(session.get_bind().dialect.name)
-    return session.execute(statement, values).scalar_one_or_none() is not None
+    # On the session's connection: a Core statement needs none of the ORM's execute path.
+    return session.connection().execute(statement, values).scalar_one_or_none() is not None
 
 
 @functools.lru_cache(maxsize=4)
@@ -689,20 +780,38 @@ def tickets_waiting_since(session: Session, before: datetime) -> list[Ticket]:
 
 
 def enqueue_reply(session: Session, reply: OutboxMessage) -> bool:
-    """Queue a reply unless one of its kind exists for that inbound message."""
-    if reply.inbound_message_id is not None:
-        existing = session.execute(
-            select(OutboxMessage.id)
-            .where(OutboxMessage.inbound_message_id == reply.inbound_message_id)
-            .where(OutboxMessage.kind == reply.kind)
-        ).scalar_one_or_none()
-        if existing is not None:
-            return False
+    """Queue a reply unless one of its kind exists for that inbound message.
+
+    One Core ``INSERT … ON CONFLICT (inbound_message_id, kind) DO NOTHING RETURNING id``
+    (``uq_outbox_inbound_kind``; NULLs never conflict, so notices answering no message
+    are all queued) instead of a SELECT and an ORM flush (issue 11). A clash on the
+    Message-ID still raises. ``reply`` gets its id and joins the session as a loaded row.
+    """
+    values = {key: value for key, value in inspect(reply).dict.items() if key in _OUTBOX_KEYS}
+    statement = _outbox_insert(session.get_bind().dialect.name)
+    new_id = session.connection().execute(statement, values).scalar_one_or_none()
+    if new_id is None:
+        return False
+    reply.id = new_id
+    make_transient_to_detached(reply)
     session.add(reply)
-    session.flush()
     # Indexed per recipient for the reply budget (intake.budget, count_recent_replies).
     record_outbox_recipients(session, reply.id, reply.recipients, reply.created_at)
     return True
+
+
+_OUTBOX_KEYS = frozenset(inspect(OutboxMessage).columns.keys()) - {"id"}
+
+
+@functools.lru_cache(maxsize=4)
+def _outbox_insert(dialect: str) -> Any:
+    """``enqueue_reply``'s INSERT, built once per dialect; its columns come with the values."""
+    insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_for(OutboxMessage)
+        .on_conflict_do_nothing(index_elements=["inbound_message_id", "kind"])
+        .returning(OutboxMessage.id)
+    )
 
 
 def has_flood_since(session: Session, ticket_id: int, since: datetime) -> bool:
@@ -1249,7 +1358,10 @@ def count_new_tickets(
     """Tickets opened after ``since`` by one canonical address, or by anyone at ``domain``."""
     who = address if address is not None else domain
     statement = _count_new_tickets_statement(address is not None)
-    return int(session.execute(statement, {"who": who, "since": since}).scalar_one())
+    # Core on the session's connection: tickets are written by Core (``add_ticket``), so
+    # there is no pending ORM row an autoflush would have to write first.
+    values = {"who": who, "since": since}
+    return int(session.connection().execute(statement, values).scalar_one())
 
 
 @functools.lru_cache(maxsize=2)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TypeAlias, assert_never
+from typing import Any, TypeAlias, assert_never
 
 import jinja2
 import structlog
@@ -65,7 +65,7 @@ from parsing import (
 from store import repository as repo
 from store import search as full_text
 from store.db import driver_reason, session_scope
-from store.models import InboundMessage, InboundStatus, Ticket, TicketStatus
+from store.models import InboundStatus, Ticket, TicketStatus
 
 Clock = Callable[[], datetime]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -117,7 +117,7 @@ class Work:
     """One stored message read for COMMIT 2: everything ``apply`` needs but the decision."""
 
     session: Session
-    row: InboundMessage
+    row: repo.PendingInbound  # read once, before the write transaction (read_pending)
     assessment: Assessment
     report: DeliveryReport | None
     directory: tuple[CustomerRecord, ...]
@@ -274,32 +274,34 @@ class Pipeline:
         now = self.clock()
         # Read first, holding no lock: parsing may take up to the whole budget, and on
         # SQLite the write transaction below holds the one lock COMMIT 1 needs too.
+        # The row is read here once (its raw bytes, envelope, key); the write transaction
+        # below re-reads only its status, under the lock.
         with session_scope(self.sessions) as session:
-            row = repo.get_inbound(session, inbound_id)
+            row = repo.read_pending(session, inbound_id)
             if row is None:
                 return Outcome(inbound_id, Result.MISSING)
             if row.status not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
                 return Outcome(inbound_id, Result.ALREADY_DONE, classification=row.classification)
-            raw, envelope_from, received_at = row.raw, row.envelope_from, row.received_at
             directory = self.directory.load(session)
         # Deadlines run from when *we* received it.
         # DKIM needs DNS, so it runs here; the budgeted read gets its verified domains.
-        verified = self.dkim.verified_domains(raw) if self.dkim else ()
-        reading = reader(raw, envelope_from, received_at, directory, tuple(verified))
+        verified = self.dkim.verified_domains(row.raw) if self.dkim else ()
+        reading = reader(row.raw, row.envelope_from, row.received_at, directory, tuple(verified))
         # A write transaction: the ticket and the reply budget are read to be changed.
         with session_scope(self.sessions, write=True) as session:
-            row = repo.get_inbound(session, inbound_id, lock=True)
-            if row is None:
+            # Another worker may have finished it while we read: decided under the lock.
+            state = repo.lock_pending(session, inbound_id)
+            if state is None:
                 return Outcome(inbound_id, Result.MISSING)
-            if row.status not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
-                return Outcome(inbound_id, Result.ALREADY_DONE, classification=row.classification)
+            if state[0] not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
+                return Outcome(inbound_id, Result.ALREADY_DONE, classification=state[1])
             work = Work(
                 session, row, reading.assessment, reading.report, directory, now, tuple(verified)
             )
             thread = self._thread(work)
             applied = self.apply(self._decide(work, thread), work)
-            outcome = self._record(row, work.assessment, applied, now)
-        self._log_processed(row, work.assessment, outcome, thread)
+            outcome, changes = self._record(session, row, work.assessment, applied, now)
+        self._log_processed(row, work.assessment, outcome, thread, changes)
         return outcome
 
     def _decide(self, work: Work, thread: Threading) -> Decision:
@@ -322,20 +324,34 @@ class Pipeline:
 
     @staticmethod
     def _record(
-        row: InboundMessage, assessment: Assessment, applied: Applied, now: datetime
-    ) -> Outcome:
-        """What the inbound row keeps of COMMIT 2 (``tickets show`` prints it)."""
-        row.classification = assessment.verdict.kind.value
-        row.processed_at, row.sender = now, assessment.message.from_address
-        row.sender_trust = assessment.trust.value
-        row.status, row.outcome = applied.status, applied.result
-        row.changes = applied.changes.to_json()  # the one place the JSON is written
+        session: Session,
+        row: repo.PendingInbound,
+        assessment: Assessment,
+        applied: Applied,
+        now: datetime,
+    ) -> tuple[Outcome, dict[str, Any]]:
+        """What the inbound row keeps of COMMIT 2 (``tickets show`` prints it), and the
+        change record written (for the log line)."""
+        classification = assessment.verdict.kind.value
+        changes = applied.changes.to_json()  # the one place the JSON is written
         ticket = applied.ticket
-        row.ticket_id = ticket.id if ticket else None
-        number = ticket.number if ticket else None
-        return Outcome(
-            row.id, applied.result, number, row.classification, applied.flood, applied.reflection
+        repo.finish_inbound(
+            session,
+            row.id,
+            status=applied.status,
+            outcome=applied.result,
+            classification=classification,
+            processed_at=now,
+            sender=assessment.message.from_address,
+            sender_trust=assessment.trust.value,
+            changes=changes,
+            ticket_id=ticket.id if ticket else None,
         )
+        number = ticket.number if ticket else None
+        outcome = Outcome(
+            row.id, applied.result, number, classification, applied.flood, applied.reflection
+        )
+        return outcome, changes
 
     def _thread(self, work: Work) -> Threading:
         report = work.report
@@ -501,7 +517,7 @@ class Pipeline:
     def _acknowledge(
         self,
         session: Session,
-        row: InboundMessage,
+        row: repo.PendingInbound,
         assessment: Assessment,
         ticket: Ticket,
         now: datetime,
@@ -527,7 +543,7 @@ class Pipeline:
     def _open_ticket(
         self,
         session: Session,
-        row: InboundMessage,
+        row: repo.PendingInbound,
         assessment: Assessment,
         now: datetime,
         parent: Ticket | None = None,
@@ -592,7 +608,7 @@ class Pipeline:
     def _queue_confirmation(
         self,
         session: Session,
-        row: InboundMessage,
+        row: repo.PendingInbound,
         assessment: Assessment,
         ticket_id: int,
         number: str,
@@ -614,11 +630,11 @@ class Pipeline:
             ReplyKind.CONFIRMATION,
             ticket_id=ticket_id,
             now=now,
-            inbound=row,
+            inbound_id=row.id,
             source=self._source(row, assessment),
         )
 
-    def _source(self, row: InboundMessage, assessment: Assessment) -> Source:
+    def _source(self, row: repo.PendingInbound, assessment: Assessment) -> Source:
         """Where the mail came from as the reflection caps count it: the SMTP peer unless
         exempt (the MTA in front), the From domain unless the flood limits spare it."""
         sender = Sender.of(assessment.message.from_address)
@@ -634,7 +650,7 @@ class Pipeline:
         reply: RenderedReply,
         kind: ReplyKind,
         ticket_id: int,
-        inbound: InboundMessage,
+        inbound: repo.PendingInbound,
         now: datetime,
     ) -> Mapping[str, str]:
         """Queue an automatic reply through the one enqueue path (budget, RFC 3834 §2).
@@ -642,7 +658,7 @@ class Pipeline:
         Returns the recipients suppressed and why, for the inbound row's change record.
         """
         enqueued = self.outbox.enqueue(
-            session, reply, kind, ticket_id=ticket_id, now=now, inbound=inbound
+            session, reply, kind, ticket_id=ticket_id, now=now, inbound_id=inbound.id
         )
         return enqueued.suppressed
 
@@ -681,7 +697,12 @@ class Pipeline:
         return Outcome(inbound_id, result)
 
     def _log_processed(
-        self, row: InboundMessage, assessment: Assessment, outcome: Outcome, thread: Threading
+        self,
+        row: repo.PendingInbound,
+        assessment: Assessment,
+        outcome: Outcome,
+        thread: Threading,
+        changes: Mapping[str, object],
     ) -> None:
         """The one canonical line per message that operators follow."""
         created = outcome.result is Result.TICKET_CREATED
@@ -701,7 +722,7 @@ class Pipeline:
             linked_ticket=thread.linked,
             priority=assessment.priority if created else None,
             missing_fields=list(assessment.missing_fields) if created else [],
-            changes=row.changes or None,
+            changes=changes or None,
             charge=f"{charge.amount} {charge.currency}" if charge else None,
             # Which checks found something, and which did not (Mailman's rule hits/misses).
             checks_hit=list(assessment.checks_hit),

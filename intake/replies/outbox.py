@@ -32,7 +32,7 @@ from intake.replies.reflection import ReflectionSettings, Source, check_reflecti
 from intake.replies.render import RenderedReply, Sender
 from intake.replies.tokens import make_message_id
 from store import repository as repo
-from store.models import InboundMessage, OutboxMessage, OutboxStatus
+from store.models import OutboxMessage, OutboxStatus
 
 _NONCE_LENGTH = 20  # characters of the inbound idempotency key (hex) in our Message-IDs
 
@@ -102,12 +102,13 @@ class Outbox:
         *,
         ticket_id: int,
         now: datetime,
-        inbound: InboundMessage | None = None,
+        inbound_id: int | None = None,
         source: Source | None = None,
     ) -> Enqueued:
         """Queue ``mail`` within the per-recipient budget (RFC 3834 §2) and, given the
-        ``source`` of the mail it answers, the reflection caps; never commits."""
-        answering = inbound.id if inbound is not None else None
+        ``source`` of the mail it answers (the inbound row ``inbound_id``), the
+        reflection caps; never commits."""
+        answering = inbound_id
         budget = check_budget(
             session, mail.recipients, now, self.budget, inbound_message_id=answering
         )
