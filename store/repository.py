@@ -92,11 +92,10 @@ def _inbound_insert(dialect: str) -> Any:
     statement construction or cache keying per message (that was most of COMMIT 1's CPU).
     """
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = InboundMessage.__table__
     return (
-        insert(table)
+        insert(InboundMessage)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(table.c.id, table.c.idempotency_key)
+        .returning(InboundMessage.id, InboundMessage.idempotency_key)
     )
 
 
@@ -128,7 +127,7 @@ def store_inbounds(session: Session, items: Sequence[NewInbound]) -> list[Stored
     connection = session.connection()  # Core: the ORM would read the rows as a bulk insert
     statement = _inbound_insert(connection.dialect.name)
     rows = connection.execute(statement, [_inbound_values(item) for item in items])
-    new = {key: row_id for row_id, key in rows}
+    new = {key: row_id for row_id, key in rows.tuples()}
     repeated = {item.idempotency_key for item in items} - new.keys()
     existing = _inbound_ids(session, repeated) if repeated else {}
     stored = []
@@ -146,7 +145,7 @@ def _inbound_ids(session: Session, keys: Collection[str]) -> dict[str, int]:
     statement = select(InboundMessage.idempotency_key, InboundMessage.id).where(
         InboundMessage.idempotency_key.in_(sorted(keys))
     )
-    return {key: row_id for key, row_id in session.execute(statement)}
+    return dict(session.execute(statement).tuples().all())
 
 
 def ping(session: Session) -> None:

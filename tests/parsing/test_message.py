@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from email.parser import BytesParser
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from email.parser import BytesParser
 
 from parsing import content_hash, parse_message, read_headers, read_message_id
 from parsing.message import (
@@ -603,7 +602,8 @@ _LINES = st.lists(
 def test_the_header_section_parses_to_the_same_headers_as_the_whole_message(
     lines: list[bytes], breaks: list[bytes]
 ) -> None:
-    raw = b"".join(line + br for line, br in zip(lines, breaks, strict=False)) + b"Message-ID: <z@y>"
+    raw = b"".join(line + br for line, br in zip(lines, breaks, strict=False))
+    raw += b"Message-ID: <z@y>"
     parsed = BytesParser(policy=_MemoPolicy()).parsebytes(
         repair_header_names(header_section(raw)), headersonly=True
     )
