@@ -127,7 +127,7 @@ def store_inbounds(session: Session, items: Sequence[NewInbound]) -> list[Stored
     connection = session.connection()  # Core: the ORM would read the rows as a bulk insert
     statement = _inbound_insert(connection.dialect.name)
     rows = connection.execute(statement, [_inbound_values(item) for item in items])
-    new = {key: row_id for row_id, key in rows.tuples()}
+    new = {key: row_id for row_id, key in rows}
     repeated = {item.idempotency_key for item in items} - new.keys()
     existing = _inbound_ids(session, repeated) if repeated else {}
     stored = []
@@ -145,7 +145,7 @@ def _inbound_ids(session: Session, keys: Collection[str]) -> dict[str, int]:
     statement = select(InboundMessage.idempotency_key, InboundMessage.id).where(
         InboundMessage.idempotency_key.in_(sorted(keys))
     )
-    return dict(session.execute(statement).tuples().all())
+    return dict(session.execute(statement).all())
 
 
 def ping(session: Session) -> None:
