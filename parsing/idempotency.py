@@ -35,11 +35,17 @@ _LINE: Final = re.compile(rb"\r\n|\r|\n")
 
 def content_hash(raw: bytes) -> str:
     """SHA-256 hex of ``raw`` without trace headers, with LF line endings, end-trimmed."""
-    text = _LINE.sub(b"\n", raw)
+    text = _lf_only(raw)
     head, separator, body = text.partition(b"\n\n")
     kept = [field for field in _header_fields(head) if not _is_trace(field)]
     canonical = b"\n".join(kept) + separator + body
     return hashlib.sha256(canonical.rstrip()).hexdigest()
+
+
+def _lf_only(raw: bytes) -> bytes:
+    """CRLF and lone CR to LF, as ``_LINE.sub`` would, in two C passes instead of a regex."""
+    text = raw.replace(b"\r\n", b"\n")
+    return text.replace(b"\r", b"\n") if b"\r" in text else text
 
 
 def idempotency_key(raw: bytes, message_id: str) -> str:
