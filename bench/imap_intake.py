@@ -10,6 +10,8 @@ budget do not decide the ticket run), and polls them into a fresh SQLite store (
   the app's construction, LOGIN, SELECT and the first SEARCH are outside the window).
   Inside it: FETCH sizes and ``BODY.PEEK[]``, COMMIT 1 per batch, the MOVE per batch.
   ``--profile`` runs it under cProfile and prints the top functions.
+* **plain**: bare imapclient on the same mailbox, ``UID FETCH BODY.PEEK[]`` and
+  ``UID MOVE`` per batch with no store: the floor, run between the edge runs.
 * **cli**: ``intake poll --once --no-process`` as a subprocess, wall time including the
   CLI's start-up (what a cron job sees).
 * **tickets** (``--tickets``): the same CLI without ``--no-process``: mailbox to tickets
@@ -153,6 +155,27 @@ def run_edge(messages: int, batch: int, database: str | None, profile: int) -> s
     )
 
 
+def run_plain(messages: int, batch: int) -> tuple[float, str]:
+    """The floor: bare imapclient, UID FETCH BODY.PEEK[] and UID MOVE per batch, no store."""
+    with mailbox(messages) as server:
+        client = server.client()
+        client.create_folder("Processed")
+        client.select_folder("INBOX")
+        uids = client.search("ALL")
+        started = time.perf_counter()
+        for start in range(0, len(uids), batch):
+            chunk = uids[start : start + batch]
+            client.fetch(chunk, ["BODY.PEEK[]"])
+            client.move(chunk, "Processed")
+        elapsed = time.perf_counter() - started
+        client.logout()
+    rate = messages / elapsed
+    return (
+        elapsed,
+        f"plain imapclient FETCH + MOVE   {messages} msgs in {elapsed:6.3f}s = {rate:7.0f} msg/s",
+    )
+
+
 def run_cli(messages: int, batch: int, database: str | None, process: bool) -> str:
     with mailbox(messages) as server, tempfile.TemporaryDirectory() as tmp:
         url = database or f"sqlite:///{tmp}/bench.db"
@@ -182,9 +205,10 @@ def main() -> None:
     parser.add_argument("--tickets", action="store_true", help="also mailbox to tickets")
     args = parser.parse_args()
     batch = args.batch or load_settings().imap.batch_size
-    runs: list[Callable[[], str]] = [
-        lambda: run_edge(args.messages, batch, args.database, args.profile)
-    ] * args.rounds
+    runs: list[Callable[[], str]] = []
+    for _ in range(args.rounds):  # interleaved: the machine's load changes from run to run
+        runs.append(lambda: run_edge(args.messages, batch, args.database, args.profile))
+        runs.append(lambda: run_plain(args.messages, batch)[1])
     if not args.no_cli:
         runs.append(lambda: run_cli(args.messages, batch, args.database, process=False))
     if args.tickets:
