@@ -10,7 +10,9 @@ FETCH RFC822.SIZE, quarantine the oversize ones without fetching them, FETCH
 never relied upon: people read the mailbox too), store the batch in one transaction, and
 only then MOVE (RFC 6851; else COPY + ``\\Deleted`` + UID EXPUNGE, RFC 4315) to the
 processed folder. So a crash at any point leaves each mail in the inbox or in the
-processed folder, and a second pass never makes a second ticket.
+processed folder, and a second pass never makes a second ticket. Batches overlap: a
+second thread stores batch N while batch N+1 is fetched, and batch N is moved only once
+its own COMMIT 1 has returned.
 
 Quarantine folder (one log line each): mail over ``imap.max_message_size``; mail the
 edge cannot take as a message at all (FETCH returned no body, NUL bytes, no RFC 5322
