@@ -12,7 +12,7 @@ inbound flood limits per sender address and domain (``lock_senders``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -81,33 +81,73 @@ def _insert_for(session: Session) -> Any:
 
 def store_inbound(session: Session, item: NewInbound) -> Stored:
     """Insert once per idempotency key; a re-delivery returns the existing row."""
-    insert = _insert_for(session)
-    statement = (
+    return store_inbounds(session, [item])[0]
+
+
+@functools.cache
+def _inbound_insert(dialect: str) -> Any:
+    """The COMMIT 1 insert, built once per dialect and executed with each batch's rows.
+
+    ``ON CONFLICT DO NOTHING`` keeps the first copy of a key (invariant 2); ``RETURNING``
+    names the rows that were new. One statement executed with many parameter sets is
+    SQLAlchemy's "insertmanyvalues": a few multi-row INSERTs, not one per message, and no
+    statement construction or cache keying per message (that was most of COMMIT 1's CPU).
+    """
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
         insert(InboundMessage)
-        .values(
-            idempotency_key=item.idempotency_key,
-            message_id=item.message_id,
-            origin=item.origin,
-            origin_ref=item.origin_ref,
-            peer_ip=item.peer_ip,
-            envelope_from=item.envelope_from,
-            envelope_to=list(item.envelope_to),
-            raw=item.raw,
-            size=len(item.raw),
-            received_at=item.received_at,
-            status=InboundStatus.RECEIVED,
-            attempts=0,
-        )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(InboundMessage.id)
+        .returning(InboundMessage.id, InboundMessage.idempotency_key)
     )
-    new_id = session.execute(statement).scalar_one_or_none()
-    if new_id is not None:
-        return Stored(new_id, duplicate=False)
-    existing = session.execute(
-        select(InboundMessage.id).where(InboundMessage.idempotency_key == item.idempotency_key)
-    ).scalar_one()
-    return Stored(existing, duplicate=True)
+
+
+def _inbound_values(item: NewInbound) -> dict[str, Any]:
+    return {
+        "idempotency_key": item.idempotency_key,
+        "message_id": item.message_id,
+        "origin": item.origin,
+        "origin_ref": item.origin_ref,
+        "peer_ip": item.peer_ip,
+        "envelope_from": item.envelope_from,
+        "envelope_to": list(item.envelope_to),
+        "raw": item.raw,
+        "size": len(item.raw),
+        "received_at": item.received_at,
+        "status": InboundStatus.RECEIVED,
+        "attempts": 0,
+    }
+
+
+def store_inbounds(session: Session, items: Sequence[NewInbound]) -> list[Stored]:
+    """``store_inbound`` for a batch, in order: one insert for all, one select for repeats.
+
+    As if stored one by one: the first item of a key not yet stored is new; a later item
+    with the same key (in the batch or before it) is a duplicate of that row.
+    """
+    if not items:
+        return []
+    connection = session.connection()  # Core: the ORM would read the rows as a bulk insert
+    statement = _inbound_insert(connection.dialect.name)
+    rows = connection.execute(statement, [_inbound_values(item) for item in items])
+    new = {key: row_id for row_id, key in rows}
+    repeated = {item.idempotency_key for item in items} - new.keys()
+    existing = _inbound_ids(session, repeated) if repeated else {}
+    stored = []
+    for item in items:
+        key = item.idempotency_key
+        if key in new:
+            stored.append(Stored(new.pop(key), duplicate=False))
+            existing[key] = stored[-1].inbound_id
+        else:
+            stored.append(Stored(existing[key], duplicate=True))
+    return stored
+
+
+def _inbound_ids(session: Session, keys: Collection[str]) -> dict[str, int]:
+    statement = select(InboundMessage.idempotency_key, InboundMessage.id).where(
+        InboundMessage.idempotency_key.in_(sorted(keys))
+    )
+    return dict(session.execute(statement).all())
 
 
 def ping(session: Session) -> None:

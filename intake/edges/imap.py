@@ -10,7 +10,9 @@ FETCH RFC822.SIZE, quarantine the oversize ones without fetching them, FETCH
 never relied upon: people read the mailbox too), store the batch in one transaction, and
 only then MOVE (RFC 6851; else COPY + ``\\Deleted`` + UID EXPUNGE, RFC 4315) to the
 processed folder. So a crash at any point leaves each mail in the inbox or in the
-processed folder, and a second pass never makes a second ticket.
+processed folder, and a second pass never makes a second ticket. Batches overlap: a
+second thread stores batch N while batch N+1 is fetched, and batch N is moved only once
+its own COMMIT 1 has returned.
 
 Quarantine folder (one log line each): mail over ``imap.max_message_size``; mail the
 edge cannot take as a message at all (FETCH returned no body, NUL bytes, no RFC 5322
@@ -34,6 +36,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -213,6 +216,24 @@ class PollResult:
         self.deferred += other.deferred
 
 
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """One batch as FETCHed: UIDs already stored, bodies by UID, the oversize ones."""
+
+    done: list[int]
+    bodies: dict[int, bytes | None]
+    too_big: dict[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    """One batch after COMMIT 1: its counts, the UIDs stored, the unusable ones with why."""
+
+    result: PollResult
+    stored: list[int]
+    bad: dict[int, str]
+
+
 @dataclass
 class MailboxPoller:
     """Polls one mailbox into the pipeline. ``on_stored`` receives each new inbound id."""
@@ -227,6 +248,7 @@ class MailboxPoller:
     _attempts: dict[tuple[int, int], int] = field(default_factory=dict)
     _failures: int = 0
     _uidvalidity: int = 0
+    _lease_renewed: datetime | None = None  # when hold_lease last succeeded
 
     @property
     def log(self) -> Any:
@@ -235,18 +257,51 @@ class MailboxPoller:
     # -- one cycle ----------------------------------------------------------------------
 
     def drain(self, client: IMAPClient) -> PollResult:
-        """Take everything in the folder: search, then batches, until nothing new is left."""
+        """Take everything in the folder: search, then batches, until nothing new is left.
+
+        Two stages overlap: while one thread stores batch N (hashing, COMMIT 1), this one
+        FETCHes batch N+1 and then MOVEs batch N, once batch N's COMMIT 1 has returned.
+        So the server's work and ours run side by side, each MOVE still follows its own
+        batch's commit, and at most two batches of bodies are held at once.
+        """
         self._select(client)
         result, seen = PollResult(), set[int]()
-        while True:
-            uids = [u for u in client.search("ALL") if u not in seen]
-            if not uids:
-                return result
-            seen.update(uids)
+        with ThreadPoolExecutor(1, thread_name_prefix="imap-store") as storer:
+            while True:
+                uids = [u for u in client.search("ALL") if u not in seen]
+                if not uids:
+                    return result
+                seen.update(uids)
+                self._pipeline(client, uids, storer, result)
+
+    def _pipeline(
+        self, client: IMAPClient, uids: list[int], storer: Executor, result: PollResult
+    ) -> None:
+        pending: tuple[_Fetched, Future[_Committed]] | None = None
+        try:
             for start in range(0, len(uids), self.settings.batch_size):
-                if not self.hold_lease():  # renewed per batch: a long backlog outlasts it
-                    raise MailboxError("lost the mailbox lease to another instance")
-                result.add(self._batch(client, uids[start : start + self.settings.batch_size]))
+                self._renew_lease()  # per batch: a long backlog outlasts one lease
+                fetched = self._fetch(client, uids[start : start + self.settings.batch_size])
+                previous, pending = pending, (fetched, storer.submit(self._commit, fetched))
+                if previous is not None:
+                    result.add(self._acknowledge(client, *previous))
+            if pending is not None:
+                last, pending = pending, None
+                result.add(self._acknowledge(client, *last))
+        finally:
+            if pending is not None:  # a failure: that batch is not moved (it waits)
+                pending[1].cancel()  # not started: not stored either
+
+    def _renew_lease(self) -> None:
+        """Renew between batches once a third of the lease has passed (as the IDLE loop
+        does): a lease with two thirds left cannot be taken, and a renewal is a write
+        transaction (an fsync) that every 200-message batch need not pay."""
+        renewed, now = self._lease_renewed, self.clock()
+        third = timedelta(seconds=self.settings.lease_duration / 3)
+        if renewed is not None and renewed <= now < renewed + third:
+            return
+        if not self.hold_lease():
+            raise MailboxError("lost the mailbox lease to another instance")
 
     def _select(self, client: IMAPClient) -> None:
         info = client.select_folder(self.mailbox.folder)
@@ -261,7 +316,8 @@ class MailboxPoller:
     def _ref(self, uid: int) -> str:
         return f"{self.mailbox.name}/{self._uidvalidity}/{uid}"
 
-    def _batch(self, client: IMAPClient, uids: list[int]) -> PollResult:
+    def _fetch(self, client: IMAPClient, uids: list[int]) -> _Fetched:
+        """The IMAP half of a batch: skip what is stored, FETCH sizes, then the bodies."""
         known = self.state.known_refs([self._ref(u) for u in uids])
         done = [u for u in uids if self._ref(u) in known]
         todo = [u for u in uids if u not in done]
@@ -270,15 +326,27 @@ class MailboxPoller:
         big = {u: int(d[b"RFC822.SIZE"]) for u, d in sizes.items() if d[b"RFC822.SIZE"] > limit}
         wanted = [u for u in sizes if u not in big]
         bodies = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
-        result = PollResult(duplicates=len(done))
-        stored, bad = self._store({u: bodies.get(u, {}).get(b"BODY[]") for u in wanted}, result)
-        bad.update({u: f"larger than {limit} bytes ({size})" for u, size in big.items()})
+        too_big = {u: f"larger than {limit} bytes ({size})" for u, size in big.items()}
+        return _Fetched(done, {u: bodies.get(u, {}).get(b"BODY[]") for u in wanted}, too_big)
+
+    def _commit(self, fetched: _Fetched) -> _Committed:
+        """The store half of a batch (runs in the storing thread): COMMIT 1 for it."""
+        result = PollResult(duplicates=len(fetched.done))
+        stored, bad = self._store(fetched.bodies, result)
+        return _Committed(result, stored, {**bad, **fetched.too_big})
+
+    def _acknowledge(
+        self, client: IMAPClient, fetched: _Fetched, committing: Future[_Committed]
+    ) -> PollResult:
+        """After the batch's COMMIT 1 (waited for here): MOVE it, quarantine the unusable."""
+        committed = committing.result()
+        result = committed.result
         for inbound_id in result.stored:  # stored is safe: processing need not wait for MOVE
             self.on_stored(inbound_id)
-        move(client, done + stored, self.mailbox.processed_folder)
-        result.moved = len(done) + len(stored)
-        self._quarantine(client, bad)
-        result.quarantined = len(bad)
+        move(client, fetched.done + committed.stored, self.mailbox.processed_folder)
+        result.moved = len(fetched.done) + len(committed.stored)
+        self._quarantine(client, committed.bad)
+        result.quarantined = len(committed.bad)
         return result
 
     def _store(
@@ -393,7 +461,10 @@ class MailboxPoller:
     def hold_lease(self) -> bool:
         now = self.clock()
         until = now + timedelta(seconds=self.settings.lease_duration)
-        return self.state.acquire_lease(self.mailbox.name, self.owner, now, until)
+        self._lease_renewed = None  # until the store says so
+        held = self.state.acquire_lease(self.mailbox.name, self.owner, now, until)
+        self._lease_renewed = now if held else None
+        return held
 
     def standby_wait(self) -> float:
         """Seconds a standby sleeps before trying for the lease again.
@@ -415,6 +486,7 @@ class MailboxPoller:
         return min(max(remaining, 0.0) + _STANDBY_MARGIN, duration)
 
     def release_lease(self) -> None:
+        self._lease_renewed = None
         try:
             self.state.release_lease(self.mailbox.name, self.owner)
         except Exception as exc:  # it expires by itself

@@ -215,7 +215,7 @@ class Pipeline:
         """COMMIT 1 for a group of messages (one fsync for all of them)."""
         try:
             with session_scope(self.sessions) as session:
-                return [repo.store_inbound(session, item) for item in items]
+                return repo.store_inbounds(session, items)
         except Exception as exc:
             reason = driver_reason(exc)  # never the SQL's values: they are the message
             raise StoreError(f"could not store inbound message: {reason}") from exc

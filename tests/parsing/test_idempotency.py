@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parsing import content_hash, idempotency_key
+from parsing.idempotency import _lf_only
 
 MESSAGE = (
     b"From: jane@acme.example\nTo: support@example.com\nSubject: Acme - Denver - x - P1\n"
@@ -82,3 +85,10 @@ def test_never_raises(raw: bytes, message_id: str) -> None:
 
 def test_lone_surrogate_in_message_id() -> None:
     assert len(idempotency_key(MESSAGE, "\ud800@x")) == 64
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\r\n", b"\r", b"\n", b"a", b" ", b"\r\r\n"]), max_size=30))
+def test_line_endings_become_lf_exactly_as_the_line_regex_would(parts: list[bytes]) -> None:
+    raw = b"".join(parts)
+    assert _lf_only(raw) == re.sub(rb"\r\n|\r|\n", b"\n", raw)  # what content_hash used

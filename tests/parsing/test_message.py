@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from email.parser import BytesParser
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsing import content_hash, parse_message, read_headers
-from parsing.message import MAX_PARTS, PARSE_FAILURE_DEFECT, PART_LIMIT_DEFECT
+from parsing import content_hash, parse_message, read_headers, read_message_id
+from parsing.message import (
+    MAX_PARTS,
+    PARSE_FAILURE_DEFECT,
+    PART_LIMIT_DEFECT,
+    _MemoPolicy,
+    header_section,
+    repair_header_names,
+)
 from tests.parsing.conftest import assert_clean_text
 
 
@@ -552,3 +560,52 @@ def test_read_headers_decodes_the_header_section_only(
     raw: bytes, expected: tuple[tuple[str, str], ...]
 ) -> None:
     assert read_headers(raw) == expected
+
+
+# --- header_section: the prefix the header parser reads (the accept path's cost) -----------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"A: 1\r\nB: 2\r\n\r\nbody\r\n", b"A: 1\r\nB: 2\r\n\r\n"),
+        (b"A: 1\nB: 2\n\nbody\n", b"A: 1\nB: 2\n\n"),
+        (b"A: 1\rB: 2\r\rbody\r", b"A: 1\rB: 2\r\r"),
+        (b"A: 1\r\nB: 2\n\nbody", b"A: 1\r\nB: 2\n\n"),
+        (b"A: 1\r\n\nbody", b"A: 1\r\n\n"),
+        (b"A: 1\r\r\nbody", b"A: 1\r\r\n"),
+        (b"A: 1\r\nB: 2\r\nno empty line", b"A: 1\r\nB: 2\r\nno empty line"),
+        (b"A: 1\r\n \r\nB: 2\r\n\r\nbody", b"A: 1\r\n \r\nB: 2\r\n\r\n"),
+    ],
+    ids=["crlf", "lf", "cr", "mixed", "crlf-then-lf", "cr-then-crlf", "no-body", "blank-fold"],
+)
+def test_header_section_ends_after_the_first_empty_line(raw: bytes, expected: bytes) -> None:
+    assert header_section(raw) == expected
+
+
+def _full_header_parse(raw: bytes) -> list[tuple[str, str]]:
+    """What read_message_id parsed before it cut the header section: the whole message."""
+    msg = BytesParser(policy=_MemoPolicy()).parsebytes(repair_header_names(raw), headersonly=True)
+    return [(k, str(v)) for k, v in msg.raw_items()]
+
+
+_LINES = st.lists(
+    st.sampled_from(
+        [b"Message-ID: <a@b>", b"Subject : x", b" folded", b"", b"no header", b":odd", b"From x"]
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_LINES, st.lists(st.sampled_from([b"\r\n", b"\n", b"\r"]), min_size=8, max_size=8))
+def test_the_header_section_parses_to_the_same_headers_as_the_whole_message(
+    lines: list[bytes], breaks: list[bytes]
+) -> None:
+    raw = b"".join(line + br for line, br in zip(lines, breaks, strict=False))
+    raw += b"Message-ID: <z@y>"
+    parsed = BytesParser(policy=_MemoPolicy()).parsebytes(
+        repair_header_names(header_section(raw)), headersonly=True
+    )
+    assert [(k, str(v)) for k, v in parsed.raw_items()] == _full_header_parse(raw)
+    assert read_message_id(raw) == parse_message(raw).message_id

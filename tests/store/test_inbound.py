@@ -95,6 +95,32 @@ def test_a_rolled_back_store_leaves_nothing(sessions: sessionmaker[Session]) -> 
         assert repo.store_inbound(session, item).duplicate is False
 
 
+def test_a_batch_is_stored_in_order_as_if_one_by_one(sessions: sessionmaker[Session]) -> None:
+    """``store_inbounds``: new rows, a repeat within the batch and an earlier row, in order."""
+    earlier = new_inbound(b"earlier", key="k0")
+    with session_scope(sessions) as session:
+        before = repo.store_inbound(session, earlier)
+    batch = [new_inbound(b"one", key="k1"), earlier, new_inbound(b"one again", key="k1")]
+    batch.append(new_inbound(b"two", key="k2"))
+    with session_scope(sessions) as session:
+        stored = repo.store_inbounds(session, batch)
+        assert count_inbound(session) == 3
+    one, again, repeat, two = stored
+    assert again == repo.Stored(before.inbound_id, duplicate=True)
+    assert repeat == repo.Stored(one.inbound_id, duplicate=True)
+    assert not one.duplicate and not two.duplicate
+    assert len({before.inbound_id, one.inbound_id, two.inbound_id}) == 3
+    with session_scope(sessions) as session:
+        rows = [repo.get_inbound(session, s.inbound_id) for s in (one, two)]
+        assert [(r.raw, r.idempotency_key) for r in rows if r] == [(b"one", "k1"), (b"two", "k2")]
+
+
+def test_an_empty_batch_stores_nothing(sessions: sessionmaker[Session]) -> None:
+    with session_scope(sessions) as session:
+        assert repo.store_inbounds(session, []) == []
+        assert count_inbound(session) == 0
+
+
 # --- get_inbound ------------------------------------------------------------------------------
 
 

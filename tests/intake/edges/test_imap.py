@@ -25,7 +25,9 @@ from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
 from intake.app import App, build_app, imap_pollers, utc_now
+from intake.edges import imap as edge_imap
 from intake.edges.imap import MailboxPoller, PollResult
+from intake.errors import MailboxError, StoreError
 from intake.settings import Settings
 from store import repository as repo
 from store.db import session_scope
@@ -130,6 +132,77 @@ def test_500_messages_are_processed_exactly_once(
     assert count(app, Ticket) == 500 and count(app, InboundMessage) == 500
     assert len(set(ticket_message_ids(app))) == 500
     assert dovecot.count("INBOX") == 0 and dovecot.count("Processed") == 500
+
+
+def test_a_backlog_of_many_fetch_batches_is_stored_once_and_each_move_follows_its_commit(
+    dovecot: Dovecot,
+    imap_settings: Callable[..., Settings],
+    app_for: Callable[[Settings], App],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches overlap (FETCH of the next while the last is stored): every UID that a MOVE
+    names is already committed by then, each exactly once, batch by batch."""
+    dovecot.append(mails(23))
+    app = app_for(imap_settings(dovecot.url(), **{"imap.batch_size": 5}))
+    (poller,) = imap_pollers(app, lambda _id: None)
+    real_move = edge_imap.move
+    moves: list[list[int]] = []
+
+    def checked_move(client: Any, uids: list[int], folder: str) -> None:
+        refs = [f"{poller.mailbox.name}/{poller._uidvalidity}/{u}" for u in uids]
+        with session_scope(app.sessions) as session:
+            assert repo.stored_origin_refs(session, "imap", refs) == set(refs)  # COMMIT 1 first
+        moves.append(list(uids))
+        real_move(client, uids, folder)
+
+    real_ingest = app.pipeline.ingest
+
+    def slow_ingest(items: Any) -> Any:
+        time.sleep(0.05)  # not a wait: widens the window in which an early MOVE is caught
+        return real_ingest(items)
+
+    monkeypatch.setattr("intake.edges.imap.move", checked_move)
+    monkeypatch.setattr(app.pipeline, "ingest", slow_ingest)
+    result = poller.poll_once()
+
+    assert (len(result.stored), result.moved, result.duplicates) == (23, 23, 0)
+    assert [len(uids) for uids in moves] == [5, 5, 5, 5, 3]
+    moved = [uid for uids in moves for uid in uids]
+    assert len(moved) == len(set(moved)) == 23  # each UID moved once
+    assert count(app, InboundMessage) == 23
+    assert dovecot.count("INBOX") == 0 and dovecot.count("Processed") == 23
+    assert poller.poll_once().moved == 0
+
+
+def test_a_failed_commit_moves_nothing_of_its_batch_nor_of_the_next(
+    dovecot: Dovecot,
+    imap_settings: Callable[..., Settings],
+    app_for: Callable[[Settings], App],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store stops answering in batch 2 of 3: batch 1 is moved, the rest stays."""
+    dovecot.append(mails(9))
+    app = app_for(imap_settings(dovecot.url(), **{"imap.batch_size": 3}))
+    (poller,) = imap_pollers(app, lambda _id: None)
+    real_ingest, calls = app.pipeline.ingest, []
+
+    def failing_ingest(items: Any) -> Any:
+        calls.append(len(items))
+        if len(calls) == 2:
+            raise StoreError("the disk went away")
+        return real_ingest(items)
+
+    monkeypatch.setattr(app.pipeline, "ingest", failing_ingest)
+    monkeypatch.setattr(poller, "_store_answers", lambda: False)  # a down store, not bad mail
+    with pytest.raises(MailboxError, match="disk went away"):
+        poller.poll_once()
+
+    assert count(app, InboundMessage) <= 6  # batch 3 may have been stored, never moved
+    assert dovecot.count("Processed") == 3 and dovecot.count("INBOX") == 6
+    monkeypatch.setattr(app.pipeline, "ingest", real_ingest)
+    again = poller.poll_once()
+    assert again.moved == 6 and count(app, InboundMessage) == 9
+    assert dovecot.count("Processed") == 9
 
 
 def test_a_crash_between_store_and_move_makes_no_second_ticket(

@@ -6,13 +6,15 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from intake.edges.imap import return_path, unusable_reason
+from intake.edges.imap import MailboxPoller, MailboxStore, return_path, unusable_reason
 from intake.edges.mailboxes import resolve_mailbox
 from intake.edges.oauth import TokenSource, parse_token
-from intake.errors import ConfigError, TokenError
+from intake.errors import ConfigError, MailboxError, TokenError
+from intake.pipeline.core import Pipeline
 from intake.settings import MailboxSettings, load_settings, parse_mailbox_url
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -185,3 +187,58 @@ def test_refresh_token_expiry_warns_well_before() -> None:
     assert source.refresh_token_warning(NOW) is None
     assert "expires at" in (source.refresh_token_warning(NOW + timedelta(days=20)) or "")
     assert "expired" in (source.refresh_token_warning(NOW + timedelta(days=31)) or "")
+
+
+class _LeaseBook:
+    """A store's lease table for one mailbox: who holds it until when."""
+
+    def __init__(self) -> None:
+        self.renewals: list[datetime] = []
+        self.taken_by_other = False
+
+    def acquire_lease(self, mailbox: str, owner: str, now: datetime, until: datetime) -> bool:
+        self.renewals.append(now)
+        return not self.taken_by_other
+
+
+@pytest.mark.parametrize(
+    ("steps", "renewals"),
+    [
+        ([0, 1, 5, 9.9], 1),  # all within a third of the 30 s lease: one renewal
+        ([0, 10, 19, 20.5], 3),  # at 10 s and at 20.5 s a third had passed
+        ([0, 0, 40], 2),  # long after: renewed again
+    ],
+    ids=["within-a-third", "each-third", "long-after"],
+)
+def test_the_lease_is_renewed_between_batches_once_a_third_has_passed(
+    steps: list[float], renewals: int
+) -> None:
+    poller, book, clock = _lease_poller()
+    for seconds in steps:
+        clock[0] = NOW + timedelta(seconds=seconds)
+        poller._renew_lease()
+    assert len(book.renewals) == renewals
+
+
+def test_a_lease_lost_at_renewal_stops_the_batches_and_the_next_check_asks_again() -> None:
+    poller, book, clock = _lease_poller()
+    poller._renew_lease()
+    book.taken_by_other = True
+    clock[0] = NOW + timedelta(seconds=11)
+    with pytest.raises(MailboxError, match="lost the mailbox lease"):
+        poller._renew_lease()
+    clock[0] = NOW + timedelta(seconds=12)  # no shortcut after a refusal: the store decides
+    with pytest.raises(MailboxError):
+        poller._renew_lease()
+    assert len(book.renewals) == 3
+
+
+def _lease_poller() -> tuple[MailboxPoller, _LeaseBook, list[datetime]]:
+    settings = load_settings(None, {"imap.lease_duration": 30})
+    mailbox = resolve_mailbox(MailboxSettings(url="imap://u:p@127.0.0.1:1143/INBOX"))
+    book, clock = _LeaseBook(), [NOW]
+    state = cast(MailboxStore, book)
+    poller = MailboxPoller(
+        mailbox, settings.imap, cast(Pipeline, None), state, print, lambda: clock[0], "me"
+    )
+    return poller, book, clock
