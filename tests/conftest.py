@@ -241,7 +241,10 @@ def start_daemon(settings: Settings) -> RunningDaemon:
     daemon = RunningDaemon(
         app, settings.smtp.host, settings.smtp.port, holder["loop"], holder["stop"], thread
     )
+    # Both of its ports: SMTP, and the HTTP server (health, metrics, the board), which
+    # starts serving a moment later than the listener.
     wait_for(lambda: _port_open(daemon.host, daemon.port))
+    wait_for(lambda: _port_open(settings.web.host, settings.web.port))
     return daemon
 
 
