@@ -27,7 +27,7 @@ from parsing.fields import DEFAULT_PLACEHOLDERS, extract_fields, format_parts
 from parsing.forwards import find_forward, report_text
 from parsing.headers import header_line_regex, is_header_line
 from parsing.idempotency import content_hash, idempotency_key
-from parsing.message import parse_message, read_headers, read_message_id
+from parsing.message import header_section, parse_message, read_headers, read_message_id
 from parsing.subject import (
     DEFAULT_TICKET_TAG,
     TicketTag,
@@ -80,6 +80,7 @@ __all__ = [
     "format_literals",
     "format_parts",
     "header_line_regex",
+    "header_section",
     "idempotency_key",
     "is_header_line",
     "normalise_address",

@@ -16,7 +16,6 @@ are shown by name (``user@host:port/folder``), never with a password.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +31,7 @@ from starlette.routing import BaseRoute, Route
 from intake.pipeline.customers import CustomerRecord, load_directory, normalize_name
 from intake.web.actions import actor_of, done_redirect, set_browser_cookie
 from intake.web.auth import Endpoint
-from parsing import read_headers
+from parsing import header_section, read_headers
 from store import repository as repo
 from store.db import session_scope
 from store.models import InboundMessage, InboundStatus, MailboxState, OutboxMessage, OutboxStatus
@@ -51,7 +50,6 @@ OUTBOX_ORDER = (
     OutboxStatus.SENDING,
     OutboxStatus.SENT,
 )
-_END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
 _RETRYABLE = {"quarantine": "a quarantined message", "outbox": "a dead reply"}
 
 
@@ -125,17 +123,11 @@ class CustomerRow:
 # --------------------------------------------------------------------------- view model
 
 
-def header_section(head: bytes) -> bytes:
-    """The header section of a message's first bytes: up to the first empty line (RFC
-    5322 §2.1); all of them when there is none (a message may have no body)."""
-    end = _END_OF_HEADERS.search(head)
-    return head[: end.start()] if end else head
-
-
 def header_view(head: bytes, size: int) -> HeaderView:
-    section = header_section(head)
+    whole = header_section(head)
+    section = whole.rstrip(b"\r\n")  # shown without the empty line that ends it
     text = section.decode("utf-8", "replace")
-    unfinished = len(section) == len(head) and size > len(head)  # cut by HEAD_BYTES
+    unfinished = len(whole) == len(head) and size > len(head)  # cut by HEAD_BYTES
     return HeaderView(text[:MAX_HEADER_TEXT], unfinished or len(text) > MAX_HEADER_TEXT)
 
 

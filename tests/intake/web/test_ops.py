@@ -21,7 +21,6 @@ from intake.web.ops import (
     MAX_HEADER_TEXT,
     HeaderView,
     customer_matches,
-    header_section,
     header_view,
 )
 from store import repository as repo
@@ -64,8 +63,8 @@ from tests.intake.web.ops_support import (
     ],
     ids=["crlf", "lf", "no-body", "no-headers"],
 )
-def test_header_section_ends_at_the_first_empty_line(head: bytes, section: bytes) -> None:
-    assert header_section(head) == section
+def test_the_header_view_ends_at_the_first_empty_line(head: bytes, section: bytes) -> None:
+    assert header_view(head, len(head)).text == section.decode()
 
 
 @pytest.mark.parametrize(
