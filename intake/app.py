@@ -382,19 +382,21 @@ def _process_reader(app: App, workers: int) -> ProcessReader:
 async def _bind(listener: SmtpListener, web: WebServer) -> int:
     """Both ports, before anything runs: a busy one fails start-up and leaks nothing.
 
-    The listener accepts from here on; what a client sends before the writer runs waits
-    in the writer's queue.
+    The HTTP port first: once SMTP accepts, a client (or a test, or a load balancer) may
+    take the daemon as up and ask for its health at once, so that port must be listening
+    by then. The listener accepts from here on; what a client sends before the writer runs
+    waits in the writer's queue.
     """
     smtp = listener.settings
     try:
-        port = await listener.start()
-    except OSError as exc:
-        raise ListenError(f"cannot listen on {smtp.host}:{smtp.port}: {exc} (smtp)") from exc
-    try:
         web.bind()
     except OSError as exc:
-        await listener.close()
         raise ListenError(f"cannot listen on {web.host}:{web.port}: {exc} (web.listen)") from exc
+    try:
+        port = await listener.start()
+    except OSError as exc:
+        web.close()
+        raise ListenError(f"cannot listen on {smtp.host}:{smtp.port}: {exc} (smtp)") from exc
     return port
 
 
