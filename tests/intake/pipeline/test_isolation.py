@@ -12,7 +12,14 @@ import pytest
 
 from intake.app import App, build_app, reading_workers
 from intake.pipeline.core import Envelope, Result, prepare_inbound
-from intake.pipeline.isolation import InlineReader, ProcessReader, Reading, _read_in_worker
+from intake.pipeline.customers import CustomerRecord, Directory
+from intake.pipeline.isolation import (
+    InlineReader,
+    ProcessReader,
+    Reading,
+    ShippedDirectory,
+    _read_in_worker,
+)
 from intake.settings import Settings
 from store import repository as repo
 from store.db import session_scope
@@ -50,6 +57,23 @@ def test_a_worker_reads_what_the_daemon_would(app: App, reader: ProcessReader) -
     assert pooled.assessment.policy is app.pipeline.policies.default  # the daemon's own
 
 
+def test_a_worker_reads_each_new_directory_and_keeps_it_between_messages(
+    app: App, reader: ProcessReader
+) -> None:
+    """The directory travels pickled once per version; a worker must still see a new one."""
+    raw = make_mail(body="Nothing works.\nSerial: ABC123\n")
+    first = Directory([CustomerRecord("Acme Corp", domains=("acme.example",))])
+    second = Directory([CustomerRecord("Zenith Ltd", domains=("acme.example",))])
+
+    def customer(directory: Directory) -> str | None:
+        match = reader(raw, "jane@acme.example", NOW, directory).assessment.customer
+        return match.customer.name if match else None
+
+    assert [customer(first), customer(first)] == ["Acme Corp", "Acme Corp"]
+    assert customer(second) == "Zenith Ltd"  # a re-import: the worker takes the new one
+    assert customer(first) == "Acme Corp"  # an object it had before is shipped afresh
+
+
 @pytest.mark.timeout(120)
 def test_a_message_over_budget_is_quarantined_and_the_next_one_is_read(
     app: App, reader: ProcessReader
@@ -85,7 +109,7 @@ def die_once(
     raw: bytes,
     envelope_from: str | None,
     received_at: datetime,
-    directory: tuple[()],
+    directory: ShippedDirectory,
     dkim_verified: tuple[str, ...] = (),
 ) -> Reading:
     """A worker killed mid-read (the OOM killer), then, in its replacement, a normal read."""
