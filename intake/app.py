@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import structlog
@@ -43,6 +45,7 @@ from intake.pipeline.flood import FloodSettings
 from intake.pipeline.identity import Identity
 from intake.pipeline.isolation import ProcessReader, default_workers
 from intake.pipeline.mailstate import StoredMailboxState
+from intake.pipeline.remote import ProcessingProcess, serve_child
 from intake.pipeline.worker import ProcessingWorker
 from intake.policy.policy import Policy, PolicyBook, available_policies, load_policy
 from intake.replies.autoclose import AutoCloser
@@ -305,15 +308,7 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(throttled_loop_errors(app.settings.logging.repeat_interval))
     writer = GroupCommitWriter(app.pipeline)
-    workers = reading_workers(app.settings)
-    worker = ProcessingWorker(
-        app.pipeline,
-        app.sessions,
-        app.settings.intake.sweep_interval,
-        app.metrics,
-        reader_factory=partial(_process_reader, app, workers) if workers else None,
-        concurrency=max(1, workers),
-    )
+    worker = _processing(app)
     pollers = imap_pollers(app, _on_loop(worker.submit))  # ConfigError before any bind
     supervisor = Supervisor(
         utc_now,
@@ -361,6 +356,51 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         for collector in collectors:
             app.metrics.registry.unregister(collector)
         structlog.get_logger("intake.serve").info("intake.stopped")
+
+
+def _processing(app: App) -> ProcessingWorker | ProcessingProcess:
+    """COMMIT 2's unit: in a child process of its own (``intake.processing``), or here."""
+    if app.settings.intake.processing == "process":
+        grace = app.settings.smtp.shutdown_grace + 30.0  # as every unit gets to finish
+        return ProcessingProcess(processing_main, app.settings, app.metrics, grace=grace)
+    return _processing_worker(app)
+
+
+def _processing_worker(app: App) -> ProcessingWorker:
+    workers = reading_workers(app.settings)
+    return ProcessingWorker(
+        app.pipeline,
+        app.sessions,
+        app.settings.intake.sweep_interval,
+        app.metrics,
+        reader_factory=partial(_process_reader, app, workers) if workers else None,
+        concurrency=max(1, workers),
+    )
+
+
+def processing_main(settings: Settings, conn: Connection) -> None:
+    """The processing process's entry (``intake.pipeline.remote``): the daemon's settings
+    in, COMMIT 2 for every id the daemon passes (and every due row it sweeps) until the
+    end of input. Its own App: own store connections, own reading pool, own logging."""
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the parent decides when this stops
+        signal.signal(sig, signal.SIG_IGN)
+    if settings.intake.processing_nice:
+        os.nice(settings.intake.processing_nice)
+    app = build_app(settings, create=False)
+    try:
+        asyncio.run(_process_in_child(app, conn))
+    finally:
+        app.engine.dispose()
+        conn.close()
+
+
+async def _process_in_child(app: App, conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(throttled_loop_errors(app.settings.logging.repeat_interval))
+    stop = asyncio.Event()
+    worker = _processing_worker(app)
+    worker.on_done = serve_child(conn, worker.submit, loop, stop)
+    await worker.run(stop)
 
 
 def reading_workers(settings: Settings) -> int:
@@ -412,7 +452,9 @@ async def _listen(listener: SmtpListener, stop: asyncio.Event) -> None:
         await listener.close()
 
 
-def _smtp_handler(app: App, writer: GroupCommitWriter, worker: ProcessingWorker) -> IntakeHandler:
+def _smtp_handler(
+    app: App, writer: GroupCommitWriter, worker: ProcessingWorker | ProcessingProcess
+) -> IntakeHandler:
     return IntakeHandler(
         app.settings.intake.support_addresses,
         app.settings.smtp.max_recipients,

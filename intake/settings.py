@@ -240,6 +240,11 @@ class IntakeSettings(BaseModel):
     # Worker processes that read messages; None: one per usable CPU; 0: in the daemon's
     # own process, without a budget (debugging only).
     workers: int | None = Field(default=None, ge=0)
+    # Where COMMIT 2 runs (intake.pipeline.remote): "process", a child process of its own,
+    # so accepting never waits on processing's GIL; "inline", threads of the daemon's
+    # process (embedding, debugging). The child runs at this nice(2) increment (0-19).
+    processing: Literal["process", "inline"] = "process"
+    processing_nice: int = Field(default=10, ge=0, le=19)
     autoclose_interval: float = Field(default=300.0, gt=0)  # seconds between auto-close scans
     stall_after: float = Field(default=300.0, gt=0)  # health fails past this backlog age
     # The supervisor restarts a task that died after this, doubled per failure in a row.
@@ -502,6 +507,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="INTAKE_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by value: the processing process (``intake.pipeline.remote``) runs on the
+        daemon's settings as they are. The class ``load_settings`` binds to a config file
+        is local to it, so it cannot be pickled by name; the values need no sources."""
+        return (_from_values, (self.model_dump(),))
     database: DatabaseSettings = DatabaseSettings()
     smtp: SmtpSettings = SmtpSettings()
     outbound: OutboundSettings = OutboundSettings()
@@ -570,6 +581,10 @@ def parse_deliver_target(target: str) -> dict[str, Any]:
 def _env_config_path() -> Path | None:
     value = os.environ.get("INTAKE_CONFIG")
     return Path(value) if value else None
+
+
+def _from_values(values: dict[str, Any]) -> Settings:
+    return Settings.model_validate(values)  # validated again; no file or environment read
 
 
 def _bind_sources(path: Path) -> type[Settings]:

@@ -170,6 +170,10 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "intake.restart_initial": 0.1,
             "intake.restart_max": 1.0,
             "logging.format": "json",
+            # In-process daemons process in their own threads, where a test can reach the
+            # pipeline; the processing process has its own tests (tests/intake/test_remote.py)
+            # and every `intake serve` subprocess runs it (the default).
+            "intake.processing": "inline",
         }
         values.update(overrides)
         return load_settings(None, values)

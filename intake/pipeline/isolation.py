@@ -20,6 +20,7 @@ import itertools
 import multiprocessing
 import os
 import pickle
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
@@ -129,6 +130,9 @@ class ShippedDirectory:
 
 
 def _init_worker(policies: PolicyBook, identity: Identity) -> None:
+    # The processing process ignores SIGTERM (its parent decides when it stops); a reading
+    # worker takes it again, so pebble's terminate() stops it at once, not after SIGKILL.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _WORKER["policies"], _WORKER["identity"] = policies, identity
 
 

@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,6 +39,9 @@ class ProcessingWorker:
     # Makes the reader when the unit starts (None: read in this process, no budget).
     reader_factory: Callable[[], ProcessReader] | None = None
     concurrency: int = 1
+    # Where each outcome and its seconds go (None: this process's metrics); the processing
+    # process sends them to the daemon's (intake.pipeline.remote).
+    on_done: Callable[[Outcome, float], None] | None = None
     _queue: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
     _reader: Reader | None = None
     _in_hand: set[int] = field(default_factory=set)
@@ -107,12 +111,9 @@ class ProcessingWorker:
     def _process(self, inbound_id: int) -> Outcome:
         started = time.perf_counter()
         outcome = self.pipeline.process(inbound_id, self._reader)
-        self.metrics.processing_seconds.observe(time.perf_counter() - started)
-        self.metrics.processed.labels(outcome=outcome.result.value).inc()
-        if outcome.flood:
-            self.metrics.floods.labels(scope=outcome.flood).inc()
-        if outcome.reflection:
-            self.metrics.reflection_suppressed.labels(scope=outcome.reflection).inc()
+        (self.on_done or partial(record_outcome, self.metrics))(
+            outcome, time.perf_counter() - started
+        )
         return outcome
 
     def _due_ids(self) -> list[int]:
@@ -122,3 +123,13 @@ class ProcessingWorker:
         except Exception as exc:  # store down: log, keep the daemon up, sweep again later
             structlog.get_logger("intake.worker").error("sweep.failed", error=str(exc))
             return []
+
+
+def record_outcome(metrics: Metrics, outcome: Outcome, seconds: float) -> None:
+    """Count one processed message by outcome, with its time and the limits it hit."""
+    metrics.processing_seconds.observe(seconds)
+    metrics.processed.labels(outcome=outcome.result.value).inc()
+    if outcome.flood:
+        metrics.floods.labels(scope=outcome.flood).inc()
+    if outcome.reflection:
+        metrics.reflection_suppressed.labels(scope=outcome.reflection).inc()
