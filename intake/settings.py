@@ -513,6 +513,7 @@ class Settings(BaseSettings):
         daemon's settings as they are. The class ``load_settings`` binds to a config file
         is local to it, so it cannot be pickled by name; the values need no sources."""
         return (_from_values, (self.model_dump(),))
+
     database: DatabaseSettings = DatabaseSettings()
     smtp: SmtpSettings = SmtpSettings()
     outbound: OutboundSettings = OutboundSettings()
