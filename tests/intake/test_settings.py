@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,21 @@ def test_inline_staff_accounts_are_checked(tmp_path: Path, users: str, expected:
         load_settings(path)
     assert "web.auth.users" in str(raised.value)
     assert "plaintext-password" not in str(raised.value)
+
+
+def test_settings_from_a_file_travel_to_the_processing_process_by_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The processing process gets the daemon's settings pickled: file, environment and
+    flags as the daemon resolved them, secrets included, none of the sources read again."""
+    config = tmp_path / "intake.toml"
+    config.write_text('[intake]\nthread_secret = "from-the-file"\nmax_attempts = 7\n')
+    monkeypatch.setenv("INTAKE_INTAKE__SWEEP_INTERVAL", "3")
+    settings = load_settings(config, {"smtp.port": 2626})
+    config.unlink()  # a child that read the file again would fail here
+    monkeypatch.delenv("INTAKE_INTAKE__SWEEP_INTERVAL")
+    copy = pickle.loads(pickle.dumps(settings))  # noqa: S301 - our own bytes
+    assert copy.model_dump() == settings.model_dump()
+    assert copy.intake.thread_secret is not None
+    assert copy.intake.thread_secret.get_secret_value() == "from-the-file"
+    assert (copy.intake.max_attempts, copy.intake.sweep_interval, copy.smtp.port) == (7, 3.0, 2626)
