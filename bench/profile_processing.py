@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import sys
 import tempfile
@@ -80,6 +81,8 @@ def main() -> None:
     )
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        if os.environ.get("CALLERS"):
+            pstats.Stats(profiler).print_callers(os.environ["CALLERS"])
 
 
 if __name__ == "__main__":

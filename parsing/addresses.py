@@ -17,6 +17,7 @@ rule for a domain on its own (configured staff and customer domains).
 
 from __future__ import annotations
 
+import functools
 from email.utils import parseaddr
 
 from parsing.text import clean_header_text
@@ -31,6 +32,9 @@ def normalise_address(address: str) -> str | None:
     return f"{local}@{domain.lower()}"
 
 
+# Pure, and asked ~24 times per message for the same few addresses (sender, recipients, our
+# own, staff, contacts): stdlib ``parseaddr`` each time was ~3 ms of a ticket (issue 11).
+@functools.lru_cache(maxsize=8192)
 def canonical_address(address: str | None) -> str | None:
     """``Jane <Jane@Acme.Example.>`` -> ``jane@acme.example``; None unless it has both halves."""
     if not address:
