@@ -55,17 +55,26 @@ class ProcessingWorker:
         self._slots = asyncio.Semaphore(self.concurrency)
         pool = await asyncio.to_thread(self.reader_factory) if self.reader_factory else None
         self._reader = pool
+        stopping = asyncio.ensure_future(stop.wait())
         try:
             await self.sweep()
             while not stop.is_set():
-                try:
-                    inbound_id = await asyncio.wait_for(self._queue.get(), self.sweep_interval)
-                except TimeoutError:
-                    await self.sweep()
+                # The next id, the sweep's turn, or stop: a stop never waits out the interval.
+                getter = asyncio.ensure_future(self._queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, stopping},
+                    timeout=self.sweep_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if getter in done:
+                    await self._start(getter.result())
                     continue
-                await self._start(inbound_id)
+                getter.cancel()  # not done: cancelling a Queue.get loses no item
+                if not stop.is_set():
+                    await self.sweep()
             await self._drain()
         finally:
+            stopping.cancel()
             await self._settle()
             self._reader = None
             if pool is not None:
