@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import signal
 from collections.abc import Callable, Iterable
@@ -384,8 +383,6 @@ def processing_main(settings: Settings, conn: Connection) -> None:
     end of input. Its own App: own store connections, own reading pool, own logging."""
     for sig in (signal.SIGINT, signal.SIGTERM):  # the parent decides when this stops
         signal.signal(sig, signal.SIG_IGN)
-    if settings.intake.processing_nice:
-        os.nice(settings.intake.processing_nice)
     app = build_app(settings, create=False)
     try:
         asyncio.run(_process_in_child(app, conn))
@@ -416,6 +413,7 @@ def _process_reader(app: App, workers: int) -> ProcessReader:
         pipeline.identity,
         workers=workers,
         timeout=app.settings.intake.parse_timeout,
+        nice=app.settings.intake.reading_nice,
     )
 
 

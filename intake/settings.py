@@ -242,9 +242,12 @@ class IntakeSettings(BaseModel):
     workers: int | None = Field(default=None, ge=0)
     # Where COMMIT 2 runs (intake.pipeline.remote): "process", a child process of its own,
     # so accepting never waits on processing's GIL; "inline", threads of the daemon's
-    # process (embedding, debugging). The child runs at this nice(2) increment (0-19).
+    # process (embedding, debugging).
     processing: Literal["process", "inline"] = "process"
-    processing_nice: int = Field(default=10, ge=0, le=19)
+    # The reading workers' nice(2) increment (0-19): parsing yields the CPU to accepting.
+    # Not the processes that take store locks: one descheduled holding SQLite's write lock
+    # would hold up every COMMIT 1 (a priority inversion; measured: p99 of the 250 4x).
+    reading_nice: int = Field(default=10, ge=0, le=19)
     autoclose_interval: float = Field(default=300.0, gt=0)  # seconds between auto-close scans
     stall_after: float = Field(default=300.0, gt=0)  # health fails past this backlog age
     # The supervisor restarts a task that died after this, doubled per failure in a row.

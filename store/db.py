@@ -8,10 +8,15 @@ PostgreSQL engine announces the writes the board shows (``store.notify``).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -98,6 +103,56 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+class WriteGate:
+    """A fair, cross-process lock in front of a SQLite file's one write lock.
+
+    SQLite's own wait for its write lock is a poll: its busy handler sleeps 1, 2, 5, 10 …
+    up to 100 ms between tries (sqlite.org/c3ref/busy_timeout.html), so a writer that
+    keeps arriving (COMMIT 2 in the processing process, two threads of it) takes the lock
+    again and again while a sleeping one (COMMIT 1, whose commit every SMTP 250 waits for)
+    misses it: measured on 2 cores, p99 of the 250 at 50 msg/s was 300-1,100 ms. Writers
+    that take this gate first (``flock(2)`` on ``<database>-writers.lock``, one open file
+    per thread, as flock is per open file) wait in the kernel and wake the moment it is
+    free, so SQLite's lock is free whenever they ask for it. Re-entrant per thread. A
+    writer that does not take the gate (another program) still gets SQLite's busy wait.
+    """
+
+    def __init__(self, database: str) -> None:
+        self.path = f"{database}-writers.lock"
+        self._local = threading.local()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if depth == 0:
+            if getattr(local, "fd", None) is None:
+                local.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(local.fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+        local.depth = depth + 1
+        try:
+            yield
+        finally:
+            local.depth -= 1
+            if local.depth == 0:
+                fcntl.flock(local.fd, fcntl.LOCK_UN)
+
+
+def write_gate(engine: Engine) -> WriteGate | None:
+    """The engine's gate: a SQLite file has one (made once per engine), others none."""
+    if engine.dialect.name != "sqlite" or not engine.url.database:
+        return None
+    if engine.url.database == ":memory:":
+        return None
+    gate = _GATES.get(engine)
+    if gate is None:
+        gate = _GATES.setdefault(engine, WriteGate(str(Path(engine.url.database).resolve())))
+    return gate
+
+
+_GATES: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
+
+
 @contextmanager
 def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
     """The only place that commits: everything inside is one transaction.
@@ -107,17 +162,21 @@ def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Ite
     On SQLite it starts with ``BEGIN IMMEDIATE``, taking the database's one write lock
     before the first read: pysqlite otherwise runs the reads outside any transaction and
     begins only at the first write, so two writers could both act on what they read
-    before the other committed (a lost update). PostgreSQL needs nothing here: those
-    reads lock their rows (``SELECT … FOR UPDATE``, advisory locks) in the repository.
+    before the other committed (a lost update). It takes the file's ``WriteGate`` first.
+    PostgreSQL needs nothing here: those reads lock their rows (``SELECT … FOR UPDATE``,
+    advisory locks) in the repository.
     """
     session = factory()
-    try:
-        if write and session.get_bind().dialect.name == "sqlite":
-            session.execute(text("BEGIN IMMEDIATE"))
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    bind = session.get_bind()
+    gate = write_gate(bind) if write and isinstance(bind, Engine) else None
+    with gate.held() if gate is not None else nullcontext():
+        try:
+            if write and bind.dialect.name == "sqlite":
+                session.execute(text("BEGIN IMMEDIATE"))
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()

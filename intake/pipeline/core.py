@@ -214,7 +214,8 @@ class Pipeline:
     def ingest(self, items: Sequence[repo.NewInbound]) -> list[repo.Stored]:
         """COMMIT 1 for a group of messages (one fsync for all of them)."""
         try:
-            with session_scope(self.sessions) as session:
+            # A writer: on SQLite through the write gate, which COMMIT 2 takes too (store.db).
+            with session_scope(self.sessions, write=True) as session:
                 return repo.store_inbounds(session, items)
         except Exception as exc:
             reason = driver_reason(exc)  # never the SQL's values: they are the message

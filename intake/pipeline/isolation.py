@@ -129,10 +129,12 @@ class ShippedDirectory:
         return records
 
 
-def _init_worker(policies: PolicyBook, identity: Identity) -> None:
+def _init_worker(policies: PolicyBook, identity: Identity, nice: int = 0) -> None:
     # The processing process ignores SIGTERM (its parent decides when it stops); a reading
     # worker takes it again, so pebble's terminate() stops it at once, not after SIGKILL.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if nice:  # intake.reading_nice: parsing yields the CPU to the listener's 250s
+        os.nice(nice)
     _WORKER["policies"], _WORKER["identity"] = policies, identity
 
 
@@ -161,6 +163,7 @@ class ProcessReader:
         workers: int,
         timeout: float,
         target: Callable[..., Reading] | None = None,
+        nice: int = 0,
     ) -> None:
         """``target`` replaces what a worker runs (tests: a worker that dies); it must be
         importable by name, as spawned workers import it afresh."""
@@ -171,7 +174,7 @@ class ProcessReader:
         self._pool = pebble.ProcessPool(
             max_workers=workers,
             initializer=_init_worker,
-            initargs=(policies, identity),
+            initargs=(policies, identity, nice),
             context=multiprocessing.get_context("spawn"),
         )
 

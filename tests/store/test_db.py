@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -15,7 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store import repository as repo
 from store import search
-from store.db import create_schema, driver_reason, make_engine, session_scope
+from store.db import (
+    WriteGate,
+    create_schema,
+    driver_reason,
+    make_engine,
+    session_scope,
+    write_gate,
+)
 from store.models import AppSecret, Base
 from tests.store.conftest import NOW, new_inbound
 
@@ -163,3 +172,63 @@ def test_a_store_error_says_what_failed_but_not_the_values(
 def test_a_store_error_without_text_is_named_by_its_type() -> None:
     assert driver_reason(RuntimeError()) == "RuntimeError"
     assert driver_reason(RuntimeError("no such table: x\nmore")) == "no such table: x"
+
+
+# --- the SQLite write gate ------------------------------------------------------------------
+
+
+def _gate_taken(path: str) -> bool:
+    """Whether another open file (as another process or thread has) finds the gate held."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_a_sqlite_write_transaction_holds_the_write_gate_and_a_read_does_not(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'gate.db'}")
+    create_schema(engine)
+    sessions = sessionmaker(engine)
+    gate = write_gate(engine)
+    assert gate is not None and gate.path == f"{tmp_path / 'gate.db'}-writers.lock"
+    with session_scope(sessions):
+        assert not _gate_taken(gate.path)  # readers never queue behind writers (WAL)
+    with session_scope(sessions, write=True):
+        assert _gate_taken(gate.path)
+        with session_scope(sessions):  # a read inside does not release it
+            pass
+        assert _gate_taken(gate.path)
+    assert not _gate_taken(gate.path)
+    with pytest.raises(RuntimeError), session_scope(sessions, write=True):
+        raise RuntimeError("a failed transaction lets the gate go too")
+    assert not _gate_taken(gate.path)
+    engine.dispose()
+
+
+def test_the_write_gate_is_reentrant_per_thread_and_exclusive_between_threads(
+    tmp_path: Path,
+) -> None:
+    gate = WriteGate(str(tmp_path / "x.db"))
+    entered = threading.Event()
+    with gate.held():
+        with gate.held():  # the same thread again: no self-deadlock
+            pass
+        assert _gate_taken(gate.path)  # the inner exit kept it
+        other = threading.Thread(target=lambda: (gate.held().__enter__(), entered.set()))
+        other.start()
+        assert not entered.wait(0.2)  # it waits for us (it may only enter after we leave)
+    other.join(30)
+    assert entered.is_set()  # and it got the gate the moment we let it go
+
+
+def test_postgresql_and_memory_databases_have_no_write_gate() -> None:
+    assert write_gate(make_engine("sqlite://")) is None
+    assert write_gate(make_engine("postgresql+psycopg://u@127.0.0.1:1/x")) is None
