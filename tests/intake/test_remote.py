@@ -12,8 +12,6 @@ import json
 import os
 import signal
 import smtplib
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -33,6 +31,7 @@ from tests.conftest import (
     stop_daemon,
     wait_for,
 )
+from tests.faults.harness import ServeProcess
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -136,40 +135,17 @@ def test_a_killed_processing_process_is_restarted_and_loses_nothing(
 def test_the_processing_process_ends_when_the_daemon_is_killed(tmp_path: Path, db_url: str) -> None:
     """A parent gone without a word (SIGKILL) closes the pipe: the child stops on its own,
     so no orphan keeps working on a store the operator thinks is idle."""
-    port = free_port()
-    env = {**os.environ, "INTAKE_WEB__LISTEN": f"127.0.0.1:{free_port()}"}
-    log = (tmp_path / "serve.log").open("wb")
-    daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "intake",
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--database",
-            db_url,
-            "--deliver",
-            str(tmp_path / "outbox"),
-        ],  # fmt: skip
-        env=env,
-        stderr=log,
-        start_new_session=True,
-    )
+    serve = ServeProcess(db_url, str(tmp_path / "outbox"), tmp_path / "serve.log")
+    serve.env = {"INTAKE_WEB__LISTEN": f"127.0.0.1:{free_port()}"}
+    serve.start(timeout=120)
     try:
-        [child] = wait_for(lambda: children_processing(daemon.pid) or None, timeout=120)
-        daemon.kill()
-        daemon.wait(30)
+        assert serve.process is not None
+        [child] = wait_for(lambda: children_processing(serve.process.pid) or None, timeout=120)
+        serve.process.kill()  # the daemon alone, not its process group
+        serve.process.wait(30)
         wait_for(lambda: not _alive(child), timeout=120)
     finally:
-        with_group = daemon.pid
-        if daemon.poll() is None:
-            daemon.kill()
-        try:
-            os.killpg(with_group, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        log.close()
+        serve.kill()  # whatever is left of the group
 
 
 def _alive(pid: int) -> bool:
