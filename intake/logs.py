@@ -37,7 +37,7 @@ Format = Literal["auto", "json", "console"]
 
 @dataclass(frozen=True)
 class StderrLoggerFactory:
-    """Print loggers on ``stream``, or on whatever ``sys.stderr`` is when a logger is made.
+    """Write loggers on ``stream``, or on whatever ``sys.stderr`` is when a logger is made.
 
     Resolving ``sys.stderr`` late keeps log lines where the process (or pytest's capture)
     currently points stderr, instead of on the stream that was current at start-up.
@@ -45,8 +45,11 @@ class StderrLoggerFactory:
 
     stream: TextIO | None = None
 
-    def __call__(self, *_args: Any) -> structlog.PrintLogger:
-        return structlog.PrintLogger(self.stream or sys.stderr)
+    def __call__(self, *_args: Any) -> structlog.WriteLogger:
+        # One write of the line and its newline, then a flush: the daemon and its processing
+        # process share stderr, and print()'s two writes let another process's line land
+        # between a line and its newline (seen: two JSON objects on one line).
+        return structlog.WriteLogger(self.stream or sys.stderr)
 
 
 def renders_json(fmt: Format, stream: TextIO) -> bool:

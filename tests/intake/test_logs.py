@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
+import os
 import smtplib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +16,7 @@ import structlog
 from sqlalchemy import text
 
 from intake.app import build_app
-from intake.logs import Format, configure_logging
+from intake.logs import Format, StderrLoggerFactory, configure_logging
 from intake.settings import Settings
 from tests.conftest import configure_test_logging, make_mail, start_daemon, stop_daemon
 
@@ -111,3 +114,28 @@ def test_debug_logging_says_it_may_show_message_content(
     configure_logging(level, "json", stream)
     events = [line["event"] for line in json_lines(stream.getvalue())]
     assert ("logging.debug_enabled" in events) is announced
+
+
+def _log_lines_to(path: str, tag: str) -> None:
+    """A spawned process logging through intake's logger factory onto a shared stderr."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(fd, 2)  # stderr is the shared file, as a daemon's and its child's are
+    logger = StderrLoggerFactory()()
+    for n in range(2000):
+        logger.msg(json.dumps({"who": tag, "n": n, "pad": "x" * 1200}))
+
+
+def test_processes_sharing_stderr_never_split_each_others_lines(tmp_path: Path) -> None:
+    """The daemon and its processing process write to one stderr: every line stays whole
+    (print() wrote a line and its newline apart, and another process's line landed
+    between them)."""
+    path = str(tmp_path / "shared.log")
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_log_lines_to, args=(path, t)) for t in ("a", "b")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(120)
+    lines = Path(path).read_text().splitlines()
+    assert len(lines) == 4000
+    assert all(json.loads(line)["pad"] for line in lines)

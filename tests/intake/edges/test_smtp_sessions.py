@@ -232,7 +232,12 @@ def test_a_client_hanging_up_during_a_slow_store_harms_no_other_client(
     inserting = threading.Event()
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO INBOUND_MESSAGE"):
+        # COMMIT 1's transaction begins (BEGIN IMMEDIATE, which waits for the lock below)
+        # on the group-commit writer's thread; an outbox claim's BEGIN is not it.
+        first = statement.lstrip().upper()
+        if threading.current_thread().name == "writer" and first.startswith(
+            ("BEGIN IMMEDIATE", "INSERT INTO INBOUND_MESSAGE")
+        ):
             inserting.set()
 
     event.listen(daemon.app.engine, "before_cursor_execute", seen)
