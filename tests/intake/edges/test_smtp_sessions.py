@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
 import intake.edges.smtp as smtp_edge
@@ -227,20 +227,21 @@ def aiosmtpd_events() -> Iterator[AiosmtpdEvents]:
 
 @pytest.mark.fault
 def test_a_client_hanging_up_during_a_slow_store_harms_no_other_client(
-    daemon: RunningDaemon, aiosmtpd_events: AiosmtpdEvents, tmp_path: Path
+    daemon: RunningDaemon,
+    aiosmtpd_events: AiosmtpdEvents,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     inserting = threading.Event()
+    ingest = daemon.app.pipeline.ingest
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        # COMMIT 1's transaction begins (BEGIN IMMEDIATE, which waits for the lock below)
-        # on the group-commit writer's thread; an outbox claim's BEGIN is not it.
-        first = statement.lstrip().upper()
-        if threading.current_thread().name == "writer" and first.startswith(
-            ("BEGIN IMMEDIATE", "INSERT INTO INBOUND_MESSAGE")
-        ):
-            inserting.set()
+    def storing(items: Any) -> Any:
+        # COMMIT 1 has the message in hand: from here it waits for the store (its write
+        # gate, then SQLite's lock held below; an outbox claim may be waiting there first).
+        inserting.set()
+        return ingest(items)
 
-    event.listen(daemon.app.engine, "before_cursor_execute", seen)
+    monkeypatch.setattr(daemon.app.pipeline, "ingest", storing)
     lock = sqlite3.connect(tmp_path / "intake.db", isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")  # the store is slow: the writer waits for this lock
     try:
