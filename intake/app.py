@@ -348,19 +348,24 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
     try:
         await stop.wait()
     finally:
-        # Each unit gets the SMTP drain's grace and then some: none is cut off mid-drain.
         if reload_on_hup:
             loop.remove_signal_handler(signal.SIGHUP)
-        await supervisor.stop(grace=app.settings.smtp.shutdown_grace + 30.0)
+        await supervisor.stop(grace=_unit_grace(app.settings))
         for collector in collectors:
             app.metrics.registry.unregister(collector)
         structlog.get_logger("intake.serve").info("intake.stopped")
 
 
+def _unit_grace(settings: Settings) -> float:
+    """How long a unit may take to stop: the SMTP drain's grace and then some, so none is
+    cut off mid-drain (the supervisor's stop, and the processing process's)."""
+    return settings.smtp.shutdown_grace + 30.0
+
+
 def _processing(app: App) -> ProcessingWorker | ProcessingProcess:
     """COMMIT 2's unit: in a child process of its own (``intake.processing``), or here."""
     if app.settings.intake.processing == "process":
-        grace = app.settings.smtp.shutdown_grace + 30.0  # as every unit gets to finish
+        grace = _unit_grace(app.settings)  # the child finishes as every unit may
         return ProcessingProcess(processing_main, app.settings, app.metrics, grace=grace)
     return _processing_worker(app)
 

@@ -63,7 +63,6 @@ class ProcessingProcess:
     metrics: Metrics
     grace: float = 60.0
     _ids: queue.Queue[int] = field(default_factory=queue.Queue)
-    pid: int | None = None  # the running child's, for tests and logs
 
     def submit(self, inbound_id: int) -> None:
         """Queue a stored message for processing (thread-safe; never blocks)."""
@@ -78,7 +77,6 @@ class ProcessingProcess:
         )
         await asyncio.to_thread(child.start)
         theirs.close()  # only the child holds its end: its exit is our EOF
-        self.pid = child.pid
         log.info("processing.started", pid=child.pid)
         loop = asyncio.get_running_loop()
         gone, ending = asyncio.Event(), threading.Event()
@@ -105,7 +103,6 @@ class ProcessingProcess:
                 await asyncio.to_thread(child.join, 10)
             await asyncio.to_thread(receiver.join, 10)
             ours.close()
-            self.pid = None
         if not stop.is_set():
             raise RuntimeError(f"the processing process exited (exit code {child.exitcode})")
         log.info("processing.stopped", exit_code=child.exitcode)
