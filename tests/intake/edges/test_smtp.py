@@ -272,3 +272,38 @@ def test_html_only_mail_with_script_is_ticketed_without_the_script(daemon: Runni
     assert ticket.fields["serial_number"] == "board: HX-77; appliance: HA-78"
     [path] = wait_for(lambda: outbox_files(daemon))
     assert b"steal()" not in path.read_bytes()
+
+
+def test_a_large_message_is_keyed_off_the_event_loop_and_a_small_one_on_it(
+    daemon: RunningDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: the idempotency key of a typical report is computed on the loop (a thread
+    hand-off costs more than the hash), but a large message's is not, so no other session
+    waits while it is hashed. Both are stored byte for byte either way."""
+    import asyncio
+
+    from intake.edges import smtp as edge
+
+    on_loop: dict[int, bool] = {}
+    real = edge.prepare_inbound
+
+    def recording(raw: bytes, *args: object) -> object:
+        try:
+            asyncio.get_running_loop()
+            on_loop[len(raw)] = True
+        except RuntimeError:  # a worker thread runs no loop
+            on_loop[len(raw)] = False
+        return real(raw, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(edge, "prepare_inbound", recording)
+    small = make_mail().replace(b"\n", b"\r\n")
+    filler = b"".join(b"Log line %06d: carrier alarm cleared\r\n" % n for n in range(4000))
+    large = small.replace(b"\r\n\r\n", b"\r\n\r\n" + filler, 1)
+    assert len(small) <= edge.INLINE_PREPARE < len(large)
+    for raw in (small, large):
+        code, reply = send(daemon, raw)
+        assert code == 250, reply
+        with session_scope(daemon.app.sessions) as session:
+            row = session.get(InboundMessage, int(reply.decode().rsplit(" ", 1)[1]))
+            assert row is not None and row.raw == raw
+    assert on_loop == {len(small): True, len(large): False}
