@@ -4,8 +4,8 @@ Builds the app on a fresh SQLite store (``--database`` for another), imports a
 ``--customers`` directory, stores ``--messages`` of bench/compare.py's ~5.5 KB messages
 (one sender each) with COMMIT 1, then processes them one by one and writes every
 confirmation into the outbox directory, measuring process CPU time (``time.process_time``)
-for processing plus writing. ``--profile`` prints the cProfile top functions by own time; ``DUMP=file`` also saves
-the profile for pstats.
+for processing plus writing. ``--profile`` prints the cProfile top functions by own
+time; ``DUMP=file`` also saves the profile for pstats.
 Not part of the test suite; the hot spots of issue 11 were found with it.
 
     .venv/bin/python bench/profile_processing.py --messages 300 --profile
