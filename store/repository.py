@@ -180,6 +180,9 @@ class PendingInbound:
     peer_ip: str | None
     received_at: datetime
     raw: bytes
+    # The customer directory's version as this same SELECT saw it (``directory_version``):
+    # the processing cache's check rides along instead of costing a statement of its own.
+    directory_version: int
 
 
 _PENDING_COLUMNS = (
@@ -188,7 +191,12 @@ _PENDING_COLUMNS = (
     InboundMessage.envelope_from, InboundMessage.peer_ip, InboundMessage.received_at,
     InboundMessage.raw,
 )  # fmt: skip
-_PENDING = select(*_PENDING_COLUMNS).where(InboundMessage.id == bindparam("inbound_id"))
+_DIRECTORY_VERSION = func.coalesce(
+    select(DirectoryVersion.version).where(DirectoryVersion.id == 1).scalar_subquery(), 0
+)
+_PENDING = select(*_PENDING_COLUMNS, _DIRECTORY_VERSION.label("directory_version")).where(
+    InboundMessage.id == bindparam("inbound_id")
+)
 # Only the status and classification, under the row lock (SELECT … FOR UPDATE on
 # PostgreSQL): whether another worker finished the message while we read it.
 _PENDING_STATE = (

@@ -283,7 +283,7 @@ class Pipeline:
                 return Outcome(inbound_id, Result.MISSING)
             if row.status not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
                 return Outcome(inbound_id, Result.ALREADY_DONE, classification=row.classification)
-            directory = self.directory.load(session)
+            directory = self.directory.load(session, row.directory_version)
         # Deadlines run from when *we* received it.
         # DKIM needs DNS, so it runs here; the budgeted read gets its verified domains.
         verified = self.dkim.verified_domains(row.raw) if self.dkim else ()
