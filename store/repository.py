@@ -1387,11 +1387,18 @@ def lock_reflection(session: Session, keys: Sequence[str]) -> None:
 def _advisory_xact_locks(session: Session, namespace: int, keys: Sequence[str]) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return  # SQLite: the write transaction already holds the whole database
-    for key in sorted(set(keys)):  # key order: two transactions never wait crosswise
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:key))"),
-            {"namespace": namespace, "key": key},
-        )
+    ordered = sorted(set(keys))  # key order: two transactions never wait crosswise
+    if ordered:
+        # One statement for all of them (issue 11). PostgreSQL evaluates a volatile
+        # function in the select list after the ORDER BY (since 9.6), so the locks are
+        # taken one by one in the array's order, which is the sorted order above.
+        session.connection().execute(_ADVISORY_LOCKS, {"namespace": namespace, "keys": ordered})
+
+
+_ADVISORY_LOCKS = text(
+    "SELECT pg_advisory_xact_lock(:namespace, hashtext(t.key))"
+    " FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(key, n) ORDER BY t.n"
+)
 
 
 def _requester_is(*, address: str | None, domain: str | None) -> Any:
@@ -1401,27 +1408,35 @@ def _requester_is(*, address: str | None, domain: str | None) -> Any:
 
 
 def count_new_tickets(
-    session: Session, since: datetime, *, address: str | None = None, domain: str | None = None
-) -> int:
-    """Tickets opened after ``since`` by one canonical address, or by anyone at ``domain``."""
-    who = address if address is not None else domain
-    statement = _count_new_tickets_statement(address is not None)
+    session: Session, since: datetime, address: str, domain: str | None = None
+) -> tuple[int, int | None]:
+    """Tickets opened after ``since`` by one canonical address, and (``domain`` given) by
+    anyone at ``domain``: both counts in one statement (the flood check needs both)."""
+    statement = _count_new_tickets_statement(domain is not None)
     # Core on the session's connection: tickets are written by Core (``add_ticket``), so
     # there is no pending ORM row an autoflush would have to write first.
-    values = {"who": who, "since": since}
-    return int(session.connection().execute(statement, values).scalar_one())
+    values = {"address": address, "domain": domain, "since": since}
+    found = session.connection().execute(statement, values).one()
+    return int(found[0]), (int(found[1]) if domain is not None else None)
 
 
 @functools.lru_cache(maxsize=2)
-def _count_new_tickets_statement(by_address: bool) -> Select[Any]:
-    """Built once with bound values: it runs twice per new ticket (issue 11)."""
-    requester = Ticket.requester_key if by_address else Ticket.requester_domain
-    return (
-        select(func.count())
-        .select_from(Ticket)
-        .where(requester == bindparam("who"))
-        .where(Ticket.created_at > bindparam("since"))
-    )
+def _count_new_tickets_statement(with_domain: bool) -> Select[Any]:
+    """Built once with bound values: it runs for every new ticket (issue 11)."""
+
+    def count(requester: Any, who: str) -> Any:
+        return (
+            select(func.count())
+            .select_from(Ticket)
+            .where(requester == bindparam(who))
+            .where(Ticket.created_at > bindparam("since"))
+            .scalar_subquery()
+        )
+
+    counts = [count(Ticket.requester_key, "address")]
+    if with_domain:
+        counts.append(count(Ticket.requester_domain, "domain"))
+    return select(*counts)
 
 
 def latest_ticket_of(

@@ -78,16 +78,15 @@ def check_flood(
     session: Session, sender: Sender, now: datetime, settings: FloodSettings
 ) -> FloodVerdict | None:
     """None when ``sender`` may open one more ticket now; locks its counts until commit."""
-    limits: list[tuple[str, int, dict[str, str]]] = [
-        (f"address:{sender.address}", settings.per_address, {"address": sender.address})
-    ]
-    if sender.domain not in settings.unlimited_domains:
-        limits.append((f"domain:{sender.domain}", settings.per_domain, {"domain": sender.domain}))
-    repo.lock_senders(session, [key for key, _, _ in limits])
-    since = now - WINDOW
-    for key, limit, where in limits:
-        count = repo.count_new_tickets(session, since, **where)
-        if count >= limit:
+    limited_domain = sender.domain not in settings.unlimited_domains
+    keys = [f"address:{sender.address}"] + ([f"domain:{sender.domain}"] if limited_domain else [])
+    repo.lock_senders(session, keys)
+    counts = repo.count_new_tickets(
+        session, now - WINDOW, sender.address, sender.domain if limited_domain else None
+    )
+    limits = (settings.per_address, settings.per_domain)
+    for key, limit, count in zip(keys, limits, counts, strict=False):  # no domain: one key
+        if count is not None and count >= limit:
             return FloodVerdict(
                 key,
                 f"{count} new tickets from {key} in the last hour (limit {limit})",

@@ -195,15 +195,15 @@ def test_0007_old_tickets_count_toward_no_flood_and_link_nothing(engine: Engine)
         old = session.get_one(Ticket, old_id)
         assert (old.linked_ticket_id, old.requester_key, old.requester_domain) == (None,) * 3
         since = NOW - timedelta(hours=1)
-        assert repo.count_new_tickets(session, since, address="jane@acme.example") == 0
+        assert repo.count_new_tickets(session, since, "jane@acme.example") == (0, None)
         stored_ticket(
             session,
             requester_key="jane@acme.example",
             requester_domain="acme.example",
             linked_ticket_id=old_id,
         )
-        assert repo.count_new_tickets(session, since, address="jane@acme.example") == 1
-        assert repo.count_new_tickets(session, since, domain="acme.example") == 1
+        counts = repo.count_new_tickets(session, since, "jane@acme.example", "acme.example")
+        assert counts == (1, 1)
         latest = repo.latest_ticket_of(session, domain="acme.example")
         assert latest is not None and session.get_one(Ticket, latest).linked_ticket_id == old_id
 

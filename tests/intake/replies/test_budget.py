@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.replies.budget import BudgetSettings, check_budget
@@ -239,7 +239,8 @@ def test_budget_settings_are_validated(bad: dict[str, float]) -> None:
 
 def test_the_budget_is_one_query_for_every_recipient(sessions: sessionmaker[Session]) -> None:
     """Suppression, hour and day counts and "already answered": one SELECT (plus, on
-    PostgreSQL, the advisory lock per recipient), not three or four per recipient."""
+    PostgreSQL, one statement taking the advisory lock of every recipient), not three or
+    four per recipient."""
     statements: list[str] = []
 
     def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
@@ -256,7 +257,15 @@ def test_the_budget_is_one_query_for_every_recipient(sessions: sessionmaker[Sess
         finally:
             event.remove(engine, "before_cursor_execute", count)
         postgres = engine.dialect.name == "postgresql"
+        if postgres:  # both recipients' locks are held, until the transaction ends
+            held = session.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks"
+                    " WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
+                )
+            ).scalar_one()
+            assert held == 2
     assert decision.allowed == (JANE, "bob@acme.example")
     locks = [s for s in statements if "pg_advisory_xact_lock" in s]
-    assert len(locks) == (2 if postgres else 0)
+    assert len(locks) == (1 if postgres else 0)
     assert len(statements) - len(locks) == 1
