@@ -180,8 +180,8 @@ class PendingInbound:
     peer_ip: str | None
     received_at: datetime
     raw: bytes
-    # The customer directory's version as this same SELECT saw it (``directory_version``):
-    # the processing cache's check rides along instead of costing a statement of its own.
+    # The customer directory's version as this same SELECT saw it (0 before the first
+    # import bumps it): the processing cache's check rides along, no statement of its own.
     directory_version: int
 
 
@@ -1153,14 +1153,6 @@ def upsert_customers(
     return inserted, len(records) - inserted
 
 
-def directory_version(session: Session) -> int:
-    """The customer directory's version (0 before the first import bumps it)."""
-    value = session.execute(
-        select(DirectoryVersion.version).where(DirectoryVersion.id == 1)
-    ).scalar_one_or_none()
-    return int(value or 0)
-
-
 def bump_directory_version(session: Session) -> None:
     """A new directory version, in the import's own transaction: every cache drops it."""
     bumped = session.execute(
@@ -1409,15 +1401,14 @@ def _requester_is(*, address: str | None, domain: str | None) -> Any:
 
 def count_new_tickets(
     session: Session, since: datetime, address: str, domain: str | None = None
-) -> tuple[int, int | None]:
-    """Tickets opened after ``since`` by one canonical address, and (``domain`` given) by
+) -> tuple[int, ...]:
+    """Tickets opened after ``since`` by one canonical address, then (``domain`` given) by
     anyone at ``domain``: both counts in one statement (the flood check needs both)."""
     statement = _count_new_tickets_statement(domain is not None)
     # Core on the session's connection: tickets are written by Core (``add_ticket``), so
     # there is no pending ORM row an autoflush would have to write first.
     values = {"address": address, "domain": domain, "since": since}
-    found = session.connection().execute(statement, values).one()
-    return int(found[0]), (int(found[1]) if domain is not None else None)
+    return tuple(int(n) for n in session.connection().execute(statement, values).one())
 
 
 @functools.lru_cache(maxsize=2)

@@ -534,23 +534,20 @@ def load_directory(session: Session) -> Directory:
 
 
 class DirectoryCache:
-    """The directory as of its version row: one primary-key read per message, not 500 rows.
+    """The directory as of its version row: no statement of its own per message, not 500 rows.
 
     ``customers import`` bumps the version in its own transaction, so every instance
-    reloads at its next message after the import commits. The version is read before the
-    rows: an import landing in between is cached under the older version and reloaded on
-    the next call, never the other way round. One tuple is swapped whole (thread-safe).
-    ``version``: the version already read in this transaction (COMMIT 2 reads it in the
-    same SELECT as the message, ``PendingInbound.directory_version``), so the check costs
-    no statement of its own; the rows, when they must be loaded, are read after it.
+    reloads at its next message after the import commits. ``load`` takes the version
+    already read in this transaction (COMMIT 2 reads it in the same SELECT as the message,
+    ``PendingInbound.directory_version``), so it is read before the rows: an import
+    landing in between is cached under the older version and reloaded on the next call,
+    never the other way round. One tuple is swapped whole (thread-safe).
     """
 
     def __init__(self) -> None:
         self._cached: tuple[int, Directory] | None = None
 
-    def load(self, session: Session, version: int | None = None) -> Directory:
-        if version is None:
-            version = repo.directory_version(session)
+    def load(self, session: Session, version: int) -> Directory:
         cached = self._cached
         if cached is not None and cached[0] == version:
             return cached[1]
