@@ -78,15 +78,14 @@ def check_flood(
     session: Session, sender: Sender, now: datetime, settings: FloodSettings
 ) -> FloodVerdict | None:
     """None when ``sender`` may open one more ticket now; locks its counts until commit."""
-    limited_domain = sender.domain not in settings.unlimited_domains
-    keys = [f"address:{sender.address}"] + ([f"domain:{sender.domain}"] if limited_domain else [])
-    repo.lock_senders(session, keys)
-    counts = repo.count_new_tickets(
-        session, now - WINDOW, sender.address, sender.domain if limited_domain else None
-    )
-    limits = (settings.per_address, settings.per_domain)
-    for key, limit, count in zip(keys, limits, counts, strict=False):  # no domain: one key
-        if count is not None and count >= limit:
+    limits = [(f"address:{sender.address}", settings.per_address)]
+    domain = sender.domain if sender.domain not in settings.unlimited_domains else None
+    if domain is not None:
+        limits.append((f"domain:{domain}", settings.per_domain))
+    repo.lock_senders(session, [key for key, _ in limits])
+    counts = repo.count_new_tickets(session, now - WINDOW, sender.address, domain)
+    for (key, limit), count in zip(limits, counts, strict=True):
+        if count >= limit:
             return FloodVerdict(
                 key,
                 f"{count} new tickets from {key} in the last hour (limit {limit})",

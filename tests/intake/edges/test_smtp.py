@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import shutil
 import smtplib
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from intake.edges import smtp as edge
 from intake.settings import Settings
 from store.db import session_scope
 from store.models import ChargeRow, InboundMessage, OutboxMessage, Ticket
@@ -280,10 +282,6 @@ def test_a_large_message_is_keyed_off_the_event_loop_and_a_small_one_on_it(
     """Issue 11: the idempotency key of a typical report is computed on the loop (a thread
     hand-off costs more than the hash), but a large message's is not, so no other session
     waits while it is hashed. Both are stored byte for byte either way."""
-    import asyncio
-
-    from intake.edges import smtp as edge
-
     on_loop: dict[int, bool] = {}
     real = edge.prepare_inbound
 
