@@ -4,9 +4,11 @@ outcomes, and the per-recipient index the reply budget counts."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine.interfaces import CacheStats
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import repository as repo
@@ -131,6 +133,35 @@ def test_record_outbox_recipients_returns_the_rows_added(
         first = record(session, reply.id, ["a@x.example", "B@x.example"], NOW)
         again = record(session, reply.id, ["b@x.example", "c@x.example"], NOW)
     assert (first, again) == (2, 1)
+
+
+def test_recording_recipients_is_one_statement_compiled_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Several recipients go in one INSERT, and its compiled form is reused from the
+    second reply on (a multi-row ``values([...])`` has no cache key: issue 11)."""
+    seen: list[tuple[str, object]] = []
+
+    def record(
+        _conn: object, _cursor: object, sql: str, _p: object, context: Any, _m: bool
+    ) -> None:
+        if sql.startswith("INSERT INTO outbox_recipient "):
+            seen.append((sql, context.cache_hit))
+
+    with session_scope(sessions) as session:
+        engine = session.get_bind()
+        event.listen(engine, "after_cursor_execute", record)
+        try:
+            for _ in range(2):
+                reply = new_reply(recipients=())
+                session.add(reply)
+                session.flush()
+                addresses = ["a@x.example", "b@x.example", "c@x.example"]
+                assert repo.record_outbox_recipients(session, reply.id, addresses, NOW) == 3
+        finally:
+            event.remove(engine, "after_cursor_execute", record)
+    assert len(seen) == 2  # one statement per reply, whatever the number of recipients
+    assert seen[1][1] is CacheStats.CACHE_HIT
 
 
 # --- claim_outbox -------------------------------------------------------------------------------
