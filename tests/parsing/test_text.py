@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mailparser_reply.parser import EmailMessage as ReplyMessage
 
 import parsing.text as text_module
 from parsing import parse_message
@@ -176,8 +178,21 @@ def _corpus_bodies() -> list[tuple[str, str]]:
     return bodies
 
 
-def _read_all(text: str, headers: re.Pattern[str]) -> int:
-    return len(text)
+def _library_reply(text: str) -> tuple[str, str, str]:
+    message = ReplyMessage(
+        text=text, languages=list(text_module._REPLY_LANGUAGES), keep_hyphen_lists=True
+    )
+    reply = message.read().replies[0]
+    return reply.body, reply.signatures or "", reply.headers or ""
+
+
+def _lazy_reply(text: str) -> tuple[str, str, str]:
+    message = ReplyMessage(
+        text=text, languages=list(text_module._REPLY_LANGUAGES), keep_hyphen_lists=True
+    )
+    reply = text_module._first_reply(message)
+    assert reply is not None
+    return reply.body, reply.signatures or "", reply.headers or ""
 
 
 @pytest.mark.parametrize(
@@ -185,25 +200,85 @@ def _read_all(text: str, headers: re.Pattern[str]) -> int:
     [t[1] for t in THREADS] + [b[1] for b in _corpus_bodies()],
     ids=[t[0] for t in THREADS] + [b[0] for b in _corpus_bodies()],
 )
-def test_the_reply_library_reads_the_same_from_its_first_headers(
-    text: str, monkeypatch: pytest.MonkeyPatch
+def test_the_first_reply_read_lazily_is_the_librarys_first_reply(text: str) -> None:
+    assert _lazy_reply(text) == _library_reply(text)
+
+
+_HEADER = ReplyMessage(
+    text="x", languages=list(text_module._REPLY_LANGUAGES), keep_hyphen_lists=True
+).HEADER_REGEX
+_PIECES = [
+    "On Mon, Nov 1 2026, Support wrote:", "Am 1. Nov. 2026 schrieb Support:", "wrote:",
+    "From: a", "Sent: b", "To: c", "Subject: d", "Von: a", "Gesendet: b", "> ", ">",
+    "-----Original Message-----", "Le lun. 1 nov. 2026, Support a écrit :", "On ", "\n",
+    "\n\n", " ", "text", "*From:* x", "_" * 32, "Serial: MX-1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text",
+    [t[1] for t in THREADS] + [b[1] for b in _corpus_bodies()],
+    ids=[t[0] for t in THREADS] + [b[0] for b in _corpus_bodies()],
+)
+def test_header_matches_at_line_positions_are_finditers(text: str) -> None:
+    assert text_module.starts_at_lines(_HEADER)  # else the fast path is not under test
+    lazy = [(m.span(), m.groups()) for m in text_module.line_matches(_HEADER, text)]
+    assert lazy == [(m.span(), m.groups()) for m in _HEADER.finditer(text)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=40).map("".join))
+def test_header_matches_at_line_positions_are_finditers_on_any_text(text: str) -> None:
+    lazy = [(m.span(), m.groups()) for m in text_module.line_matches(_HEADER, text)]
+    assert lazy == [(m.span(), m.groups()) for m in _HEADER.finditer(text)]
+    assert _lazy_reply(text) == _library_reply(text)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "at_lines"),
+    [
+        (r"^a|\nb", True),
+        (r"(?:^|\n|\n(?:> ?)*)From:", True),
+        (r"(?!On)^x", True),
+        (r"(?:^x){2,}", True),
+        (r"a|^b", False),
+        (r"\s*^x", False),
+        (r"(?:^|\n)?x", False),
+        (r"(?:^x)*y", False),
+        (r"", False),
+    ],
+    ids=["both", "header-block", "lookahead-first", "repeat", "one-branch-free",
+         "spaces-first", "optional-anchor", "repeat-may-skip", "empty"],
+)  # fmt: skip
+def test_only_patterns_anchored_on_every_path_are_scanned_at_lines(
+    pattern: str, at_lines: bool
 ) -> None:
-    bounded = text_module.split_reply(text)
-    monkeypatch.setattr(text_module, "_first_replies_end", _read_all)
-    assert bounded == text_module.split_reply(text)
+    compiled = re.compile(pattern, re.MULTILINE)
+    assert text_module.starts_at_lines(compiled) is at_lines
+    text = "b\nx a y\nFrom: z\nxx\n\nb"
+    spans = [m.span() for m in text_module.line_matches(compiled, text)]
+    assert spans == [m.span() for m in compiled.finditer(text)]
+
+
+def test_an_empty_match_goes_back_to_finditer() -> None:
+    compiled = re.compile(r"^(?:x)?", re.MULTILINE)  # anchored, and may match empty
+    text = "x\n\nax\nx"
+    spans = [m.span() for m in text_module.line_matches(compiled, text)]
+    assert spans == [m.span() for m in compiled.finditer(text)]
 
 
 def test_the_reply_library_stops_reading_after_its_first_headers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    seen: list[int] = []
-    original = text_module._first_replies_end
+    taken: list[int] = []
+    original = text_module.line_matches
 
-    def spy(text: str, headers: re.Pattern[str]) -> int:
-        seen.append(end := original(text, headers))
-        return end
+    def spy(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+        for match in original(pattern, text):
+            taken.append(match.start())
+            yield match
 
     many = dict(THREADS)["many-wrote"]
-    monkeypatch.setattr(text_module, "_first_replies_end", spy)
+    monkeypatch.setattr(text_module, "line_matches", spy)
     text_module.split_reply(many)
-    assert seen and seen[0] < len(many) // 4  # two headers and a margin, of the 29
+    assert len(taken) == 1  # the first of its 29 headers closes the first reply
