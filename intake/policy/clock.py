@@ -34,7 +34,7 @@ Decisions, each relied on by the tests:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from math import ceil, floor
 from types import MappingProxyType
@@ -47,6 +47,9 @@ _WEEK = timedelta(days=7)
 # Guard for schedules that holidays wipe out: no business time for this long is a broken
 # policy, reported instead of scanning the calendar forever.
 _MAX_IDLE_DAYS = 1000
+# Local dates whose intervals a calendar keeps (``_day_intervals``): years of them, a few
+# hundred bytes each; past this the memo starts again rather than growing.
+_MAX_DAYS_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,11 @@ class BusinessCalendar:
     tz: ZoneInfo
     windows: Mapping[int, tuple[Window, ...]]
     holidays: HolidayCalendar | None = None
+    # Each local date's intervals, worked out once (``_day_intervals``): a deadline walks
+    # the same few days for every ticket of the day (issue 11). Bounded, not evicted.
+    _days: dict[date, tuple[tuple[datetime, datetime], ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.tz, ZoneInfo):
@@ -167,8 +175,18 @@ def _gap_end(local: datetime, tz: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(hi, UTC)
 
 
-def _day_intervals(cal: BusinessCalendar, day: date) -> Iterator[tuple[datetime, datetime]]:
+def _day_intervals(cal: BusinessCalendar, day: date) -> tuple[tuple[datetime, datetime], ...]:
     """The business intervals of windows starting on local ``day``, as UTC instants."""
+    known = cal._days.get(day)
+    if known is None:
+        known = tuple(_work_out_day(cal, day))
+        if len(cal._days) >= _MAX_DAYS_KEPT:
+            cal._days.clear()
+        cal._days[day] = known
+    return known
+
+
+def _work_out_day(cal: BusinessCalendar, day: date) -> Iterator[tuple[datetime, datetime]]:
     if cal.is_holiday(day):
         return
     for window in cal.windows[day.weekday()]:
@@ -189,7 +207,7 @@ def _intervals(cal: BusinessCalendar, after: datetime) -> Iterator[tuple[datetim
     day = after.astimezone(cal.tz).date() - _DAY
     idle_days = 0
     while idle_days <= _MAX_IDLE_DAYS:
-        intervals = list(_day_intervals(cal, day))
+        intervals = _day_intervals(cal, day)
         idle_days = 0 if intervals else idle_days + 1
         yield from ((start, end) for start, end in intervals if end > after)
         day += _DAY

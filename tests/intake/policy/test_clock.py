@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import intake.policy.clock as clock_module
 from intake.policy.calendars import HolidayCalendar
 from intake.policy.clock import (
     BusinessCalendar,
@@ -443,3 +444,16 @@ def test_zero_amount_is_next_business_start(cal: BusinessCalendar, start: dateti
     assert result >= start
     assert is_business_time(cal, result)
     assert business_time_between(cal, start, result) == timedelta()
+
+
+def test_a_calendar_answers_the_same_once_it_has_remembered_and_forgotten_days() -> None:
+    """Each date's intervals are worked out once per calendar and the memo is bounded:
+    a long-lived calendar, past its bound, gives the answers of a fresh one."""
+    kept = BusinessCalendar(LA, weekdays(time(8), time(18)), VOIP_HOLIDAYS)
+    start = la(2026, 1, 1, 9)
+    for step in range(0, int(clock_module._MAX_DAYS_KEPT * 1.5), 97):
+        at = start + timedelta(days=step, hours=step % 13)
+        fresh = BusinessCalendar(LA, weekdays(time(8), time(18)), VOIP_HOLIDAYS)
+        assert add_business_time(kept, at, 30 * H) == add_business_time(fresh, at, 30 * H)
+        assert is_business_time(kept, at) == is_business_time(fresh, at)
+    assert 0 < len(kept._days) <= clock_module._MAX_DAYS_KEPT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -163,3 +164,16 @@ def test_a_policy_names_its_billable_and_notice_findings(tmp_path: Path) -> None
     policy = load_policy("strict", tmp_path)
     assert policy.billable_findings == {FindingCode.STAFF_CC}
     assert policy.notice_findings == frozenset()
+
+
+def test_a_policy_builds_its_business_clock_once_and_a_changed_copy_its_own() -> None:
+    policy = load_policy("standard")
+    assert policy.calendar() is policy.calendar()  # built once, ~0.1 ms each (issue 11)
+    assert policy.calendar("Asia/Tokyo").tz.key == (
+        "Asia/Tokyo" if policy.use_customer_timezone else policy.timezone
+    )
+    nights = policy.hours[0].model_copy(update={"start": time(20), "end": time(23)})
+    night_shift = policy.model_copy(update={"hours": (nights,)})
+    windows = night_shift.calendar().windows
+    assert {w.start for day in windows.values() for w in day} == {time(20)}
+    assert policy.calendar().windows != windows
