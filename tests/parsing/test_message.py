@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from email.parser import BytesParser
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsing import content_hash, parse_message, read_headers, read_message_id
+import parsing.message as message_module
+from parsing import ParsedMessage, content_hash, parse_message, read_headers, read_message_id
 from parsing.message import (
     MAX_PARTS,
     PARSE_FAILURE_DEFECT,
@@ -609,3 +611,84 @@ def test_the_header_section_parses_to_the_same_headers_as_the_whole_message(
     )
     assert [(k, str(v)) for k, v in parsed.raw_items()] == _full_header_parse(raw)
     assert read_message_id(raw) == parse_message(raw).message_id
+
+
+# --- plain mailboxes: read without the policy's header objects (issue 11) -----------------
+
+_ATOMS = st.text(alphabet="abcXYZ019!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=6)
+_SPECS = st.builds(
+    lambda local, domain: f"{local}@{domain}",
+    st.lists(_ATOMS, min_size=1, max_size=2).map(".".join),
+    st.sampled_from(["acme.example", "Acme.Example", "x", "mail.b-c.example", "[127.0.0.1]"]),
+)
+_SPACE = st.sampled_from(["", " ", "  ", "\t", "\r\n ", " \r\n\t"])
+_MAILBOX = st.one_of(
+    _SPECS,
+    st.builds(lambda s: f"<{s}>", _SPECS),
+    st.builds(
+        lambda words, space, spec: f"{' '.join(words)}{space}<{spec}>",
+        st.lists(_ATOMS, min_size=1, max_size=3),
+        _SPACE,
+        _SPECS,
+    ),
+    st.sampled_from(
+        ['"Doe, Jane" <j@x.example>', "Jane (Ops) <j@x.example>", "j@x.example (Jane)",
+         "Jane Q. Doe <j@x.example>", "=?utf-8?q?J=C3=A4ne?= <j@x.example>", "Ops: a@x.example;",
+         "<@route:j@x.example>", "Jäne <j@x.example>", ""]
+    ),
+)  # fmt: skip
+_MAILBOX_LISTS = st.builds(
+    lambda boxes, space: ("," + space).join(boxes),
+    st.lists(_MAILBOX, min_size=1, max_size=3),
+    _SPACE,
+)
+
+
+def _read_without_the_plain_path(raw: bytes) -> ParsedMessage:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(message_module, "plain_mailboxes", lambda _value: None)
+        return parse_message(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sender=_MAILBOX_LISTS, to=_MAILBOX_LISTS, space=_SPACE)
+def test_plain_mailboxes_read_as_the_policy_reads_them(sender: str, to: str, space: str) -> None:
+    raw = (
+        f"From: {sender}\r\nTo:{space}{to}\r\nCc: {to}\r\nReply-To: {sender}\r\n"
+        "Subject: Acme - 1 Main St - down - P1\r\nMessage-ID: <m1@x.example>\r\n\r\nbody\r\n"
+    ).encode()
+    assert parse_message(raw) == _read_without_the_plain_path(raw)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Jane Doe <jane@Acme.example>", [("Jane Doe", "jane@acme.example")]),
+        ("jane@acme.example", [("", "jane@acme.example")]),
+        ("<j@x.example>, Bob <b@y.example>", [("", "j@x.example"), ("Bob", "b@y.example")]),
+        ('"Doe, Jane" <j@x.example>', None),
+        ("=?utf-8?q?J?= <j@x.example>", None),
+        ("=?utf-8?q?boss?=@x.example", None),
+        ("Jane (Ops) <j@x.example>", None),
+        ("Jane Q. Doe <j@x.example>", None),
+        ("a@x.example,", None),
+    ],
+    ids=["named", "bare", "list", "quoted", "encoded-name", "encoded-local", "comment",
+         "dotted-name", "trailing-comma"],
+)  # fmt: skip
+def test_only_plain_mailbox_lists_skip_the_policy(
+    value: str, expected: list[tuple[str, str]] | None
+) -> None:
+    assert message_module.plain_mailboxes(value) == expected
+
+
+def _corpus_mails() -> list[Path]:
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+    return sorted(root.rglob("*.eml")) if root.is_dir() else []
+
+
+@pytest.mark.skipif(not _corpus_mails(), reason="../shared/corpus is absent")
+def test_every_corpus_mail_reads_the_same_with_the_plain_mailbox_path() -> None:
+    for path in _corpus_mails():
+        raw = path.read_bytes()
+        assert parse_message(raw) == _read_without_the_plain_path(raw), path.name
