@@ -14,6 +14,8 @@ from email.policy import default
 from email.utils import format_datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from intake.replies.render import reply_subject
 from intake.replies.wire import MAX_LINE, alternative_message, fold_header
@@ -108,3 +110,34 @@ def test_the_boundary_occurs_in_no_part() -> None:
     boundary = message.get_boundary()
     assert boundary is not None
     assert len(message.get_payload()) == 2  # type: ignore[arg-type]
+
+
+# Subjects as customers write them: words of any script, dashes, accents, emoji.
+_SUBJECT_WORDS = st.one_of(
+    st.sampled_from(["Re:", "Acme", "–", "—", "Zürich", "Störung", "P1", "[TKT-000001]",
+                     "電話が使えません", "😀", "a_b", "x=y", "?", "Ünïcödé,", "100%"]),
+    st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "S")), min_size=1,
+            max_size=30),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_SUBJECT_WORDS, min_size=1, max_size=25).map(" ".join))
+def test_any_subject_is_encoded_folded_and_reads_back(subject: str) -> None:
+    folded = fold_header("Subject", subject)
+    lines = folded[:-2].split("\r\n")
+    assert all(line.isascii() and line.strip() for line in lines)
+    assert all(len(line) <= MAX_LINE for line in lines)
+    assert str(_parsed(_reply([("Subject", subject)]))["Subject"]) == subject
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Re: Acme – Denver – P1", "Re: Zürich a Störung", "Re: 電話 [TKT-000001]"],
+    ids=["dashes", "plain-word-between", "cjk"],
+)
+def test_only_the_words_with_non_ascii_are_encoded(subject: str) -> None:
+    folded = fold_header("Subject", subject)
+    plain = [w for w in subject.split(" ") if w.isascii()]
+    assert all(f" {word}" in folded for word in plain)
+    assert folded.count("=?utf-8?") >= 1
