@@ -19,7 +19,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -172,7 +172,9 @@ def session_scope(factory: sessionmaker[Session], *, write: bool = False) -> Ite
     with gate.held() if gate is not None else nullcontext():
         try:
             if write and bind.dialect.name == "sqlite":
-                session.execute(text("BEGIN IMMEDIATE"))
+                # Straight to the driver on the session's connection: the ORM's execute
+                # of a text() clause cost ~3 % of a ticket, with nothing to compile.
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session
             session.commit()
         except BaseException:
