@@ -10,6 +10,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -166,3 +168,9 @@ def mail(session: Session, subject: str, body: str, outcome: str | None = None) 
     row.status, row.outcome = InboundStatus.PROCESSED, outcome
     session.flush()
     return row
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(max_codepoint=0x7F)))
+def test_ascii_text_is_cut_into_the_same_words_as_any_text(text: str) -> None:
+    assert search.words(text) == search.WORD.findall(text.casefold())
