@@ -16,6 +16,7 @@ batching can schedule several messages per call on the same pool.
 
 from __future__ import annotations
 
+import copyreg
 import itertools
 import multiprocessing
 import os
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import pebble
 
@@ -129,13 +130,43 @@ class ShippedDirectory:
         return records
 
 
-def _init_worker(policies: PolicyBook, identity: Identity, nice: int = 0) -> None:
+# The books of this process's ProcessReaders, by token: a worker's reading names the policy
+# it used by (token, key), and the parent's unpickling turns that into its own object.
+_BOOKS: dict[int, PolicyBook] = {}
+
+
+def _init_worker(
+    policies: PolicyBook, identity: Identity, nice: int = 0, book: int | None = None
+) -> None:
     # The processing process ignores SIGTERM (its parent decides when it stops); a reading
     # worker takes it again, so pebble's terminate() stops it at once, not after SIGKILL.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if nice:  # intake.reading_nice: parsing yields the CPU to the listener's 250s
         os.nice(nice)
     _WORKER["policies"], _WORKER["identity"] = policies, identity
+    if book is not None:
+        # In this worker only: a policy of its book is pickled as a reference to the
+        # parent's copy. Pickling the ~8 KB model with every reading, unpickling it and
+        # finding the parent's equal one cost ~0.5 ms a message (issue 11).
+        _WORKER["book"] = book
+        copyreg.pickle(Policy, _policy_reference)
+
+
+def _policy_reference(policy: Policy) -> str | tuple[Any, ...]:
+    book, token = _WORKER["policies"], _WORKER["book"]
+    assert isinstance(book, PolicyBook)
+    if policy is book.default:
+        return _parent_policy, (token, None)
+    key = next((k for k, p in book.others.items() if p is policy), None)
+    if key is not None:
+        return _parent_policy, (token, key)
+    return policy.__reduce_ex__(pickle.HIGHEST_PROTOCOL)  # not the book's: a full copy
+
+
+def _parent_policy(token: int, key: str | None) -> Policy:
+    """The parent's own policy that a worker's reference names (unpickled in the parent)."""
+    book = _BOOKS[token]
+    return book.default if key is None else book.others[key]
 
 
 def _read_in_worker(
@@ -170,11 +201,13 @@ class ProcessReader:
         self.policies, self.timeout, self.workers = policies, timeout, workers
         self._target = target or _read_in_worker
         self._shipped: tuple[Sequence[CustomerRecord], ShippedDirectory] | None = None
+        self._book = next(_TOKENS)
+        _BOOKS[self._book] = policies
         # spawn, not fork: the daemon has threads and open store connections by now.
         self._pool = pebble.ProcessPool(
             max_workers=workers,
             initializer=_init_worker,
-            initargs=(policies, identity, nice),
+            initargs=(policies, identity, nice, self._book),
             context=multiprocessing.get_context("spawn"),
         )
 
@@ -214,12 +247,16 @@ class ProcessReader:
         return shipped[1]
 
     def _own(self, copy: Policy) -> Policy:
-        """The book's own policy object that the worker's copy stands for."""
+        """The book's own policy object that the worker's copy stands for (usually already
+        it: ``_policy_reference``)."""
         book = self.policies
         candidates = (book.default, *book.others.values())
+        if any(p is copy for p in candidates):
+            return copy
         return next((p for p in candidates if p == copy), book.by_name(copy.name))
 
     def close(self) -> None:
         """Stop the workers (a running read is cut off: its row is retried later)."""
         self._pool.stop()  # type: ignore[no-untyped-call]  # pebble ships no annotations here
         self._pool.join(timeout=10)
+        _BOOKS.pop(self._book, None)
