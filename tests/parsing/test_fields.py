@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import parsing.fields as fields_module
 from parsing import DEFAULT_PLACEHOLDERS, CallExample, FieldSpec, extract_fields
 from parsing.text import html_to_text
 from tests.parsing.conftest import DEFAULT_SPECS
@@ -257,3 +260,37 @@ def test_crlf_text() -> None:
 @given(st.text(), st.one_of(st.none(), st.text()))
 def test_never_raises(text: str, html: str | None) -> None:
     extract_fields(text, html, DEFAULT_SPECS)
+
+
+_LINE_PIECES = [
+    "Serial", "Serial Number", "Phone", "Contact Name", "Ticket #", "Ref", "Company",
+    ":", "：", " : ", "|", " | ", " - ", " – ", "—", "?", "#", "\t", "  ", " ", "*", "**",
+    "_", "ABC123", "+1 303 555 0100", "Acme Corp", "no dial tone", "x" * 60, "-", "=",
+]  # fmt: skip
+
+
+_SEPARATED = ["Serial # ABC123", "Phone? +1 303 555 0100", "Serial\tABC123",
+              "Serial  ABC123", "Phone – +1 303", "Serial | ABC123", "Serial：ABC123"]  # fmt: skip
+
+
+@pytest.mark.parametrize("line", _SEPARATED, ids=["hash", "question", "tab", "two-spaces",
+                                                  "dash", "pipe", "fullwidth-colon"])  # fmt: skip
+def test_each_kind_of_separator_survives_the_prefilter(line: str) -> None:
+    index = fields_module.label_index((*DEFAULT_SPECS, *fields_module._CALL_SPECS))
+    parsed = fields_module._parse_line(line, index)
+    assert parsed is not None and not parsed.bare
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_LINE_PIECES), max_size=14).map("".join))
+def test_a_line_is_read_the_same_whether_or_not_its_separators_are_prefiltered(
+    line: str,
+) -> None:
+    """``_SEPARATOR_HINTS`` only skips scans that find nothing: every line reads as it
+    does when each line is scanned for every separator."""
+    index = fields_module.label_index((*DEFAULT_SPECS, *fields_module._CALL_SPECS))
+    everything = (re.compile(""), re.compile(""))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fields_module, "_SEPARATOR_HINTS", everything)
+        scanned = fields_module._parse_line(line, index)
+    assert fields_module._parse_line(line, index) == scanned
