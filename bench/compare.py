@@ -453,8 +453,8 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-# Why a target is missed, as profiled (py-spy and cProfile on this 2-core machine, 2026-12-01;
-# README "Benchmarks"): printed under each MISSED line, so the run says why, not only how much.
+# Why a target is missed, as profiled (py-spy and cProfile on this 2-core machine, 2026-12-01
+# and 12-02; README "Benchmarks"): printed under each MISSED line, so the run says why.
 WHY = {
     "accept": (
         "each 250 waits for COMMIT 1, a synchronous commit (fsync) per group, and the "
@@ -468,11 +468,12 @@ WHY = {
         "with the processing process's COMMIT 2 transactions"
     ),
     "cpu": (
-        "COMMIT 2 still runs 13 (SQLite) / 14 (PostgreSQL) SQL statements in two "
-        "transactions per message through "
-        "SQLAlchemy (~40 % of the processing process), stdlib email parsing and the reply "
-        "split take ~8 ms per message in the reading workers, and each message is pickled "
-        "across two process boundaries; batching several messages per COMMIT 2 is not done"
+        "in-process a ticket now costs ~12 ms (was ~18 ms at 8b04283); COMMIT 2 runs 13 "
+        "(SQLite) / 14 (PostgreSQL) SQL statements in two transactions per message through "
+        "SQLAlchemy (~45 % of the processing process), the reading workers spend about a "
+        "quarter of their time in stdlib email parsing, a sixth in the reply split and a "
+        "sixth in the field reader, a tenth pickling the reading back, and the listener "
+        "~2 ms; batching several messages per COMMIT 2 is not done"
     ),
     "tickets": "bounded by the CPU per ticket: 2 cores shared with the listener and the client",
 }
