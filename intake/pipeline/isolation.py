@@ -135,21 +135,17 @@ class ShippedDirectory:
 _BOOKS: dict[int, PolicyBook] = {}
 
 
-def _init_worker(
-    policies: PolicyBook, identity: Identity, nice: int = 0, book: int | None = None
-) -> None:
+def _init_worker(policies: PolicyBook, identity: Identity, nice: int, book: int) -> None:
     # The processing process ignores SIGTERM (its parent decides when it stops); a reading
     # worker takes it again, so pebble's terminate() stops it at once, not after SIGKILL.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if nice:  # intake.reading_nice: parsing yields the CPU to the listener's 250s
         os.nice(nice)
-    _WORKER["policies"], _WORKER["identity"] = policies, identity
-    if book is not None:
-        # In this worker only: a policy of its book is pickled as a reference to the
-        # parent's copy. Pickling the ~8 KB model with every reading, unpickling it and
-        # finding the parent's equal one cost ~0.5 ms a message (issue 11).
-        _WORKER["book"] = book
-        copyreg.pickle(Policy, _policy_reference)
+    _WORKER["policies"], _WORKER["identity"], _WORKER["book"] = policies, identity, book
+    # In this worker only: a policy of its book is pickled as a reference to the parent's
+    # copy. Pickling the ~8 KB model with every reading, unpickling it and finding the
+    # parent's equal one cost ~0.5 ms a message (issue 11).
+    copyreg.pickle(Policy, _policy_reference)
 
 
 def _policy_reference(policy: Policy) -> str | tuple[Any, ...]:
