@@ -37,6 +37,7 @@ from intake.edges.smtp import IntakeHandler, SmtpListener
 from intake.errors import ListenError, SchemaError
 from intake.logs import configure_logging, throttled_loop_errors
 from intake.metrics import Metrics
+from intake.pipeline.batch import CommitGroup
 from intake.pipeline.conversation import ThreadContext
 from intake.pipeline.core import Pipeline, RetryPolicy
 from intake.pipeline.dkimcheck import DkimVerifier
@@ -147,6 +148,7 @@ def build_app(
         ),
         reopen_window=timedelta(days=settings.intake.reopen_window_days),
         outbox=replies,
+        commits=CommitGroup(settings.intake.commit_group),
         dkim=DkimVerifier() if settings.intake.verify_dkim else None,
         flood=FloodSettings.from_intake(settings.intake),
     )
@@ -370,6 +372,13 @@ def _processing(app: App) -> ProcessingWorker | ProcessingProcess:
     return _processing_worker(app)
 
 
+# Messages in hand per reading worker: one being read, one queued for the pool or waiting
+# to be written, so COMMIT 2's groups form (intake.pipeline.batch). Measured on 2 cores
+# against one per worker: tickets/s +15-30 %, CPU per ticket -10-20 %, the same accept
+# rate; four per worker took CPU from the listener (10-session accept -30 %).
+IN_HAND_PER_WORKER = 2
+
+
 def _processing_worker(app: App) -> ProcessingWorker:
     workers = reading_workers(app.settings)
     return ProcessingWorker(
@@ -378,7 +387,7 @@ def _processing_worker(app: App) -> ProcessingWorker:
         app.settings.intake.sweep_interval,
         app.metrics,
         reader_factory=partial(_process_reader, app, workers) if workers else None,
-        concurrency=max(1, workers),
+        concurrency=max(1, workers) * IN_HAND_PER_WORKER,
     )
 
 

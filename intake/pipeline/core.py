@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any, TypeAlias, assert_never
 
 import jinja2
@@ -25,6 +26,7 @@ from intake.backoff import backoff_delay
 from intake.errors import BudgetExceededError, StoreError
 from intake.logs import raised_at
 from intake.pipeline.assess import Assessment, assess
+from intake.pipeline.batch import CommitGroup, Entry
 from intake.pipeline.changes import Bounce, ChangeRecord, FloodChanges, MachineChanges
 from intake.pipeline.conversation import ThreadContext, Threading, find_thread, participants_of
 from intake.pipeline.customers import CustomerRecord, DirectoryCache
@@ -126,6 +128,18 @@ class Work:
 
 
 @dataclass(frozen=True, slots=True)
+class Read:
+    """One stored message read, waiting for its write transaction (``CommitGroup``)."""
+
+    row: repo.PendingInbound
+    assessment: Assessment
+    report: DeliveryReport | None
+    directory: tuple[CustomerRecord, ...]
+    now: datetime
+    verified: tuple[str, ...]  # DKIM signing domains we verified (Work.dkim_verified)
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
     """What ``apply`` wrote: the row's new status, the result, the ticket, the changes."""
 
@@ -210,6 +224,8 @@ class Pipeline:
     directory: DirectoryCache = field(default_factory=DirectoryCache)
     dkim: DkimVerifier | None = None  # intake.verify_dkim: verify signatures ourselves
     flood: FloodSettings = field(default_factory=FloodSettings)  # inbound limits per sender
+    # COMMIT 2's group commit (intake.commit_group: messages per write transaction at most).
+    commits: CommitGroup[Read, Outcome] = field(default_factory=CommitGroup)
 
     def ingest(self, items: Sequence[repo.NewInbound]) -> list[repo.Stored]:
         """COMMIT 1 for a group of messages (one fsync for all of them)."""
@@ -272,11 +288,19 @@ class Pipeline:
             return False
 
     def _process(self, inbound_id: int, reader: Reader) -> Outcome:
+        read = self._read(inbound_id, reader)
+        if isinstance(read, Outcome):
+            return read
+        # Written with whatever other messages finished reading meanwhile (one commit).
+        return self.commits.run(read, self._write_group)
+
+    def _read(self, inbound_id: int, reader: Reader) -> Read | Outcome:
+        """COMMIT 2's first half, holding no lock: the row, its directory, the reading."""
         now = self.clock()
         # Read first, holding no lock: parsing may take up to the whole budget, and on
         # SQLite the write transaction below holds the one lock COMMIT 1 needs too.
         # The row is read here once (its raw bytes, envelope, key); the write transaction
-        # below re-reads only its status, under the lock.
+        # re-reads only its status, under the lock.
         with session_scope(self.sessions) as session:
             row = repo.read_pending(session, inbound_id)
             if row is None:
@@ -286,24 +310,57 @@ class Pipeline:
             directory = self.directory.load(session, row.directory_version)
         # Deadlines run from when *we* received it.
         # DKIM needs DNS, so it runs here; the budgeted read gets its verified domains.
-        verified = self.dkim.verified_domains(row.raw) if self.dkim else ()
-        reading = reader(row.raw, row.envelope_from, row.received_at, directory, tuple(verified))
-        # A write transaction: the ticket and the reply budget are read to be changed.
+        verified = tuple(self.dkim.verified_domains(row.raw) if self.dkim else ())
+        reading = reader(row.raw, row.envelope_from, row.received_at, directory, verified)
+        return Read(row, reading.assessment, reading.report, directory, now, verified)
+
+    def _write_group(self, group: Sequence[Entry[Read, Outcome]]) -> None:
+        """The second half for a group of read messages: one write transaction.
+
+        Alone, a message is written as it always was. In a group each is written under a
+        SAVEPOINT of its own, so one that raises is rolled back alone and its thread gets
+        its exception; the others commit. Every answer and log line comes after the commit.
+        """
+        written: list[tuple[Entry[Read, Outcome], Outcome, Callable[[], None] | None]] = []
         with session_scope(self.sessions, write=True) as session:
-            # Another worker may have finished it while we read: decided under the lock.
-            state = repo.lock_pending(session, inbound_id)
-            if state is None:
-                return Outcome(inbound_id, Result.MISSING)
-            if state[0] not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
-                return Outcome(inbound_id, Result.ALREADY_DONE, classification=state[1])
-            work = Work(
-                session, row, reading.assessment, reading.report, directory, now, tuple(verified)
-            )
-            thread = self._thread(work)
-            applied = self.apply(self._decide(work, thread), work)
-            outcome, changes = self._record(session, row, work.assessment, applied, now)
-        self._log_processed(row, work.assessment, outcome, thread, changes)
-        return outcome
+            if len(group) == 1:
+                written.append((group[0], *self._write(session, group[0].item)))
+            else:
+                for entry in group:
+                    try:
+                        with session.begin_nested():
+                            done = self._write(session, entry.item)
+                    except Exception as exc:  # this message's failure, not its neighbours'
+                        entry.fail(exc)
+                    else:
+                        written.append((entry, *done))
+                    finally:
+                        # Each message starts from an empty identity map, as in a session of
+                        # its own: a rolled-back savepoint leaves the tickets it attached
+                        # there (store.repository.add_ticket), holding ids it no longer has.
+                        session.expunge_all()
+        for entry, outcome, log in written:
+            if log is not None:
+                log()
+            entry.answer(outcome)
+
+    def _write(self, session: Session, read: Read) -> tuple[Outcome, Callable[[], None] | None]:
+        """One message's writes in ``session``: its outcome, and its log line to say once
+        the transaction commits (None: nothing was written)."""
+        row = read.row
+        # Another worker may have finished it while we read: decided under the lock.
+        state = repo.lock_pending(session, row.id)
+        if state is None:
+            return Outcome(row.id, Result.MISSING), None
+        if state[0] not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
+            return Outcome(row.id, Result.ALREADY_DONE, classification=state[1]), None
+        work = Work(
+            session, row, read.assessment, read.report, read.directory, read.now, read.verified
+        )
+        thread = self._thread(work)
+        applied = self.apply(self._decide(work, thread), work)
+        outcome, changes = self._record(session, row, work.assessment, applied, read.now)
+        return outcome, partial(self._log_processed, row, work.assessment, outcome, thread, changes)
 
     def _decide(self, work: Work, thread: Threading) -> Decision:
         match = thread.match
