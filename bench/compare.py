@@ -468,12 +468,12 @@ WHY = {
         "with the processing process's COMMIT 2 transactions"
     ),
     "cpu": (
-        "in-process a ticket now costs ~12 ms (was ~18 ms at 8b04283); COMMIT 2 runs 13 "
-        "(SQLite) / 14 (PostgreSQL) SQL statements in two transactions per message through "
-        "SQLAlchemy (~45 % of the processing process), the reading workers spend about a "
-        "quarter of their time in stdlib email parsing, a sixth in the reply split and a "
-        "sixth in the field reader, a tenth pickling the reading back, and the listener "
-        "~2 ms; batching several messages per COMMIT 2 is not done"
+        "in-process and one at a time a ticket costs ~4-6 ms (reading ~1 ms; COMMIT 2's 13 "
+        "(SQLite) / 14 (PostgreSQL) statements through SQLAlchemy and the reply ~3 ms); as "
+        "the daemon runs it, the processing process spends ~5 ms (its threads and pebble's "
+        "scheduling and hand-over add ~1.7 ms), its reading workers ~2.4 ms (pebble's task "
+        "loop and pickling add ~0.7 ms) and the listener ~2 ms (aiosmtpd's session, COMMIT 1, "
+        "the confirmation files); COMMIT 2's group commit saved ~4 % of it"
     ),
     "tickets": "bounded by the CPU per ticket: 2 cores shared with the listener and the client",
 }
