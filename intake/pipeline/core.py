@@ -3,8 +3,10 @@
 ``ingest`` stores the raw bytes under an idempotency key and nothing else, so the edge
 can acknowledge (SMTP 250, IMAP MOVE, exit 0) as soon as it returns. ``process`` turns
 one stored message into its effects — ticket, charge ledger lines, the rendered reply in
-the outbox — in a single transaction, so a crash leaves either all of them or none, and
-running it again for the same message changes nothing. Inside it the message is read
+the outbox — all or none: in one transaction, which it shares with the messages read
+meanwhile (``intake.pipeline.batch``), each of them under a SAVEPOINT of its own. A crash
+leaves either all of them or none, and running it again for the same message changes
+nothing. Inside it the message is read
 (assess, thread), ``decide`` picks its one route, and ``Pipeline.apply`` writes it.
 """
 
