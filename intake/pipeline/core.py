@@ -117,19 +117,6 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
-class Work:
-    """One stored message read for COMMIT 2: everything ``apply`` needs but the decision."""
-
-    session: Session
-    row: repo.PendingInbound  # read once, before the write transaction (read_pending)
-    assessment: Assessment
-    report: DeliveryReport | None
-    directory: tuple[CustomerRecord, ...]
-    now: datetime
-    dkim_verified: tuple[str, ...] = ()  # signing domains we verified (intake.verify_dkim)
-
-
-@dataclass(frozen=True, slots=True)
 class Read:
     """One stored message read, waiting for its write transaction (``CommitGroup``)."""
 
@@ -138,7 +125,16 @@ class Read:
     report: DeliveryReport | None
     directory: tuple[CustomerRecord, ...]
     now: datetime
-    verified: tuple[str, ...]  # DKIM signing domains we verified (Work.dkim_verified)
+    verified: tuple[str, ...]  # DKIM signing domains we verified (intake.verify_dkim)
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One read message inside COMMIT 2's write transaction: what ``apply`` needs but the
+    decision."""
+
+    session: Session
+    read: Read
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,13 +352,11 @@ class Pipeline:
             return Outcome(row.id, Result.MISSING), None
         if state[0] not in (InboundStatus.RECEIVED, InboundStatus.FAILED):
             return Outcome(row.id, Result.ALREADY_DONE, classification=state[1]), None
-        work = Work(
-            session, row, read.assessment, read.report, read.directory, read.now, read.verified
-        )
+        work = Work(session, read)
         thread = self._thread(work)
         applied = self.apply(self._decide(work, thread), work)
-        outcome, changes = self._record(session, row, work.assessment, applied, read.now)
-        return outcome, partial(self._log_processed, row, work.assessment, outcome, thread, changes)
+        outcome, changes = self._record(session, row, read.assessment, applied, read.now)
+        return outcome, partial(self._log_processed, row, read.assessment, outcome, thread, changes)
 
     def _decide(self, work: Work, thread: Threading) -> Decision:
         match = thread.match
@@ -371,13 +365,13 @@ class Pipeline:
         ticket = repo.lock_ticket(work.session, match.ticket_id) if match else None
         state = TicketState.of(ticket) if ticket else None
         decision = decide(
-            work.assessment, thread, state, now=work.now, reopen_window=self.reopen_window
+            work.read.assessment, thread, state, now=work.read.now, reopen_window=self.reopen_window
         )
-        sender = Sender.of(work.assessment.message.from_address)
+        sender = Sender.of(work.read.assessment.message.from_address)
         if not opens_ticket(decision) or sender is None:
             return decision
         # Counted and locked in this transaction, which then opens the ticket or not.
-        verdict = check_flood(work.session, sender, work.now, self.flood)
+        verdict = check_flood(work.session, sender, work.read.now, self.flood)
         return (
             decision if verdict is None else Flood(verdict.ticket_id, verdict.key, verdict.reason)
         )
@@ -414,13 +408,13 @@ class Pipeline:
         return outcome, changes
 
     def _thread(self, work: Work) -> Threading:
-        report = work.report
+        report = work.read.report
         returned = [*report.references, report.original_message_id or ""] if report else []
         return find_thread(
             work.session,
-            work.assessment.message,
+            work.read.assessment.message,
             self.thread,
-            work.directory,
+            work.read.directory,
             [i for i in returned if i],
         )
 
@@ -452,14 +446,14 @@ class Pipeline:
     def _staff(decision: StaffReply | StaffClaim, work: Work) -> Applied:
         ticket = repo.lock_ticket(work.session, decision.ticket_id)  # read-modify-write
         if isinstance(decision, StaffClaim):  # issue 13: a claim, never the response
-            apply_staff_claim(ticket, work.assessment, work.now)
+            apply_staff_claim(ticket, work.read.assessment, work.read.now)
             return Applied(InboundStatus.PROCESSED, Result.STAFF_CLAIM, ticket, ChangeRecord())
-        changes = ChangeRecord(apply_staff_reply(ticket, work.now))
+        changes = ChangeRecord(apply_staff_reply(ticket, work.read.now))
         return Applied(InboundStatus.PROCESSED, Result.STAFF_REPLY, ticket, changes)
 
     def _new_ticket(self, work: Work, parent: Ticket | None, linked: int | None = None) -> Applied:
         ticket, enqueued = self._open_ticket(
-            work.session, work.row, work.assessment, work.now, parent, linked
+            work.session, work.read.row, work.read.assessment, work.read.now, parent, linked
         )
         changes = ChangeRecord().with_suppressed(enqueued.suppressed if enqueued else {})
         reflection = enqueued.reflection if enqueued else None
@@ -480,7 +474,7 @@ class Pipeline:
     def _notify_flood(self, work: Work, ticket: Ticket, verdict: FloodVerdict) -> None:
         log = structlog.get_logger("intake.pipeline")
         staff, number = self.flood.notify, ticket.number or ""
-        since = window_start(work.now)
+        since = window_start(work.read.now)
         kind = ReplyKind.FLOOD_NOTICE
         # The first flood message kept on this ticket this hour tells; the id is stable per
         # ticket and hour, so a retry after a crash (or a race lost) finds it queued.
@@ -507,18 +501,18 @@ class Pipeline:
             recipients=staff,
             message_id=message_id,
             sender=self.outbox.sender,
-            now=work.now,
+            now=work.read.now,
             context={"sender": verdict.key, "reason": verdict.reason, "since": since},
         )
-        self.outbox.enqueue(work.session, notice, kind, ticket_id=ticket.id, now=work.now)
+        self.outbox.enqueue(work.session, notice, kind, ticket_id=ticket.id, now=work.read.now)
 
     def _follow_up(self, work: Work, ticket: Ticket) -> Applied:
         assessment = self._under_ticket_policy(work, ticket)
-        effect = apply_follow_up(ticket, assessment, work.now)
+        effect = apply_follow_up(ticket, assessment, work.read.now)
         # What the customer added, never the quoted history (our own confirmation).
         full_text.add_follow_up(work.session, ticket.id, assessment.message.new_text)
         suppressed = self._acknowledge(
-            work.session, work.row, assessment, ticket, work.now, effect.supplied
+            work.session, work.read.row, assessment, ticket, work.read.now, effect.supplied
         )
         changes = ChangeRecord(effect).with_suppressed(suppressed)
         return Applied(InboundStatus.PROCESSED, Result.FOLLOW_UP, ticket, changes)
@@ -537,26 +531,26 @@ class Pipeline:
                 recorded=f"{ticket.policy_name} {ticket.policy_version}",
                 current=f"{policy.name} {policy.version}",
             )
-        first = work.assessment
+        first = work.read.assessment
         if policy is first.policy:
             return first
-        row = work.row
+        row = work.read.row
         return assess(
             first.message,
             row.envelope_from,
             self.policies,
             self.identity,
             row.received_at,
-            work.directory,
+            work.read.directory,
             under=policy,
-            dkim_verified=work.dkim_verified,
+            dkim_verified=work.read.verified,
         )
 
     def _machine(self, work: Work) -> ChangeRecord:
         """Machine mail is recorded, never answered (RFC 3834 §2); a DSN marks bouncers."""
         bounced: list[Bounce] = []
         never_written_to: list[str] = []
-        for recipient in work.report.recipients if work.report else ():
+        for recipient in work.read.report.recipients if work.read.report else ():
             if recipient.action not in ("failed", "delayed"):
                 continue
             if repo.count_recent_replies(work.session, recipient.address, EPOCH) == 0:
@@ -567,11 +561,11 @@ class Pipeline:
                 recipient.address,
                 recipient.status,
                 recipient.permanent,
-                work.now,
+                work.read.now,
                 self.outbox.budget.bounce_suppression,
             )
             bounced.append(Bounce(recipient.address, recipient.status, recipient.permanent))
-        reason = work.assessment.verdict.reason
+        reason = work.read.assessment.verdict.reason
         return ChangeRecord(MachineChanges(reason, tuple(bounced), tuple(never_written_to)))
 
     def _acknowledge(

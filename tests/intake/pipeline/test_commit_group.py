@@ -129,7 +129,7 @@ class FaultyApply:
 
     def __call__(self, decision: Decision, work: Work) -> Applied:
         applied = self.apply(decision, work)
-        if work.row.id == self.failing:
+        if work.read.row.id == self.failing:
             work.session.connection().exec_driver_sql("SELECT no_such_column FROM ticket")
         return applied
 
