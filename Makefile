@@ -36,6 +36,7 @@ migration: $(BIN)/intake
 BENCH_ARGS ?=
 bench: $(BIN)/intake
 	$(BIN)/python bench/compare.py $(BENCH_ARGS)
+	$(BIN)/python bench/imap_intake.py --no-cli
 	$(BIN)/python bench/corpus_check.py
 
 ## make mutation: mutmut on parsing/ against tests/parsing, then the score per module.

@@ -39,6 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from compare import median, verdict  # noqa: E402
 from imapclient import IMAPClient  # noqa: E402
 from sqlalchemy import create_engine, func, select  # noqa: E402
 
@@ -47,6 +48,8 @@ from intake.edges import imap as edge  # noqa: E402
 from intake.settings import load_settings  # noqa: E402
 from store.models import InboundMessage, Ticket  # noqa: E402
 from tests.intake.edges.dovecot import Dovecot, make_dovecot  # noqa: E402
+
+GOAL = 2000.0  # issue 11: msg/s from the first FETCH to the last MOVE
 
 BODY = (
     "Company Name: Acme Corp\nContact Name: Jane Doe\nPhone: +1 303 555 0100\n"
@@ -129,7 +132,10 @@ class Window:
         return self.last_move - self.first_fetch
 
 
-def run_edge(messages: int, batch: int, database: str | None, profile: int) -> str:
+def run_edge(
+    messages: int, batch: int, database: str | None, profile: int, rates: list[float]
+) -> str:
+    """One edge run; its msg/s is appended to ``rates`` for the verdict."""
     with mailbox(messages) as server, tempfile.TemporaryDirectory() as tmp:
         url = database or f"sqlite:///{tmp}/bench.db"
         os.environ.update(_env(batch, tmp))
@@ -149,6 +155,7 @@ def run_edge(messages: int, batch: int, database: str | None, profile: int) -> s
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(profile)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(profile)
     rate = messages / window.seconds
+    rates.append(rate)
     return (
         f"edge, first FETCH to last MOVE  {messages} msgs in {window.seconds:6.3f}s = "
         f"{rate:7.0f} msg/s  ({window.fetches} FETCH, {window.moves} MOVE, stored={stored})"
@@ -206,8 +213,9 @@ def main() -> None:
     args = parser.parse_args()
     batch = args.batch or load_settings().imap.batch_size
     runs: list[Callable[[], str]] = []
+    rates: list[float] = []
     for _ in range(args.rounds):  # interleaved: the machine's load changes from run to run
-        runs.append(lambda: run_edge(args.messages, batch, args.database, args.profile))
+        runs.append(lambda: run_edge(args.messages, batch, args.database, args.profile, rates))
         runs.append(lambda: run_plain(args.messages, batch)[1])
     if not args.no_cli:
         runs.append(lambda: run_cli(args.messages, batch, args.database, process=False))
@@ -216,6 +224,16 @@ def main() -> None:
     print(f"imap.batch_size={batch}, load average {os.getloadavg()[0]:.1f}")
     for run in runs:
         print(run(), flush=True)
+    print(
+        verdict(
+            "IMAP edge, first FETCH to last MOVE (median)",
+            median(rates),
+            GOAL,
+            True,
+            " msg/s",
+            "imap",
+        )
+    )
 
 
 if __name__ == "__main__":
