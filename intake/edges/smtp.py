@@ -4,8 +4,9 @@ Thin by design: it turns SMTP events into ``(bytes, Envelope)``, stores them thr
 group-commit writer (COMMIT 1) and maps the result onto reply codes (RFC 5321 §4.2,
 enhanced status codes per RFC 3463): 250 only after the commit, 451 when the store
 failed so the client retries, 550 5.1.1 for any other recipient (never an open relay),
-552 above the size limit (enforced by aiosmtpd's ``data_size_limit``). Every RCPT and
-DATA answer is counted by code, and each accepted DATA timed, in ``intake.metrics``.
+552 above the size limit (``data_size_limit``; the data itself is read in bulk by
+``intake.edges.smtpdata``, not line by line as aiosmtpd does). Every RCPT and DATA
+answer is counted by code, and each accepted DATA timed, in ``intake.metrics``.
 
 It owns the listener's life as one unit (``SmtpListener``): start, stop accepting (421 to
 new sessions and transactions), drain the sessions in DATA within a grace period, close.
@@ -36,9 +37,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, AnyStr
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException, syntax
 
 from intake.edges.groupcommit import GroupCommitWriter
+from intake.edges.smtpdata import read_data
 from intake.errors import ConfigError
 from intake.logs import raised_at
 from intake.metrics import Metrics
@@ -324,17 +326,50 @@ class IntakeSMTP(SMTP):
         if self.envelope is not None and self.envelope.mail_from is None:
             self._hold(0, 0)  # refused (syntax, SIZE above the limit): nothing reserved
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's name
         self.in_data = True
         self.listener.busy_changed()
         try:
-            await super().smtp_DATA(arg)
+            await self._data(arg)
         finally:
             self.in_data = False
             self._hold(0, 0)  # answered, or the client went away: the bytes are let go
             self.listener.busy_changed()
         if not self.listener.accepting and not self.closing:
             await self.hang_up(SHUTTING_DOWN)
+
+
+    async def _data(self, arg: str) -> None:
+        """aiosmtpd's DATA (1.4.6: the same checks, answers and hook) with the mail data
+        read in bulk (``intake.edges.smtpdata``) instead of one line at a time."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await read_data(self._reader, self.data_size_limit)
+        except asyncio.CancelledError:
+            # The client went away mid-DATA (aiosmtpd cancels this task): nothing is kept.
+            self._writer.close()
+            raise
+        except asyncio.IncompleteReadError:  # the same, seen by the read before the cancel
+            self._writer.close()
+            return
+        if content is None:
+            await self.push("552 Error: Too much mail data")  # RFC 5321 §4.5.3.1.10
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
 
 class _Refuse(asyncio.Protocol):
