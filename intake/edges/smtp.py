@@ -339,7 +339,6 @@ class IntakeSMTP(SMTP):
         if not self.listener.accepting and not self.closing:
             await self.hang_up(SHUTTING_DOWN)
 
-
     async def _data(self, arg: str) -> None:
         """aiosmtpd's DATA (1.4.6: the same checks, answers and hook) with the mail data
         read in bulk (``intake.edges.smtpdata``) instead of one line at a time."""

@@ -10,8 +10,9 @@ append per line, ~116 of each for a 5.5 KB mail, and that loop was the largest s
 cost in the listener's event loop (issue 11). Here the stream is read up to each
 ``.<CRLF>`` instead, which ends only the lines that end with a period, so a mail takes a
 few reads. The result is byte for byte what aiosmtpd's loop gives (its
-``original_content``); ``tests/intake/edges/test_smtpdata.py`` checks that against
-aiosmtpd's own server, on arbitrary data cut into arbitrary segments.
+``original_content``): ``tests/intake/edges/test_smtpdata.py`` checks it against §4.5.2's
+line-by-line rule on arbitrary data cut into arbitrary segments, and against aiosmtpd's
+own server on raw sessions.
 
 Unlike aiosmtpd, no line length is enforced: the listener set aiosmtpd's line limit to
 the size limit already (real mail has lines over RFC 5321's 1,000 octets), so the size
@@ -40,7 +41,6 @@ async def read_data(reader: asyncio.StreamReader, limit: int | None) -> bytes | 
     # with a period look like every other line.
     data = bytearray(b"\r\n")
     received = 0
-    over = False
     while True:
         try:
             chunk = await reader.readuntil(_END)
@@ -50,13 +50,12 @@ async def read_data(reader: asyncio.StreamReader, limit: int | None) -> bytes | 
             chunk = await reader.readexactly(error.consumed)
         received += len(chunk)
         data += chunk
+        over = limit is not None and received - len(_END) > limit  # the end line not counted
         if data.endswith(_LAST_LINE):
             break
-        if not over and limit is not None and received - len(_END) > limit:
-            over = True  # it can only grow: from here on keep just enough to see the end
-        if over:
+        if over:  # it can only grow: keep just enough to see the end line arrive
             del data[: -len(_LAST_LINE) + 1]
-    if over or (limit is not None and received - len(_END) > limit):
+    if over:
         return None
     del data[-len(_END) :]
     return bytes(data.replace(_STUFFED, b"\r\n"))[2:]
