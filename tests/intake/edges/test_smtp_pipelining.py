@@ -4,7 +4,8 @@ EHLO offers it. A client's group (MAIL, RCPT, DATA sent without waiting) gets ev
 reply, in order, and the replies to the grouped commands leave in one write with the
 next reply that does not wait; a multi-line reply leaves in one write. A reply never
 waits for a command that is still arriving, nor past the end of the session. HELP still
-names the commands the listener wraps, and its address parsing answers as aiosmtpd's.
+names the commands the listener wraps, its address parsing answers as aiosmtpd's, and
+what aiosmtpd looks up by name on each new session is all found.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from intake.edges.smtp import IntakeSMTP
+from intake.edges.smtp import IntakeHandler, IntakeSMTP
 from intake.settings import Settings
 from store.db import session_scope
 from store.models import InboundMessage, Ticket
@@ -276,3 +277,20 @@ def test_a_malformed_address_is_553_not_451(daemon: RunningDaemon) -> None:
         assert client.mail("jane@acme.example")[0] == 250
         assert client.docmd('RCPT TO:"')[0] == 553
         assert client.docmd("RCPT TO:0@[ ")[0] == 553
+
+
+INTROSPECTED = {
+    "session": (IntakeSMTP, ("smtp_", "auth_"), {"smtp_DATA", "smtp_MAIL", "auth_PLAIN"}),
+    "handler": (IntakeHandler, ("handle_", "auth_"), {"handle_EHLO", "handle_DATA"}),
+}
+
+
+@pytest.mark.parametrize(("cls", "prefixes", "some"), INTROSPECTED.values(), ids=list(INTROSPECTED))
+def test_what_aiosmtpd_introspects_per_connection_is_all_there(
+    cls: type, prefixes: tuple[str, ...], some: set[str]
+) -> None:
+    """The narrowed ``dir()`` lists every command, AUTH mechanism and hook the full one has."""
+    instance: object = object.__new__(cls)
+    full = sorted(n for n in object.__dir__(instance) if n.startswith(prefixes))
+    assert sorted(dir(instance)) == full
+    assert some <= set(full)
