@@ -69,6 +69,13 @@ class Raw:
         self.sock = socket.create_connection((daemon.host, daemon.port), timeout=30)
         self.file = self.sock.makefile("rb")
 
+    def greeted(self) -> Raw:
+        """Past the greeting and EHLO."""
+        assert self.reply()[:3] == b"220"
+        self.sock.sendall(b"EHLO raw.test\r\n")
+        assert self.reply()[:3] == b"250"
+        return self
+
     def reply(self) -> bytes:
         while (line := self.file.readline())[3:4] == b"-":
             pass
@@ -116,11 +123,8 @@ def test_a_group_gets_every_reply_in_order_and_its_mail_is_stored(daemon: Runnin
 def test_grouped_replies_and_a_multi_line_reply_leave_in_one_write(
     daemon: RunningDaemon, writes: list[bytes]
 ) -> None:
-    client = Raw(daemon)
+    client = Raw(daemon).greeted()
     try:
-        client.reply()
-        client.sock.sendall(b"EHLO raw.test\r\n")
-        client.reply()
         group = b"MAIL FROM:<jane@acme.example>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n"
         client.sock.sendall(group)
         assert client.replies(3) == [b"250", b"250", b"354"]
@@ -138,11 +142,8 @@ def test_grouped_replies_and_a_multi_line_reply_leave_in_one_write(
 
 
 def test_a_reply_does_not_wait_for_a_command_still_arriving(daemon: RunningDaemon) -> None:
-    client = Raw(daemon)
+    client = Raw(daemon).greeted()
     try:
-        client.reply()
-        client.sock.sendall(b"EHLO raw.test\r\n")
-        client.reply()
         # A whole MAIL and the start of the next line: MAIL is answered now (RFC 2920 §3.1:
         # pending replies go out once the input buffer holds no command to answer).
         client.sock.sendall(b"MAIL FROM:<jane@acme.example>\r\nRCPT TO:<support@exa")
@@ -170,11 +171,8 @@ GROUPS_THAT_END = {
 def test_every_reply_of_a_group_that_ends_the_session_arrives(
     daemon: RunningDaemon, group: bytes, codes: list[bytes]
 ) -> None:
-    client = Raw(daemon)
+    client = Raw(daemon).greeted()
     try:
-        client.reply()
-        client.sock.sendall(b"EHLO raw.test\r\n")
-        client.reply()
         client.sock.sendall(group)
         assert client.replies(len(codes)) == codes
         assert client.file.readline() == b""  # then the server closed the connection
@@ -186,11 +184,8 @@ def test_a_group_past_the_error_limit_gets_its_421_before_the_close(
     daemon: RunningDaemon,
 ) -> None:
     limit = daemon.app.settings.smtp.max_errors
-    client = Raw(daemon)
+    client = Raw(daemon).greeted()
     try:
-        client.reply()
-        client.sock.sendall(b"EHLO raw.test\r\n")
-        client.reply()
         strangers = b"".join(b"RCPT TO:<s%d@elsewhere.example>\r\n" % n for n in range(limit))
         # More commands follow in the same group: the 421 must not wait for them.
         client.sock.sendall(b"MAIL FROM:<a@b.example>\r\n" + strangers + b"NOOP\r\nNOOP\r\n")
