@@ -363,8 +363,7 @@ class IntakeSMTP(_NarrowDir, SMTP):
         self.closing = True
         if self.transport is not None and not self.transport.is_closing():
             with contextlib.suppress(Exception):
-                self._writer.write(b"".join((*self.pending, status.encode("ascii"), b"\r\n")))
-            self.pending.clear()
+                self._writer.write(self._after_pending(status.encode("ascii") + b"\r\n"))
             self.transport.close()
 
     async def _send(self, status: AnyStr) -> None:
@@ -387,11 +386,15 @@ class IntakeSMTP(_NarrowDir, SMTP):
         ):
             self.pending.append(line)
             return
-        if self.pending:
-            line = b"".join((*self.pending, line))
-            self.pending.clear()
-        self._writer.write(line)
+        self._writer.write(self._after_pending(line))
         await self._writer.drain()
+
+    def _after_pending(self, line: bytes) -> bytes:
+        """``line`` behind the replies held for it, which are then no longer held."""
+        if not self.pending:
+            return line
+        held, self.pending = self.pending, []
+        return b"".join((*held, line))
 
     def _command_waiting(self) -> bool:
         # StreamReader keeps what arrived and was not read yet in ``_buffer`` (CPython 3.11
