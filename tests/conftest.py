@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -26,10 +28,13 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import select
 
 from intake.app import App, build_app, serve
 from intake.logs import configure_logging
 from intake.settings import Settings, load_settings
+from store.db import session_scope
+from store.models import Ticket
 
 
 def configure_test_logging() -> None:
@@ -256,6 +261,28 @@ def stop_daemon(daemon: RunningDaemon) -> None:
     daemon.loop.call_soon_threadsafe(daemon.stop.set)
     daemon.thread.join(30)
     daemon.app.engine.dispose()
+
+
+def tickets(daemon: RunningDaemon) -> list[Ticket]:
+    """The daemon's tickets, oldest first."""
+    with session_scope(daemon.app.sessions) as session:
+        return list(session.execute(select(Ticket).order_by(Ticket.id)).scalars())
+
+
+needs_swaks = pytest.mark.skipif(
+    shutil.which("swaks") is None, reason="swaks is not installed (apt-get install swaks)"
+)
+
+
+def swaks(daemon: RunningDaemon, *args: str) -> subprocess.CompletedProcess[str]:
+    """One swaks session to the daemon's listener; its transcript is in ``stdout``."""
+    return subprocess.run(
+        ["swaks", "--server", f"{daemon.host}:{daemon.port}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
-import shutil
 import smtplib
-import subprocess
 from collections.abc import Callable
 from email.policy import default
 from pathlib import Path
@@ -18,7 +16,16 @@ from intake.edges import smtp as edge
 from intake.settings import Settings
 from store.db import session_scope
 from store.models import ChargeRow, InboundMessage, OutboxMessage, Ticket
-from tests.conftest import RunningDaemon, make_mail, start_daemon, stop_daemon, wait_for
+from tests.conftest import (
+    RunningDaemon,
+    make_mail,
+    needs_swaks,
+    start_daemon,
+    stop_daemon,
+    swaks,
+    tickets,
+    wait_for,
+)
 
 
 def send(
@@ -34,11 +41,6 @@ def send(
         assert code == 250, message
         # SMTP lines end in CRLF (RFC 5321 §2.3.8); smtplib leaves bytes as they are.
         return client.data(raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
-
-
-def tickets(daemon: RunningDaemon) -> list[Ticket]:
-    with session_scope(daemon.app.sessions) as session:
-        return list(session.execute(select(Ticket).order_by(Ticket.id)).scalars())
 
 
 def outbox_files(daemon: RunningDaemon) -> list[Path]:
@@ -195,28 +197,18 @@ def test_crlf_smuggled_in_encoded_subject_never_reaches_a_header(daemon: Running
     assert all("\n" not in value and "\r" not in value for value in confirmation.values())
 
 
-@pytest.mark.skipif(
-    shutil.which("swaks") is None, reason="swaks is not installed (apt-get install swaks)"
-)
+@needs_swaks
 def test_swaks_delivers_a_ticket(daemon: RunningDaemon) -> None:
-    result = subprocess.run(
-        [
-            "swaks",
-            "--server",
-            f"{daemon.host}:{daemon.port}",
-            "--from",
-            "noc@customer.example",
-            "--to",
-            "support@example.com",
-            "--header",
-            "Subject: Globex – 9 Elm Rd, Austin – Calls drop after 30 s – P2",
-            "--body",
-            "Phone: 512 555 0101\nSerial: GX-1\nVersion: 16.2\n",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = swaks(
+        daemon,
+        "--from",
+        "noc@customer.example",
+        "--to",
+        "support@example.com",
+        "--header",
+        "Subject: Globex – 9 Elm Rd, Austin – Calls drop after 30 s – P2",
+        "--body",
+        "Phone: 512 555 0101\nSerial: GX-1\nVersion: 16.2\n",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "250 2.0.0 Ok: queued as" in result.stdout
@@ -224,26 +216,16 @@ def test_swaks_delivers_a_ticket(daemon: RunningDaemon) -> None:
     assert (ticket.customer, ticket.priority) == ("Globex", 2)
 
 
-@pytest.mark.skipif(
-    shutil.which("swaks") is None, reason="swaks is not installed (apt-get install swaks)"
-)
+@needs_swaks
 def test_swaks_to_a_stranger_gets_550(daemon: RunningDaemon) -> None:
-    result = subprocess.run(
-        [
-            "swaks",
-            "--server",
-            f"{daemon.host}:{daemon.port}",
-            "--from",
-            "a@b.example",
-            "--to",
-            "postmaster@other.example",
-            "--quit-after",
-            "RCPT",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = swaks(
+        daemon,
+        "--from",
+        "a@b.example",
+        "--to",
+        "postmaster@other.example",
+        "--quit-after",
+        "RCPT",
     )
     assert "550 5.1.1" in result.stdout
 

@@ -11,10 +11,8 @@ what aiosmtpd looks up by name on each new session is all found.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import smtplib
 import socket
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
@@ -29,8 +27,17 @@ from sqlalchemy import func, select
 from intake.edges.smtp import IntakeHandler, IntakeSMTP
 from intake.settings import Settings
 from store.db import session_scope
-from store.models import InboundMessage, Ticket
-from tests.conftest import RunningDaemon, make_mail, start_daemon, stop_daemon, wait_for
+from store.models import InboundMessage
+from tests.conftest import (
+    RunningDaemon,
+    make_mail,
+    needs_swaks,
+    start_daemon,
+    stop_daemon,
+    swaks,
+    tickets,
+    wait_for,
+)
 
 SUPPORT = b"support@example.com"
 
@@ -204,38 +211,23 @@ def test_help_names_the_wrapped_commands_and_their_syntax(daemon: RunningDaemon)
         assert client.help("RCPT") == b"Syntax: RCPT TO: <address> [SP <mail-parameters>]"
 
 
-@pytest.mark.skipif(
-    shutil.which("swaks") is None, reason="swaks is not installed (apt-get install swaks)"
-)
+@needs_swaks
 def test_swaks_pipelining_delivers_a_ticket(daemon: RunningDaemon) -> None:
-    result = subprocess.run(
-        [
-            "swaks",
-            "--pipeline",
-            "--server",
-            f"{daemon.host}:{daemon.port}",
-            "--from",
-            "noc@customer.example",
-            "--to",
-            "support@example.com,stranger@elsewhere.example",
-            "--header",
-            "Subject: Globex – 9 Elm Rd, Austin – Calls drop after 30 s – P2",
-            "--body",
-            "Phone: 512 555 0101\nSerial: GX-1\nVersion: 16.2\n",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = swaks(
+        daemon,
+        "--pipeline",
+        "--from",
+        "noc@customer.example",
+        "--to",
+        "support@example.com,stranger@elsewhere.example",
+        "--header",
+        "Subject: Globex – 9 Elm Rd, Austin – Calls drop after 30 s – P2",
+        "--body",
+        "Phone: 512 555 0101\nSerial: GX-1\nVersion: 16.2\n",
     )
     assert "250 2.0.0 Ok: queued as" in result.stdout, result.stdout + result.stderr
     assert "550 5.1.1" in result.stdout  # the stranger, answered within the group
-
-    def tickets() -> list[Ticket]:
-        with session_scope(daemon.app.sessions) as s:
-            return list(s.execute(select(Ticket)).scalars())
-
-    [ticket] = wait_for(tickets)
+    [ticket] = wait_for(lambda: tickets(daemon))
     assert ticket.customer == "Globex"
 
 

@@ -23,7 +23,7 @@ from structlog.testing import capture_logs
 from intake.edges.smtp import MODERN_TLS12_CIPHERS, load_tls_context
 from intake.errors import ConfigError
 from intake.settings import Settings, SmtpSettings
-from tests.conftest import RunningDaemon, make_mail, start_daemon, stop_daemon, wait_for
+from tests.conftest import RunningDaemon, make_mail, start_daemon, stop_daemon, swaks, wait_for
 from tests.intake.edges.conftest import Served
 from tests.intake.edges.dovecot import _self_signed
 
@@ -189,17 +189,11 @@ def swaks_tls() -> bool:
 )
 def test_swaks_tls_delivers_over_starttls(tls_daemon: Callable[..., RunningDaemon]) -> None:
     daemon = tls_daemon(**{"smtp.require_tls": True})
-    result = subprocess.run(
-        [
-            "swaks", "--server", f"{daemon.host}:{daemon.port}", "--tls",
-            "--from", "noc@customer.example", "--to", "support@example.com",
-            "--header", "Subject: Globex – 9 Elm Rd, Austin – Calls drop after 30 s – P2",
-            "--body", "Phone: 512 555 0101\n",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = swaks(
+        daemon, "--tls",
+        "--from", "noc@customer.example", "--to", "support@example.com",
+        "--header", "Subject: Globex – 9 Elm Rd, Austin – Calls drop after 30 s – P2",
+        "--body", "Phone: 512 555 0101\n",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "TLS started" in result.stdout, result.stdout

@@ -29,6 +29,7 @@ from tests.conftest import (
     make_mail,
     start_daemon,
     stop_daemon,
+    tickets,
     wait_for,
 )
 
@@ -56,11 +57,6 @@ def send(daemon: RunningDaemon, message: EmailMessage | bytes, sender: str) -> N
 def replies(daemon: RunningDaemon) -> list[Message]:
     paths = sorted(daemon.app.settings.outbound.directory.glob("*.eml"))
     return [email.message_from_bytes(p.read_bytes(), policy=default) for p in paths]
-
-
-def tickets(daemon: RunningDaemon) -> list[Ticket]:
-    with session_scope(daemon.app.sessions) as session:
-        return list(session.execute(select(Ticket).order_by(Ticket.id)).scalars())
 
 
 def reply_to(parent: Message, sender: str, body: str, quote: bool = True) -> EmailMessage:
