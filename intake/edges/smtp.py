@@ -286,6 +286,8 @@ class IntakeSMTP(_NarrowDir, SMTP):
             # an enhanced status code and so that RSET and HELO stay allowed.
             tls_context=listener.tls_context,
             timeout=settings.timeout,
+            # aiosmtpd's own lookup catches warnings around get_event_loop() each time.
+            loop=asyncio.get_running_loop(),
         )
         self.listener = listener
         self.max_errors = settings.max_errors
