@@ -31,6 +31,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from functools import reduce
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -88,7 +89,7 @@ def words(text: str) -> list[str]:
 
 def document(texts: Iterable[str]) -> str:
     """The words of ``texts`` in order, one space apart, cut to ``MAX_DOCUMENT``."""
-    return _capped(" ".join(w for t in texts for w in words(t)))
+    return _capped(" ".join(chain.from_iterable(map(words, texts))))
 
 
 def _capped(value: str) -> str:
