@@ -658,14 +658,15 @@ def main() -> None:
     if args.sink:
         run_sink(args.sink)
         return
+    # SIGTERM (timeout, kill) unwinds through the finally blocks (here and in
+    # ``rss_growth``): no server, database or temp directory is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.rss:
         rss_growth(args.rss, "intake-pg" in (args.only or ()), args.customers)
         return
     rounds_n = args.rounds or (1 if args.quick else 3)
     count = args.messages or (300 if args.quick else 2000)
     paced_seconds = args.paced_seconds or (5.0 if args.quick else 10.0)
-    # SIGTERM (timeout, kill) unwinds through the finally below: no server is left behind.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not os.access(SMTP_SOURCE, os.X_OK):
         sys.exit("smtp-source is not installed (Debian: apt-get install postfix)")
 
