@@ -33,6 +33,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, defer, make_transient_to_detached, selectinload
 
 from parsing import address_key
@@ -879,31 +880,52 @@ def outbox_message_exists(session: Session, message_id: str) -> bool:
     return session.execute(statement).first() is not None
 
 
+# What the sender needs of a claimed reply, in this order (``OutboxSender._claim``).
+ClaimedRow = Row[int, str, str, list[str], bytes, int]
+
+
 def claim_outbox(
     session: Session, now: datetime, ttl: timedelta, owner: str, limit: int = 20
-) -> list[OutboxMessage]:
-    """Claim due replies for the sender ``owner`` until ``now + ttl``.
+) -> list[ClaimedRow]:
+    """Claim due replies for the sender ``owner`` until ``now + ttl``, oldest first.
 
     The owner renews the claim while it sends (``renew_outbox_claims``); a claim that ran
     out (its sender died mid-delivery) is claimable again, by anyone. The reply keeps its
     Message-ID, so a second delivery is recognisably the same mail. Run it in a write
-    transaction (``session_scope(write=True)``): on SQLite that makes the select and the
-    update one step, on PostgreSQL ``FOR UPDATE SKIP LOCKED`` does.
+    transaction (``session_scope(write=True)``): on SQLite that makes the choice and the
+    update one step, on PostgreSQL ``FOR UPDATE SKIP LOCKED`` in the choosing subquery
+    does, so two senders never take the same row.
+
+    One ``UPDATE … WHERE id IN (SELECT …) RETURNING``: loading the rows into the ORM and
+    flushing an UPDATE per row cost the listener's process ~0.5 ms of CPU a reply
+    (issue 11).
     """
     due = or_(
         (OutboxMessage.status == OutboxStatus.QUEUED) & (OutboxMessage.next_attempt_at <= now),
         (OutboxMessage.status == OutboxStatus.SENDING) & (OutboxMessage.claimed_until <= now),
     )
-    statement = select(OutboxMessage).where(due).order_by(OutboxMessage.id).limit(limit)
+    chosen = select(OutboxMessage.id).where(due).order_by(OutboxMessage.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update(skip_locked=True)
-    rows = list(session.execute(statement).scalars())
-    for row in rows:
-        row.status = OutboxStatus.SENDING
-        row.claim_owner = owner
-        row.claimed_until = now + ttl
-    session.flush()
-    return rows
+        chosen = chosen.with_for_update(skip_locked=True)
+    statement = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(chosen))
+        .values(status=OutboxStatus.SENDING, claim_owner=owner, claimed_until=now + ttl)
+        .returning(*_CLAIMED_COLUMNS)
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.connection().execute(statement).all()
+    return sorted(rows, key=lambda row: row.id)  # RETURNING keeps no order
+
+
+_CLAIMED_COLUMNS = (
+    OutboxMessage.id,
+    OutboxMessage.message_id,
+    OutboxMessage.sender,
+    OutboxMessage.recipients,
+    OutboxMessage.raw,
+    OutboxMessage.attempts,
+)
 
 
 def _claimed_by(owner: str) -> Any:
