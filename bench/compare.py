@@ -461,27 +461,30 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-# Why a target is missed, as profiled (py-spy and cProfile on this 2-core machine, 2026-12-01
-# and 12-02; README "Benchmarks"): printed under each MISSED line, so the run says why.
+# Why a target is missed, as profiled (py-spy, cProfile and per-thread CPU on this 2-core
+# machine, 2026-12-01 to 12-03; README "Benchmarks"): printed under each MISSED line, so
+# the run says why.
 WHY = {
     "accept": (
-        "each 250 waits for COMMIT 1, a synchronous commit (fsync) per group, and the "
-        "listener process costs ~1.6-2.1 ms of CPU per message (aiosmtpd's pure-Python "
-        "protocol, COMMIT 1, the hand-over), against ~0.9 ms for bare aiosmtpd and ~1.1 ms "
-        "for Postfix; processing and the load generator share the same 2 cores (uvloop "
-        "measured no gain)"
+        "each 250 waits for COMMIT 1, and the listener's process is short of CPU: per "
+        "message ~1.5 ms on its event loop (aiosmtpd's protocol and our DATA loop), ~0.6 ms "
+        "in the COMMIT 1 writer thread, ~0.25 ms passing ids and outcomes to and from the "
+        "processing process, and per confirmation ~1.3 ms in the outbox sender (half of it "
+        "writing and fsyncing the .eml file), under one GIL, while bare aiosmtpd's whole "
+        "process needs ~0.8 ms (per thread, /proc, 2026-12-03); processing and the load "
+        "generator share the same 2 cores (uvloop measured no gain)"
     ),
     "p99": (
         "the 250 waits for COMMIT 1, and on SQLite that commit shares the one write lock "
         "with the processing process's COMMIT 2 transactions"
     ),
     "cpu": (
-        "in-process and one at a time a ticket costs ~4-6 ms (reading ~1 ms; COMMIT 2's 13 "
-        "(SQLite) / 14 (PostgreSQL) statements through SQLAlchemy and the reply ~3 ms); as "
-        "the daemon runs it, the processing process spends ~5 ms (its threads and pebble's "
-        "scheduling and hand-over add ~1.7 ms), its reading workers ~2.4 ms (pebble's task "
-        "loop and pickling add ~0.7 ms) and the listener ~2 ms (aiosmtpd's session, COMMIT 1, "
-        "the confirmation files); COMMIT 2's group commit saved ~4 % of it"
+        "in-process and one at a time a ticket costs ~4-6 ms on a quiet machine (8-12 ms on "
+        "the shared one of 2026-12-03: reading ~3.7 ms, parsing ~2 ms of it; COMMIT 2's 13 "
+        "(SQLite) / 14 (PostgreSQL) statements through SQLAlchemy, the reply rendered and "
+        "queued ~4.6 ms; the .eml written ~1.3 ms); as the daemon runs it, its threads and "
+        "pebble's scheduling and hand-over add ~1.7 ms, pebble's task loop and pickling in "
+        "the reading workers ~0.7 ms, and the listener's share is in the accept line"
     ),
     "imap": (
         "each batch is stored with its own COMMIT 1 and every message's headers are read for "
