@@ -468,7 +468,7 @@ WHY = {
     "accept": (
         "each 250 waits for COMMIT 1, and the listener's process is short of CPU: per "
         "message ~1.5 ms on its event loop (aiosmtpd's protocol and our DATA loop), ~0.6 ms "
-        "in the COMMIT 1 writer thread, ~0.25 ms passing ids and outcomes to and from the "
+        "in the COMMIT 1 writer thread, ~0.3 ms passing ids and outcomes to and from the "
         "processing process, and per confirmation ~1.3 ms in the outbox sender (half of it "
         "writing and fsyncing the .eml file), under one GIL, while bare aiosmtpd's whole "
         "process needs ~0.8 ms (per thread, /proc, 2026-12-03); processing and the load "
