@@ -249,8 +249,9 @@ class IntakeSettings(BaseModel):
     # would hold up every COMMIT 1 (a priority inversion; measured: p99 of the 250 4x).
     reading_nice: int = Field(default=10, ge=0, le=19)
     # COMMIT 2's group commit (intake.pipeline.batch): at most this many messages that
-    # finished reading meanwhile are written in one transaction (1: one each).
-    commit_group: int = Field(default=32, ge=1)
+    # finished reading meanwhile are written in one transaction (1: one each). None: the
+    # store's default (intake.app.commit_group): 1 on SQLite, 32 on PostgreSQL.
+    commit_group: int | None = Field(default=None, ge=1)
     autoclose_interval: float = Field(default=300.0, gt=0)  # seconds between auto-close scans
     stall_after: float = Field(default=300.0, gt=0)  # health fails past this backlog age
     # The supervisor restarts a task that died after this, doubled per failure in a row.

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select
 
-from intake.app import build_app
+from intake.app import build_app, commit_group
 from intake.pipeline.batch import CommitGroup, Entry, WriteGroup
 from intake.pipeline.core import Applied, Envelope, Outcome, Read, Work, prepare_inbound
 from intake.pipeline.decide import Decision
@@ -23,6 +24,37 @@ from store.models import InboundMessage, InboundStatus, OutboxMessage, Ticket
 from tests.conftest import COMPLETE_BODY, make_mail, wait_for
 
 WAIT = 60.0  # generous: a loaded 2-core machine
+
+
+@pytest.mark.parametrize(
+    ("url", "configured", "expected"),
+    [
+        ("sqlite:///{tmp}/intake.db", None, 1),
+        ("postgresql+psycopg://postgres@127.0.0.1:5432/intake", None, 32),
+        ("sqlite:///{tmp}/intake.db", 8, 8),
+        ("postgresql+psycopg://postgres@127.0.0.1:5432/intake", 1, 1),
+    ],
+    ids=["sqlite-default", "postgresql-default", "sqlite-configured", "postgresql-configured"],
+)
+def test_the_group_limit_is_the_stores_unless_configured(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    url: str,
+    configured: int | None,
+    expected: int,
+) -> None:
+    """SQLite's default is one message a transaction: a group holds the file's one write
+    lock, which every COMMIT 1 (every SMTP 250) waits behind; PostgreSQL locks rows."""
+    settings = make_settings(url.format(tmp=tmp_path), **{"intake.commit_group": configured})
+    assert commit_group(settings) == expected
+
+
+def test_the_pipeline_writes_in_groups_of_the_resolved_limit(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = build_app(make_settings())  # SQLite, intake.commit_group unset
+    assert app.pipeline.commits.limit == 1
+    app.engine.dispose()
 
 
 def run_together(
