@@ -465,14 +465,21 @@ def median(values: list[float]) -> float | None:
 # machine, 2026-12-01 to 12-03; README "Benchmarks"): printed under each MISSED line, so
 # the run says why.
 WHY = {
-    "accept": (
-        "each 250 waits for COMMIT 1, and the listener's process is short of CPU: per "
-        "message ~1.5 ms on its event loop (aiosmtpd's protocol and our DATA loop), ~0.6 ms "
-        "in the COMMIT 1 writer thread, ~0.3 ms passing ids and outcomes to and from the "
-        "processing process, and per confirmation ~1.3 ms in the outbox sender (half of it "
-        "writing and fsyncing the .eml file), under one GIL, while bare aiosmtpd's whole "
-        "process needs ~0.8 ms (per thread, /proc, 2026-12-03); processing and the load "
-        "generator share the same 2 cores (uvloop measured no gain)"
+    "accept-intake-sqlite": (
+        "each 250 waits for COMMIT 1, which on SQLite waits for the file's one write lock: "
+        "the processing process holds it for COMMIT 2, ~5.5 ms a message, most of the run; "
+        "with it stopped the same listener took 1,109 msg/s (Python client, 10 sessions) "
+        "and 757-842 (smtp-source) against 453 and 502-522 with it running, and renicing "
+        "it changed nothing (2026-12-03, README 'SQLite's write lock'). The listener's own "
+        "process needs ~1.3 ms a message (event loop ~0.9, COMMIT 1 writer ~0.3) against "
+        "bare aiosmtpd's ~0.8, and smtp-source opens a connection per message"
+    ),
+    "accept-intake-pg": (
+        "each 250 waits for COMMIT 1; processing, the PostgreSQL server and the load "
+        "generator share the same 2 cores with the listener: with the processing process "
+        "stopped the same listener took 781 msg/s (Python client, 10 sessions) against "
+        "502 with it running (2026-12-03). The listener's own process needs ~1.3 ms a "
+        "message (event loop ~0.9, COMMIT 1 writer ~0.3) against bare aiosmtpd's ~0.8"
     ),
     "p99": (
         "the 250 waits for COMMIT 1, and on SQLite that commit shares the one write lock "
@@ -546,7 +553,7 @@ def report(rounds: list[list[Run]], skipped: dict[str, str]) -> None:
                     continue
                 value = median(ratios.get((name, base, sessions), []))
                 label = f"{name} accept vs {base}, {sessions} sessions"
-                print(verdict(label, value, goal, True, "x", "accept"))
+                print(verdict(label, value, goal, True, "x", f"accept-{name}"))
         paced = [p for r in runs_of(name, "paced", 50) if (p := r.quantile(0.99)) is not None]
         print(
             verdict(
