@@ -464,22 +464,24 @@ def median(values: list[float]) -> float | None:
 # Why a target is missed, as profiled (py-spy, cProfile and per-thread CPU on this 2-core
 # machine, 2026-12-01 to 12-03; README "Benchmarks"): printed under each MISSED line, so
 # the run says why.
+# What both stores' accept verdicts add: the listener's own share (per thread, /proc).
+_LISTENER = (
+    "The listener's own process needs ~1.3 ms a message (event loop ~0.9, COMMIT 1 writer "
+    "~0.3) against bare aiosmtpd's ~0.8, and smtp-source opens a connection per message"
+)
 WHY = {
     "accept-intake-sqlite": (
         "each 250 waits for COMMIT 1, which on SQLite waits for the file's one write lock: "
         "the processing process holds it for COMMIT 2, ~5.5 ms a message, most of the run; "
         "with it stopped the same listener took 1,109 msg/s (Python client, 10 sessions) "
         "and 757-842 (smtp-source) against 453 and 502-522 with it running, and renicing "
-        "it changed nothing (2026-12-03, README 'SQLite's write lock'). The listener's own "
-        "process needs ~1.3 ms a message (event loop ~0.9, COMMIT 1 writer ~0.3) against "
-        "bare aiosmtpd's ~0.8, and smtp-source opens a connection per message"
+        "it changed nothing (2026-12-03, README 'SQLite's write lock'). " + _LISTENER
     ),
     "accept-intake-pg": (
         "each 250 waits for COMMIT 1; processing, the PostgreSQL server and the load "
         "generator share the same 2 cores with the listener: with the processing process "
         "stopped the same listener took 781 msg/s (Python client, 10 sessions) against "
-        "502 with it running (2026-12-03). The listener's own process needs ~1.3 ms a "
-        "message (event loop ~0.9, COMMIT 1 writer ~0.3) against bare aiosmtpd's ~0.8"
+        "502 with it running (2026-12-03). " + _LISTENER
     ),
     "p99": (
         "the 250 waits for COMMIT 1, and on SQLite that commit shares the one write lock "
