@@ -5,7 +5,9 @@ says is due — messages stored before a crash or restart, and failed ones whose
 has passed — so nothing acknowledged waits forever. Processing runs in threads, never on
 the event loop, at most ``concurrency`` messages at once (one per worker process of the
 reader, ``intake.workers``), so a slow message occupies one slot and never starves the
-others; a message already in hand is not started twice. Each one is counted by outcome
+others; a message already in hand is not started twice, and neither is one that finished
+after the edge's hand-over or the sweep's read that named it (that read was stale: the
+message's own commit came after it). Each one is counted by outcome
 and timed (``intake.metrics``), and so are the flood limits and reflection caps it hit.
 
 The reader (``intake.pipeline.isolation``) is made when the unit starts and closed when
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,6 +31,10 @@ from intake.pipeline.core import Outcome, Pipeline
 from intake.pipeline.isolation import ProcessReader, Reader
 from store import repository as repo
 from store.db import session_scope
+
+# Recent finishes remembered (see ProcessingWorker._finished): far more than a sweep's batch
+# or the hand-overs in flight, a few hundred KB at most.
+FINISHED_KEPT = 4096
 
 
 @dataclass
@@ -42,14 +49,25 @@ class ProcessingWorker:
     # Where each outcome and its seconds go (None: this process's metrics); the processing
     # process sends them to the daemon's (intake.pipeline.remote).
     on_done: Callable[[Outcome, float], None] | None = None
-    _queue: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+    # Each id with the tick at which it was handed over (see _finished).
+    _queue: asyncio.Queue[tuple[int, int]] = field(default_factory=asyncio.Queue)
     _reader: Reader | None = None
     _in_hand: set[int] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _slots: asyncio.Semaphore | None = None
+    # A counter of the loop's own events, and the tick at which each recent id finished:
+    # an id named by a hand-over or a sweep read at tick t, that finished after t, was
+    # named before its outcome was committed, so trying it again could only find it done.
+    # Bounded: an id that falls out costs at most one harmless ``already_done`` attempt.
+    _tick: int = 0
+    _finished: OrderedDict[int, int] = field(default_factory=OrderedDict)
 
     def submit(self, inbound_id: int) -> None:
-        self._queue.put_nowait(inbound_id)
+        self._queue.put_nowait((inbound_id, self._next_tick()))
+
+    def _next_tick(self) -> int:
+        self._tick += 1
+        return self._tick
 
     async def run(self, stop: asyncio.Event) -> None:
         self._slots = asyncio.Semaphore(self.concurrency)
@@ -67,7 +85,7 @@ class ProcessingWorker:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if getter in done:
-                    await self._start(getter.result())
+                    await self._start(*getter.result())
                     continue
                 getter.cancel()  # not done: cancelling a Queue.get loses no item
                 if not stop.is_set():
@@ -82,15 +100,17 @@ class ProcessingWorker:
 
     async def sweep(self) -> int:
         """Process everything the store says is due; returns how many were tried."""
+        read_at = self._next_tick()
         due = await asyncio.to_thread(self._due_ids)
         for inbound_id in due:
-            await self._start(inbound_id)
+            await self._start(inbound_id, read_at)
         await self._settle()
         return len(due)
 
-    async def _start(self, inbound_id: int) -> None:
-        """Process ``inbound_id`` in a free slot (waiting for one), unless already in hand."""
-        if inbound_id in self._in_hand:
+    async def _start(self, inbound_id: int, named_at: int) -> None:
+        """Process ``inbound_id`` in a free slot (waiting for one), unless it is in hand or
+        finished after ``named_at``, the tick at which it was handed over or read as due."""
+        if inbound_id in self._in_hand or self._finished.get(inbound_id, 0) > named_at:
             return
         slots = self._slots or asyncio.Semaphore(self.concurrency)
         self._slots = slots
@@ -102,6 +122,10 @@ class ProcessingWorker:
                 await asyncio.to_thread(self._process, inbound_id)
             finally:
                 self._in_hand.discard(inbound_id)
+                self._finished[inbound_id] = self._next_tick()
+                self._finished.move_to_end(inbound_id)
+                if len(self._finished) > FINISHED_KEPT:
+                    self._finished.popitem(last=False)
                 slots.release()
 
         task = asyncio.create_task(one(), name=f"process {inbound_id}")
@@ -115,7 +139,7 @@ class ProcessingWorker:
 
     async def _drain(self) -> None:
         while not self._queue.empty():
-            await self._start(self._queue.get_nowait())
+            await self._start(*self._queue.get_nowait())
 
     def _process(self, inbound_id: int) -> Outcome:
         started = time.perf_counter()

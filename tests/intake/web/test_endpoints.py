@@ -236,13 +236,14 @@ def test_metrics_parse_and_count_real_smtp_mail(
     assert seen[("intake_smtp_replies_total", (("code", "550"), ("command", "RCPT")))] == 1
     assert seen[("intake_smtp_accept_seconds_count", ())] == 2
     assert seen[("intake_processed_total", (("outcome", "ticket_created"),))] == 2
-    # Every attempt is timed once. A sweep that read a row as due just before the handed-
-    # over id committed tries it again and finds it done: harmless, and counted as such.
+    # Each message is tried once: a sweep that read a row as due just before its hand-over
+    # committed does not try it again (seen once in CI on PostgreSQL before the worker
+    # remembered its finishes: 3 attempts for 2 tickets).
     attempts = {
         dict(k[1])["outcome"]: v for k, v in seen.items() if k[0] == "intake_processed_total"
     }
-    assert {o for o, n in attempts.items() if n} <= {"ticket_created", "already_done"}
-    assert seen[("intake_processing_seconds_count", ())] == sum(attempts.values())
+    assert {o: n for o, n in attempts.items() if n} == {"ticket_created": 2}
+    assert seen[("intake_processing_seconds_count", ())] == 2
     assert seen[("intake_outbox_deliveries_total", (("result", "sent"),))] == 2
     assert seen[("intake_inbound_messages", (("status", "processed"),))] == 2
     assert seen[("intake_received_backlog", ())] == 0
