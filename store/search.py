@@ -108,11 +108,17 @@ def phrases(query: str) -> list[str]:
     return found[:MAX_TERMS]
 
 
-def index_ticket(session: Session, ticket_id: int, subject: str, body: str) -> None:
-    """The document of a new ticket: its subject and the text of its first mail."""
+def ticket_document(subject: str, body: str) -> str:
+    """The document of a new ticket: its subject and the text of its first mail. Pure, so
+    the reading worker makes it outside COMMIT 2's lock (issue 11)."""
+    return document([subject, body])
+
+
+def index_ticket(session: Session, ticket_id: int, ticket_text: str) -> None:
+    """Write a new ticket's document (``ticket_document``)."""
     # Core on the session's connection (same transaction): no ORM flush for a row nothing
     # reads back in COMMIT 2 (issue 11).
-    values = {"ticket_id": ticket_id, "document": document([subject, body])}
+    values = {"ticket_id": ticket_id, "document": ticket_text}
     session.connection().execute(_SEARCH_INSERT, values)
 
 

@@ -55,11 +55,14 @@ from intake.policy.policy import PolicyBook
 from intake.replies.outbox import Enqueued, Outbox, ReplyKind
 from intake.replies.reflection import Source
 from intake.replies.render import (
+    Draft,
+    Drafting,
     RenderedReply,
     TicketRef,
     render_acknowledgement,
     render_confirmation,
     render_ticket_notice,
+    template_directory,
 )
 from parsing import (
     DeliveryReport,
@@ -126,6 +129,8 @@ class Read:
     directory: tuple[CustomerRecord, ...]
     now: datetime
     verified: tuple[str, ...]  # DKIM signing domains we verified (intake.verify_dkim)
+    draft: Draft | None = None  # the confirmation's body, drafted by the reading
+    document: str | None = None  # the ticket's search document, made by the reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +229,8 @@ class Pipeline:
     flood: FloodSettings = field(default_factory=FloodSettings)  # inbound limits per sender
     # COMMIT 2's group commit (intake.commit_group: messages per write transaction at most).
     commits: CommitGroup[Read, Outcome] = field(default_factory=CommitGroup)
+    # The length of the last ticket number given: a draft's placeholder has it (Drafting).
+    _number_length: int | None = None
 
     def ingest(self, items: Sequence[repo.NewInbound]) -> list[repo.Stored]:
         """COMMIT 1 for a group of messages (one fsync for all of them)."""
@@ -309,8 +316,24 @@ class Pipeline:
         # Deadlines run from when *we* received it.
         # DKIM needs DNS, so it runs here; the budgeted read gets its verified domains.
         verified = tuple(self.dkim.verified_domains(row.raw) if self.dkim else ())
-        reading = reader(row.raw, row.envelope_from, row.received_at, directory, verified)
-        return Read(row, reading.assessment, reading.report, directory, now, verified)
+        reading = reader(
+            row.raw, row.envelope_from, row.received_at, directory, verified, self._drafting()
+        )
+        return Read(
+            row,
+            reading.assessment,
+            reading.report,
+            directory,
+            now,
+            verified,
+            reading.draft,
+            reading.document,
+        )
+
+    def _drafting(self) -> Drafting:
+        """How the reading drafts a confirmation, outside the write lock (issue 11)."""
+        length = self._number_length or len(self.number_format.format(1))
+        return Drafting(self.outbox.sender, template_directory(self.templates), length)
 
     def _write_group(self, group: Sequence[Entry[Read, Outcome]]) -> None:
         """The second half for a group of read messages: one write transaction.
@@ -452,9 +475,7 @@ class Pipeline:
         return Applied(InboundStatus.PROCESSED, Result.STAFF_REPLY, ticket, changes)
 
     def _new_ticket(self, work: Work, parent: Ticket | None, linked: int | None = None) -> Applied:
-        ticket, enqueued = self._open_ticket(
-            work.session, work.read.row, work.read.assessment, work.read.now, parent, linked
-        )
+        ticket, enqueued = self._open_ticket(work.session, work.read, parent, linked)
         changes = ChangeRecord().with_suppressed(enqueued.suppressed if enqueued else {})
         reflection = enqueued.reflection if enqueued else None
         return Applied(
@@ -595,14 +616,9 @@ class Pipeline:
         return self._queue(session, reply, ReplyKind.ACKNOWLEDGEMENT, ticket.id, row, now)
 
     def _open_ticket(
-        self,
-        session: Session,
-        row: repo.PendingInbound,
-        assessment: Assessment,
-        now: datetime,
-        parent: Ticket | None = None,
-        linked: int | None = None,
+        self, session: Session, read: Read, parent: Ticket | None = None, linked: int | None = None
     ) -> tuple[Ticket, Enqueued | None]:
+        row, assessment, now = read.row, read.assessment, read.now
         message, subject, policy = assessment.message, assessment.subject, assessment.policy
         known = assessment.customer.customer.name if assessment.customer else None
         waiting = bool(assessment.missing_fields) and policy.auto_close is not None
@@ -641,8 +657,10 @@ class Pipeline:
             self.number_format,
         )
         # Findable by its words in the same transaction (COMMIT 2) as it is on the board.
-        full_text.index_ticket(session, ticket.id, message.subject, message.body_text)
+        ticket_text = read.document or full_text.ticket_document(message.subject, message.body_text)
+        full_text.index_ticket(session, ticket.id, ticket_text)
         number = ticket.number or ""
+        self._number_length = len(number)
         for charge in assessment.charges:
             repo.add_charge(
                 session,
@@ -657,17 +675,12 @@ class Pipeline:
             )
         if not assessment.reply_address:
             return ticket, None
-        return ticket, self._queue_confirmation(session, row, assessment, ticket.id, number, now)
+        return ticket, self._queue_confirmation(session, read, ticket.id, number)
 
     def _queue_confirmation(
-        self,
-        session: Session,
-        row: repo.PendingInbound,
-        assessment: Assessment,
-        ticket_id: int,
-        number: str,
-        now: datetime,
+        self, session: Session, read: Read, ticket_id: int, number: str
     ) -> Enqueued:
+        row, assessment, now = read.row, read.assessment, read.now
         reply = render_confirmation(
             self.templates,
             assessment,
@@ -675,6 +688,7 @@ class Pipeline:
             message_id=self.outbox.reply_id(number, ReplyKind.CONFIRMATION, row.idempotency_key),
             sender=self.outbox.sender,
             now=now,
+            draft=read.draft,
         )
         # Confirmations alone are capped per source (the reflection channel, issue 13):
         # acknowledgements answer follow-ups, which passed the participant rule.

@@ -35,7 +35,9 @@ from intake.pipeline.assess import Assessment, assess_bytes
 from intake.pipeline.customers import CustomerRecord, Directory
 from intake.pipeline.identity import Identity
 from intake.policy.policy import Policy, PolicyBook
+from intake.replies.render import Draft, Drafting, draft_confirmation
 from parsing import Classification, DeliveryReport, read_delivery_report
+from store.search import ticket_document
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,10 @@ class Reading:
 
     assessment: Assessment
     report: DeliveryReport | None  # the bounce's delivery report, for a bounce only
+    # When it likely opens a ticket: its confirmation's body and its search document,
+    # made here so that COMMIT 2's write lock is not held for them (issue 11).
+    draft: Draft | None = None
+    document: str | None = None
 
 
 class Reader(Protocol):
@@ -56,6 +62,7 @@ class Reader(Protocol):
         received_at: datetime,
         directory: Sequence[CustomerRecord],
         dkim_verified: tuple[str, ...] = (),
+        drafting: Drafting | None = None,
     ) -> Reading: ...
 
 
@@ -67,13 +74,32 @@ def read_stored(
     policies: PolicyBook,
     identity: Identity,
     dkim_verified: tuple[str, ...] = (),
+    drafting: Drafting | None = None,
 ) -> Reading:
-    """Parse and assess ``raw``; read its delivery report when it is a bounce."""
+    """Parse and assess ``raw``; read its delivery report when it is a bounce; with
+    ``drafting``, draft the confirmation and the search document of a message that likely
+    opens a ticket."""
     assessment = assess_bytes(
         raw, envelope_from, policies, identity, received_at, directory, dkim_verified
     )
     bounce = assessment.verdict.kind is Classification.BOUNCE
-    return Reading(assessment, read_delivery_report(raw) if bounce else None)
+    report = read_delivery_report(raw) if bounce else None
+    if drafting is None or not _opens(assessment):
+        return Reading(assessment, report)
+    message = assessment.message
+    return Reading(
+        assessment,
+        report,
+        draft_confirmation(assessment, drafting),
+        ticket_document(message.subject, message.body_text),
+    )
+
+
+def _opens(assessment: Assessment) -> bool:
+    """Likely a new ticket that gets a confirmation: answered, and a reply to nothing.
+    A guess only: COMMIT 2 decides, and renders afresh when it has no usable draft."""
+    message = assessment.message
+    return assessment.reply_address is not None and not (message.in_reply_to or message.references)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +116,17 @@ class InlineReader:
         received_at: datetime,
         directory: Sequence[CustomerRecord],
         dkim_verified: tuple[str, ...] = (),
+        drafting: Drafting | None = None,
     ) -> Reading:
         return read_stored(
-            raw, envelope_from, received_at, directory, self.policies, self.identity, dkim_verified
+            raw,
+            envelope_from,
+            received_at,
+            directory,
+            self.policies,
+            self.identity,
+            dkim_verified,
+            drafting,
         )
 
 
@@ -171,11 +205,13 @@ def _read_in_worker(
     received_at: datetime,
     directory: ShippedDirectory,
     dkim_verified: tuple[str, ...] = (),
+    drafting: Drafting | None = None,
 ) -> Reading:
     policies, identity = _WORKER["policies"], _WORKER["identity"]
     assert isinstance(policies, PolicyBook) and isinstance(identity, Identity)
+    records = directory.records()
     return read_stored(
-        raw, envelope_from, received_at, directory.records(), policies, identity, dkim_verified
+        raw, envelope_from, received_at, records, policies, identity, dkim_verified, drafting
     )
 
 
@@ -214,10 +250,12 @@ class ProcessReader:
         received_at: datetime,
         directory: Sequence[CustomerRecord],
         dkim_verified: tuple[str, ...] = (),
+        drafting: Drafting | None = None,
     ) -> Reading:
+        shipped = self._ship(directory)
         future = self._pool.schedule(
             self._target,
-            args=(raw, envelope_from, received_at, self._ship(directory), dkim_verified),
+            args=(raw, envelope_from, received_at, shipped, dkim_verified, drafting),
             timeout=self.timeout,
         )
         try:

@@ -10,12 +10,15 @@ header body).
 from __future__ import annotations
 
 import re
+import secrets
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.headerregistry import Address
 from email.utils import format_datetime
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +28,7 @@ import jinja2
 
 from intake.policy.policy import Policy
 from intake.policy.sla import Deadlines
-from intake.replies.wire import Header, alternative_message
+from intake.replies.wire import Body, Header, alternative_body, alternative_message, whole_message
 from parsing import ParsedMessage, SubjectParse, address_domain, strip_reply_prefixes
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
@@ -135,6 +138,19 @@ def make_template_environment(directory: Path | None = None) -> jinja2.Environme
     )
 
 
+@lru_cache(maxsize=8)
+def shared_environment(directory: Path) -> jinja2.Environment:
+    """One environment per template directory and process (a reading worker's drafts)."""
+    return make_template_environment(directory)
+
+
+def template_directory(env: jinja2.Environment) -> Path:
+    """The directory ``make_template_environment`` loads ``env``'s templates from."""
+    loader = env.loader
+    assert isinstance(loader, jinja2.FileSystemLoader), "our environments load files"
+    return Path(loader.searchpath[0])
+
+
 def header_safe(value: str) -> str:
     """One line of text fit for a header: control characters become single spaces."""
     return " ".join(_CONTROL.sub(" ", value).split())
@@ -160,6 +176,95 @@ def _echoed(text: str | None) -> str | None:
     return echo_value(text) if text else text
 
 
+# What a ticket number may hold for a draft to be numbered by a byte swap: characters
+# that HTML leaves unescaped and quoted-printable writes as themselves (RFC 2045 §6.7 (2)).
+_SWAPPABLE = re.compile(r"[A-Za-z0-9-]+")
+_PLACEHOLDER_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True, slots=True)
+class Drafting:
+    """What drafting a confirmation needs, picklable for a reading worker (issue 11)."""
+
+    sender: Sender
+    templates: Path
+    number_length: int  # the length the ticket's number will likely have
+
+    def placeholder(self) -> str:
+        """Random letters and digits in the number's place, drawn once per process and
+        length: no customer's text can hold it (it never leaves the process), and the
+        numbering's pattern for it is compiled once (``_soft_broken``)."""
+        return _placeholder(self.number_length)
+
+
+@lru_cache(maxsize=4)
+def _placeholder(length: int) -> str:
+    return "".join(secrets.choice(_PLACEHOLDER_ALPHABET) for _ in range(length))
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A confirmation's body rendered before its ticket has a number (issue 11).
+
+    The templates and the body's transfer encoding, most of a confirmation's cost, run in a
+    reading worker, outside COMMIT 2's write lock, with ``placeholder`` where the number
+    goes. Under the lock ``numbered`` swaps the number in; the headers are written there.
+    """
+
+    placeholder: str
+    body: Body
+    occurrences: int  # how often the rendered texts hold the placeholder
+
+    def numbered(self, number: str) -> Body | None:
+        """The body with ``number`` in it, byte for byte what rendering with ``number``
+        makes; None when a swap cannot promise that (the caller renders afresh)."""
+        # Same length and characters every encoding writes as themselves: each line, the
+        # 7bit/quoted-printable/base64 choice and each soft line break stay where they are,
+        # so a quoted-printable soft break inside the placeholder (RFC 2045 §6.7 (5)) stays
+        # inside the number at the same place. The count proves no encoding hid an
+        # occurrence (base64 hides them all).
+        if len(number) != len(self.placeholder) or not _SWAPPABLE.fullmatch(number):
+            return None
+        digits = number.encode("ascii")
+
+        def numbered(match: re.Match[bytes]) -> bytes:
+            """The number's characters in the placeholder's places, soft breaks kept."""
+            text, out, at = match[0], bytearray(), 0
+            while text:
+                if text.startswith(_SOFT_BREAK):
+                    out += _SOFT_BREAK
+                    text = text[len(_SOFT_BREAK) :]
+                else:
+                    out.append(digits[at])
+                    at, text = at + 1, text[1:]
+            return bytes(out)
+
+        data, found = _soft_broken(self.placeholder).subn(numbered, self.body.data)
+        return Body(self.body.boundary, data) if found == self.occurrences else None
+
+
+_SOFT_BREAK = b"=\r\n"  # RFC 2045 §6.7 (5): quoted-printable's soft line break
+
+
+@lru_cache(maxsize=16)  # a placeholder per reading worker and number length
+def _soft_broken(placeholder: str) -> re.Pattern[bytes]:
+    """``placeholder`` as it may stand in a quoted-printable part: a soft line break
+    between any two of its characters."""
+    between = b"(?:" + re.escape(_SOFT_BREAK) + b")?"
+    return re.compile(between.join(re.escape(c.encode("ascii")) for c in placeholder))
+
+
+def draft_confirmation(assessment: Assessed, drafting: Drafting) -> Draft:
+    """The confirmation's body with a placeholder number (a reading worker's share)."""
+    placeholder = drafting.placeholder()
+    env = shared_environment(drafting.templates)
+    plain, html = _texts(
+        env, "confirmation", _confirmation_context(assessment, placeholder, drafting.sender)
+    )
+    occurrences = plain.count(placeholder) + html.count(placeholder)
+    return Draft(placeholder, alternative_body(plain, html), occurrences)
+
+
 def render_confirmation(
     env: jinja2.Environment,
     assessment: Assessed,
@@ -168,12 +273,17 @@ def render_confirmation(
     message_id: str,
     sender: Sender,
     now: datetime,
+    draft: Draft | None = None,
 ) -> RenderedReply:
-    """The first answer on a new ticket: number, deadlines, what is missing and costs."""
-    context = _confirmation_context(assessment, number, sender)
-    return _render_reply(
-        env, "confirmation", assessment, number, message_id, sender, now, context, cc=sender.noc_cc
-    )
+    """The first answer on a new ticket: number, deadlines, what is missing and costs.
+
+    With ``draft`` (``draft_confirmation`` of this assessment) its body is used when it
+    can be numbered; the templates run here otherwise."""
+    body = draft.numbered(number) if draft else None
+    if body is None:
+        context = _confirmation_context(assessment, number, sender)
+        body = alternative_body(*_texts(env, "confirmation", context))
+    return _reply(assessment, number, message_id, sender, now, body, cc=sender.noc_cc)
 
 
 def render_acknowledgement(
@@ -212,14 +322,32 @@ def _render_reply(
     context: Mapping[str, Any],
     cc: tuple[str, ...],
 ) -> RenderedReply:
-    assert assessment.reply_address is not None, "machine mail is never answered"
-    headers = _envelope_headers(assessment, sender, message_id, now, cc)
-    headers.append(("Subject", reply_subject(assessment.message.subject, number)))
-    raw = alternative_message(
-        headers,
+    body = alternative_body(*_texts(env, template, context))
+    return _reply(assessment, number, message_id, sender, now, body, cc)
+
+
+def _texts(env: jinja2.Environment, template: str, context: Mapping[str, Any]) -> tuple[str, str]:
+    """A reply's text and HTML versions from its two templates."""
+    return (
         env.get_template(f"{template}.txt.j2").render(context),
         env.get_template(f"{template}.html.j2").render(context),
     )
+
+
+def _reply(
+    assessment: Assessed,
+    number: str,
+    message_id: str,
+    sender: Sender,
+    now: datetime,
+    body: Body,
+    cc: tuple[str, ...],
+) -> RenderedReply:
+    """The answer to ``assessment``'s message: our headers, threaded onto it, and ``body``."""
+    assert assessment.reply_address is not None, "machine mail is never answered"
+    headers = _envelope_headers(assessment, sender, message_id, now, cc)
+    headers.append(("Subject", reply_subject(assessment.message.subject, number)))
+    raw = whole_message(headers, body)
     return RenderedReply(message_id, (assessment.reply_address, *cc), raw)
 
 
@@ -250,11 +378,7 @@ def render_ticket_notice(
         "support_address": sender.address,
         **context,
     }
-    raw = alternative_message(
-        headers,
-        env.get_template(f"{template}.txt.j2").render(data),
-        env.get_template(f"{template}.html.j2").render(data),
-    )
+    raw = alternative_message(headers, *_texts(env, template, data))
     return RenderedReply(message_id, to, raw)
 
 

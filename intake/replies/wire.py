@@ -20,6 +20,7 @@ from __future__ import annotations
 import binascii
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from email.headerregistry import Address
 from email.policy import SMTP
 from email.utils import formataddr
@@ -194,14 +195,32 @@ def _base64_lines(data: bytes) -> bytes:
 
 def alternative_message(headers: Sequence[Header], plain: str, html: str) -> bytes:
     """The whole reply: our headers, then the text and HTML versions (RFC 2046 §5.1.4)."""
+    return whole_message(headers, alternative_body(plain, html))
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A multipart/alternative body as bytes, and the boundary its head must name."""
+
+    boundary: str
+    data: bytes
+
+
+def alternative_body(plain: str, html: str) -> Body:
+    """The text and HTML versions as one multipart/alternative body (RFC 2046 §5.1.4)."""
     parts = (text_part("plain", plain), text_part("html", html))
     boundary = _boundary(parts)
-    head = "".join(fold_header(name, value) for name, value in headers)
-    head += f"MIME-Version: 1.0{CRLF}"
-    head += f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"{CRLF}{CRLF}'
     delimiter = f"--{boundary}{CRLF}".encode("ascii")
     body = delimiter + (b"\r\n" + delimiter).join(parts)
-    return head.encode("ascii") + body + f"{CRLF}--{boundary}--{CRLF}".encode("ascii")
+    return Body(boundary, body + f"{CRLF}--{boundary}--{CRLF}".encode("ascii"))
+
+
+def whole_message(headers: Sequence[Header], body: Body) -> bytes:
+    """``headers`` folded, then the MIME fields naming ``body``'s boundary, then the body."""
+    head = "".join(fold_header(name, value) for name, value in headers)
+    head += f"MIME-Version: 1.0{CRLF}"
+    head += f'Content-Type: multipart/alternative;{CRLF} boundary="{body.boundary}"{CRLF}{CRLF}'
+    return head.encode("ascii") + body.data
 
 
 def _boundary(parts: Sequence[bytes]) -> str:

@@ -50,7 +50,7 @@ def open_tickets(sessions: sessionmaker[Session]) -> dict[str, str]:
             ),
         ]:
             ticket = stored_ticket(session, subject=subject)
-            search.index_ticket(session, ticket.id, subject, body)
+            search.index_ticket(session, ticket.id, search.ticket_document(subject, body))
             if follow_up:
                 search.add_follow_up(session, ticket.id, follow_up)
             made[name] = ticket.number or ""
@@ -118,7 +118,9 @@ def test_hostile_queries_are_words_never_syntax(
 def test_a_long_thread_is_capped_at_a_word_boundary(sessions: sessionmaker[Session]) -> None:
     with session_scope(sessions, write=True) as session:
         ticket = stored_ticket(session, subject="Acme – Denver – Noise – P2")
-        search.index_ticket(session, ticket.id, ticket.subject, "crackle " * 10_000)
+        search.index_ticket(
+            session, ticket.id, search.ticket_document(ticket.subject, "crackle " * 10_000)
+        )
         search.add_follow_up(session, ticket.id, "hiss " * 10_000)
         search.add_follow_up(session, ticket.id, "finalword")
     with session_scope(sessions) as session:

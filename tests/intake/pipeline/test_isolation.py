@@ -6,13 +6,16 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.policy import default
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from intake.app import App, build_app, reading_workers
-from intake.pipeline.core import Envelope, Result, prepare_inbound
+from intake.pipeline.core import Envelope, Read, Result, prepare_inbound
 from intake.pipeline.customers import CustomerRecord, Directory
 from intake.pipeline.isolation import (
     InlineReader,
@@ -22,10 +25,11 @@ from intake.pipeline.isolation import (
     _read_in_worker,
 )
 from intake.policy.policy import Policy
+from intake.replies.render import Drafting
 from intake.settings import Settings
 from store import repository as repo
 from store.db import session_scope
-from store.models import InboundStatus
+from store.models import InboundStatus, OutboxMessage
 from tests.conftest import make_mail
 
 NOW = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
@@ -113,13 +117,14 @@ def die_once(
     received_at: datetime,
     directory: ShippedDirectory,
     dkim_verified: tuple[str, ...] = (),
+    drafting: Drafting | None = None,
 ) -> Reading:
     """A worker killed mid-read (the OOM killer), then, in its replacement, a normal read."""
     marker = Path(os.environ["INTAKE_TEST_DIE_MARKER"])
     if not marker.exists():
         marker.touch()
         os.kill(os.getpid(), signal.SIGKILL)
-    return _read_in_worker(raw, envelope_from, received_at, directory, dkim_verified)
+    return _read_in_worker(raw, envelope_from, received_at, directory, dkim_verified, drafting)
 
 
 def test_a_killed_worker_is_a_failed_attempt_that_is_retried(
@@ -158,3 +163,31 @@ def test_a_reading_names_the_daemons_policy_instead_of_carrying_a_copy(
     reading = reader(raw, "jane@acme.example", NOW, ())
     assert reading.assessment.policy is app.pipeline.policies.default
     assert rebuilt == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "drafted"),
+    [({}, True), ({"In-Reply-To": "<earlier@acme.example>"}, False)],
+    ids=["new-report-drafted", "reply-not-drafted"],
+)
+def test_a_worker_drafts_the_confirmation_the_pipeline_sends(
+    app: App, reader: ProcessReader, headers: dict[str, str], drafted: bool
+) -> None:
+    """Issue 11: the confirmation's body is rendered by the reading worker, outside the
+    write lock; the one queued carries the ticket's number, never the placeholder. A reply
+    (likely a follow-up) is not drafted, and its confirmation, if any, renders as before."""
+    inbound_id = store(app, make_mail(headers=headers))
+    read = app.pipeline._read(inbound_id, reader)
+    assert isinstance(read, Read)
+    assert (read.draft is not None) is drafted
+    assert (read.document is not None) is drafted
+    outcome = app.pipeline.process(inbound_id, reader)
+    assert outcome.result is Result.TICKET_CREATED and outcome.ticket_number
+    with session_scope(app.sessions) as session:
+        (reply,) = session.scalars(select(OutboxMessage)).all()
+        raw = bytes(reply.raw)
+    parsed = message_from_bytes(raw, policy=default)
+    text = parsed.get_body(("plain",))
+    assert text is not None and f"opened ticket {outcome.ticket_number}." in text.get_content()
+    if read.draft is not None:
+        assert read.draft.placeholder.encode() not in raw
