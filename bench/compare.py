@@ -488,12 +488,13 @@ WHY = {
         "with the processing process's COMMIT 2 transactions"
     ),
     "cpu": (
-        "in-process and one at a time a ticket costs ~4-6 ms on a quiet machine (8-12 ms on "
-        "the shared one of 2026-12-03: reading ~3.7 ms, parsing ~2 ms of it; COMMIT 2's 13 "
-        "(SQLite) / 14 (PostgreSQL) statements through SQLAlchemy, the reply rendered and "
-        "queued ~4.6 ms; the .eml written ~1.3 ms); as the daemon runs it, its threads and "
-        "pebble's scheduling and hand-over add ~1.7 ms, pebble's task loop and pickling in "
-        "the reading workers ~0.7 ms, and the listener's share is in the accept line"
+        "per process as the daemon runs it (SQLite, smtp-source at 10 sessions, 2026-12-04): "
+        "the reading workers ~4.4 ms a ticket (parse, assessment, the confirmation's body "
+        "drafted; the same reading in-process costs ~2 ms, pebble's hand-over and pickling "
+        "and the second core's load the rest), the processing process ~3.9 ms (COMMIT 2's "
+        "13 (SQLite) / 14 (PostgreSQL) statements through SQLAlchemy, the reply's headers "
+        "and budget, pebble's threads), the listener ~1.3 ms (event loop ~0.8, COMMIT 1 "
+        "writer ~0.3, the outcome pipe ~0.1)"
     ),
     "imap": (
         "each batch is stored with its own COMMIT 1 and every message's headers are read for "
