@@ -167,8 +167,12 @@ def test_a_reading_names_the_daemons_policy_instead_of_carrying_a_copy(
 
 @pytest.mark.parametrize(
     ("headers", "drafted"),
-    [({}, True), ({"In-Reply-To": "<earlier@acme.example>"}, False)],
-    ids=["new-report-drafted", "reply-not-drafted"],
+    [
+        ({}, True),
+        ({"In-Reply-To": "<earlier@acme.example>"}, False),
+        ({"References": "<a@acme.example> <b@acme.example>"}, False),
+    ],
+    ids=["new-report-drafted", "reply-not-drafted", "references-not-drafted"],
 )
 def test_a_worker_drafts_the_confirmation_the_pipeline_sends(
     app: App, reader: ProcessReader, headers: dict[str, str], drafted: bool
