@@ -280,10 +280,12 @@ def render_confirmation(
     With ``draft`` (``draft_confirmation`` of this assessment) its body is used when it
     can be numbered; the templates run here otherwise."""
     body = draft.numbered(number) if draft else None
-    if body is None:
-        context = _confirmation_context(assessment, number, sender)
-        body = alternative_body(*_texts(env, "confirmation", context))
-    return _reply(assessment, number, message_id, sender, now, body, cc=sender.noc_cc)
+    if body is not None:
+        return _reply(assessment, number, message_id, sender, now, body, cc=sender.noc_cc)
+    context = _confirmation_context(assessment, number, sender)
+    return _render_reply(
+        env, "confirmation", assessment, number, message_id, sender, now, context, cc=sender.noc_cc
+    )
 
 
 def render_acknowledgement(
