@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import intake.pipeline.core as core
 from intake.app import App, build_app
 from intake.pipeline.core import Envelope, Outcome, Result, prepare_inbound
 from intake.pipeline.worker import ProcessingWorker
@@ -25,43 +27,52 @@ def store_one(app: App) -> int:
     return stored.inbound_id
 
 
-def counting_worker(app: App, outcomes: list[Result]) -> ProcessingWorker:
+@dataclass
+class Counted:
+    """The app, a worker whose outcomes are counted in order, and the pipeline's clock."""
+
+    app: App
+    worker: ProcessingWorker
+    outcomes: list[Result]
+    now: list[datetime]
+
+
+@pytest.fixture
+def counted(make_settings: Callable[..., Settings]) -> Iterator[Counted]:
+    app = build_app(make_settings())
+    now = [NOW]
+    app.pipeline.clock = lambda: now[0]
+    outcomes: list[Result] = []
+
     def done(outcome: Outcome, _seconds: float) -> None:
         outcomes.append(outcome.result)
 
-    return ProcessingWorker(app.pipeline, app.sessions, 3600.0, on_done=done)
-
-
-@pytest.mark.timeout(120)
-def test_a_handed_over_id_the_sweep_processed_first_is_not_tried_again(
-    make_settings: Callable[..., Settings],
-) -> None:
-    """The listener hands an id over, the sweep reads it as due and processes it before the
-    worker takes the hand-over from its queue: the queued name is stale."""
-    app = build_app(make_settings())
-    app.pipeline.clock = lambda: NOW
-    outcomes: list[Result] = []
-    worker = counting_worker(app, outcomes)
-    inbound_id = store_one(app)
-    worker.submit(inbound_id)
-    stop = asyncio.Event()
-    stop.set()  # run: the starting sweep, then the drain of the queue
-    asyncio.run(worker.run(stop))
-    assert outcomes == [Result.TICKET_CREATED]
+    worker = ProcessingWorker(app.pipeline, app.sessions, 3600.0, on_done=done)
+    yield Counted(app, worker, outcomes, now)
     app.engine.dispose()
 
 
 @pytest.mark.timeout(120)
+def test_a_handed_over_id_the_sweep_processed_first_is_not_tried_again(
+    counted: Counted,
+) -> None:
+    """The listener hands an id over, the sweep reads it as due and processes it before the
+    worker takes the hand-over from its queue: the queued name is stale."""
+    counted.worker.submit(store_one(counted.app))
+    stop = asyncio.Event()
+    stop.set()  # run: the starting sweep, then the drain of the queue
+    asyncio.run(counted.worker.run(stop))
+    assert counted.outcomes == [Result.TICKET_CREATED]
+
+
+@pytest.mark.timeout(120)
 def test_an_id_the_sweep_read_before_its_commit_is_not_tried_again(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    counted: Counted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The sweep's read names an id while its hand-over is being processed; that attempt
     commits before the sweep gets to start it."""
-    app = build_app(make_settings())
-    app.pipeline.clock = lambda: NOW
-    outcomes: list[Result] = []
-    worker = counting_worker(app, outcomes)
-    inbound_id = store_one(app)
+    worker, outcomes = counted.worker, counted.outcomes
+    inbound_id = store_one(counted.app)
     read = threading.Event()
     real_read = worker._due_ids
 
@@ -83,17 +94,14 @@ def test_an_id_the_sweep_read_before_its_commit_is_not_tried_again(
 
     asyncio.run(main())
     assert outcomes == [Result.TICKET_CREATED]
-    app.engine.dispose()
 
 
 @pytest.mark.timeout(120)
 def test_a_failed_id_due_again_is_retried_by_the_next_sweep(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    counted: Counted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Remembering finishes never hides a later read: a message whose attempt failed is
     retried by the first sweep after its backoff, although it finished a moment ago."""
-    import intake.pipeline.core as core
-
     real_render = core.render_confirmation
     calls: list[int] = []
 
@@ -104,19 +112,14 @@ def test_a_failed_id_due_again_is_retried_by_the_next_sweep(
         return real_render(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(core, "render_confirmation", fail_once)
-    app = build_app(make_settings())
-    now = [NOW]
-    app.pipeline.clock = lambda: now[0]
-    outcomes: list[Result] = []
-    worker = counting_worker(app, outcomes)
-    store_one(app)
+    store_one(counted.app)
+    worker = counted.worker
 
     async def main() -> None:
         assert await worker.sweep() == 1
         assert await worker.sweep() == 0  # failed, its backoff not passed
-        now[0] = NOW + timedelta(days=1)
+        counted.now[0] = NOW + timedelta(days=1)
         assert await worker.sweep() == 1
 
     asyncio.run(main())
-    assert outcomes == [Result.FAILED, Result.TICKET_CREATED]
-    app.engine.dispose()
+    assert counted.outcomes == [Result.FAILED, Result.TICKET_CREATED]
